@@ -1,0 +1,89 @@
+"""Pieces shared by the actor-critic algorithms: per-agent policy networks, centralised critic inputs,
+optimiser steps and target updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from marlow.envs.api import EnvSpec
+from marlow.nn.distributions import make_dist
+from marlow.nn.mlp import MLP
+
+
+def make_optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
+    """Adam (AORPO paper Appendix F), with global-norm clipping when ``max_grad_norm > 0``."""
+    if max_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
+    return optax.adam(lr)
+
+
+def opt_step(opt: optax.GradientTransformation, params, opt_state, grads):
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def soft_update(target, online, tau: float):
+    """Polyak averaging: target <- tau * online + (1 - tau) * target."""
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+class Policies:
+    """One policy network and action distribution per agent (heterogeneous spaces allowed)."""
+
+    def __init__(self, spec: EnvSpec, hidden, *, deterministic: bool, temperature: float = 1.0,
+                 noise: float = 0.1, extra_inputs: dict[str, int] | None = None):
+        self.spec = spec
+        self.dists = {
+            a: make_dist(s, deterministic=deterministic, temperature=temperature, noise=noise)
+            for a, s in zip(spec.agents, spec.act_spaces, strict=True)
+        }
+        self.nets = {a: MLP(tuple(hidden), self.dists[a].out_dim, out_scale=0.01) for a in spec.agents}
+        self.in_dims = {
+            a: spec.obs_dim(a) + (extra_inputs or {}).get(a, 0) for a in spec.agents
+        }
+
+    def init(self, key: jax.Array) -> dict[str, Any]:
+        keys = jax.random.split(key, self.spec.num_agents)
+        return {
+            a: self.nets[a].init(k, jnp.zeros((1, self.in_dims[a])))
+            for a, k in zip(self.spec.agents, keys, strict=True)
+        }
+
+    def out(self, params, agent: str, obs: jax.Array) -> jax.Array:
+        return self.nets[agent].apply(params[agent], obs)
+
+    def sample(self, params, agent: str, obs: jax.Array, key: jax.Array):
+        return self.dists[agent].sample(self.out(params, agent, obs), key)
+
+    def mode(self, params, agent: str, obs: jax.Array):
+        return self.dists[agent].mode(self.out(params, agent, obs))
+
+    def act(self, params, obs: dict, key: jax.Array, explore: bool) -> dict:
+        """Env-format actions for every agent (sampled when ``explore``, greedy otherwise)."""
+        keys = jax.random.split(key, self.spec.num_agents)
+        out = {}
+        for a, k in zip(self.spec.agents, keys, strict=True):
+            out[a] = self.sample(params, a, obs[a], k).env if explore else self.mode(params, a, obs[a])[0]
+        return out
+
+
+def flat_actions(spec: EnvSpec, actions: dict) -> dict[str, jax.Array]:
+    """Env-format actions -> flat (one-hot / float) actions, per agent."""
+    return {a: s.to_flat(actions[a]) for a, s in zip(spec.agents, spec.act_spaces, strict=True)}
+
+
+def joint(spec: EnvSpec, obs: dict, flat_acts: dict) -> jax.Array:
+    """Centralised critic input: all agents' observations then all agents' flat actions, in spec order."""
+    return jnp.concatenate([obs[a] for a in spec.agents] + [flat_acts[a] for a in spec.agents], axis=-1)
+
+
+def joint_dim(spec: EnvSpec) -> int:
+    return sum(s.flat_dim for s in spec.obs_spaces) + sum(s.flat_dim for s in spec.act_spaces)
+
+
+def mean_over_agents(per_agent: dict[str, jax.Array]) -> jax.Array:
+    return jnp.mean(jnp.stack(list(per_agent.values())))

@@ -1,0 +1,144 @@
+"""MADDPG (Lowe et al. 2017): centralised critic, decentralised deterministic policies.
+
+Every agent i has a policy mu_i(o_i) and a critic Q_i(o_1..o_n, a_1..a_n), both with Polyak targets.
+Discrete and multi-discrete actions use Gumbel-softmax straight-through samples of the policy logits
+(as the MADDPG and AORPO code do); boxes use tanh(mu) with Gaussian exploration noise.
+
+Critic:  L(Q_i) = E_D[(Q_i(s, a) - y_i)^2],  y_i = c r_i + gamma (1 - d) Qbar_i(s', mubar_1(o'_1), ..., mubar_n(o'_n))
+Actor:   grad J(mu_i) = E_D[ grad_{a_i} Q_i(s, a_1..a_n)|_{a_i = mu_i(o_i)} grad mu_i(o_i) ],  a_{-i} from D,
+         plus 1e-3 x mean squared policy output (the MADDPG code's regulariser on logits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from marlow.algos import common
+from marlow.envs.api import EnvSpec
+from marlow.nn.distributions import DeterministicTanh
+from marlow.nn.mlp import MLP
+
+NAME = "maddpg"
+DESCRIPTION = "Multi-agent DDPG, centralised critic (Lowe et al. 2017)"
+SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
+
+
+@dataclass
+class Config:
+    """Defaults in conf/algo/maddpg.yaml, each with its source."""
+
+    hidden: tuple[int, ...]
+    lr_actor: float
+    lr_critic: float
+    gamma: float
+    tau: float
+    batch_size: int
+    buffer_size: int
+    update_every: int
+    updates_per_step: int
+    warmup_steps: int
+    exploration_noise: float
+    policy_reg: float
+    reward_scale: float
+    max_grad_norm: float
+    gumbel_temperature: float
+
+
+@struct.dataclass
+class State:
+    actor: dict[str, Any]
+    critic: dict[str, Any]
+    target_actor: dict[str, Any]
+    target_critic: dict[str, Any]
+    actor_opt: dict[str, Any]
+    critic_opt: dict[str, Any]
+    steps: jax.Array
+
+
+class Algorithm:
+    def __init__(self, spec: EnvSpec, cfg: Config):
+        self.spec, self.cfg = spec, cfg
+        self.policies = common.Policies(spec, cfg.hidden, deterministic=True, temperature=cfg.gumbel_temperature,
+                                        noise=cfg.exploration_noise)
+        self.critic = MLP(tuple(cfg.hidden), 1)
+        self.actor_opt = common.make_optimizer(cfg.lr_actor, cfg.max_grad_norm)
+        self.critic_opt = common.make_optimizer(cfg.lr_critic, cfg.max_grad_norm)
+
+    def init(self, key: jax.Array) -> State:
+        k_pi, k_q = jax.random.split(key)
+        actor = self.policies.init(k_pi)
+        q_in = jnp.zeros((1, common.joint_dim(self.spec)))
+        critic = {a: self.critic.init(k, q_in) for a, k in
+                  zip(self.spec.agents, jax.random.split(k_q, self.spec.num_agents), strict=True)}
+        return State(
+            actor=actor,
+            critic=critic,
+            target_actor=jax.tree.map(jnp.copy, actor),
+            target_critic=jax.tree.map(jnp.copy, critic),
+            actor_opt={a: self.actor_opt.init(actor[a]) for a in self.spec.agents},
+            critic_opt={a: self.critic_opt.init(critic[a]) for a in self.spec.agents},
+            steps=jnp.int32(0),
+        )
+
+    def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:
+        return self.policies.act(state.actor, obs, key, explore)
+
+    def _q(self, params, x):
+        return jnp.squeeze(self.critic.apply(params, x), -1)
+
+    def _policy_action(self, agent, out, key):
+        """mu(o) as fed to a critic: a Gumbel-ST sample for discrete parts, the noiseless tanh for boxes."""
+        dist = self.policies.dists[agent]
+        return dist.mode(out)[1] if isinstance(dist, DeterministicTanh) else dist.sample(out, key).flat
+
+    def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+        cfg, spec = self.cfg, self.spec
+        k_next, k_pi = jax.random.split(key)
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        buf_flat = common.flat_actions(spec, batch["actions"])
+        not_done = 1.0 - batch["done"]
+        next_flat = {a: self._policy_action(a, self.policies.out(state.target_actor, a, next_obs[a]), k)
+                     for a, k in zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True)}
+        q_next_in = common.joint(spec, next_obs, next_flat)
+        q_in = common.joint(spec, obs, buf_flat)
+
+        new = {k: {} for k in ("actor", "critic", "actor_opt", "critic_opt")}
+        m = {k: {} for k in ("critic_loss", "actor_loss", "q")}
+        for a, k in zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True):
+            y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * self._q(state.target_critic[a],
+                                                                                        q_next_in)
+            y = jax.lax.stop_gradient(y)
+
+            def critic_loss(p, y=y):
+                q = self._q(p, q_in)
+                return jnp.mean((q - y) ** 2), jnp.mean(q)
+
+            (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
+            critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
+
+            def actor_loss(p, a=a, k=k, critic_p=critic_p):
+                out = self.policies.nets[a].apply(p, obs[a])
+                flats = dict(buf_flat)
+                flats[a] = self._policy_action(a, out, k)
+                q = self._q(critic_p, common.joint(spec, obs, flats))
+                return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
+
+            a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
+            actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
+            for name, val in (("actor", actor_p), ("critic", critic_p), ("actor_opt", actor_o),
+                              ("critic_opt", critic_o)):
+                new[name][a] = val
+            m["critic_loss"][a], m["actor_loss"][a], m["q"][a] = c_loss, a_loss, q_mean
+
+        state = State(
+            target_actor=common.soft_update(state.target_actor, new["actor"], cfg.tau),
+            target_critic=common.soft_update(state.target_critic, new["critic"], cfg.tau),
+            steps=state.steps + 1,
+            **new,
+        )
+        return state, {k: common.mean_over_agents(v) for k, v in m.items()}

@@ -1,0 +1,52 @@
+"""On-device circular replay buffer: a pytree of arrays with a leading capacity axis.
+
+Pure functions, jittable and vmappable over seeds. Transitions are pytrees (dicts keyed by agent for
+obs/actions/rewards); ``add`` takes a batch of them (e.g. one per parallel env) at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class ReplayBuffer:
+    data: Any  # pytree, every leaf [capacity, ...]
+    pos: jax.Array  # int32: next write index
+    size: jax.Array  # int32: number of valid entries
+
+    @property
+    def capacity(self) -> int:
+        return jax.tree.leaves(self.data)[0].shape[0]
+
+
+def init(example: Any, capacity: int) -> ReplayBuffer:
+    """An empty buffer for transitions shaped like ``example`` (one transition, no batch axis)."""
+    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example)
+    return ReplayBuffer(data, jnp.int32(0), jnp.int32(0))
+
+
+def add(buf: ReplayBuffer, batch: Any) -> ReplayBuffer:
+    """Write a batch of transitions (leading axis n <= capacity), wrapping around."""
+    n = jax.tree.leaves(batch)[0].shape[0]
+    cap = buf.capacity
+    idx = (buf.pos + jnp.arange(n)) % cap
+    data = jax.tree.map(lambda d, b: d.at[idx].set(b.astype(d.dtype)), buf.data, batch)
+    return ReplayBuffer(data, (buf.pos + n) % cap, jnp.minimum(buf.size + n, cap))
+
+
+def sample(buf: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
+    """Uniform sample with replacement from the valid entries (the buffer must not be empty)."""
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buf.size, 1))
+    return jax.tree.map(lambda d: d[idx], buf.data)
+
+
+def recent(buf: ReplayBuffer, n: int) -> Any:
+    """The ``n`` most recently written entries, oldest first (``n`` static; entries before the first
+    write are zeros, so callers check ``buf.size``)."""
+    idx = (buf.pos - n + jnp.arange(n)) % buf.capacity
+    return jax.tree.map(lambda d: d[idx], buf.data)

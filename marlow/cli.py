@@ -1,0 +1,139 @@
+"""The ``marlow`` command line.
+
+    marlow train algo=masac task=mpe/simple_spread seed=0 num_seeds=4 total_steps=100000 [key=value ...]
+    marlow train resume=<run_dir>
+    marlow eval <run_dir> [episodes=N]
+    marlow plot <run_dir> [<run_dir> ...] [--out FILE] [--x env_steps] [--y eval/team_return]
+    marlow list
+    marlow demo [total_steps=N]
+
+Bad input (unknown algorithm/task/key, wrong type, unsupported action space, unreadable checkpoint)
+prints one line ``marlow: error: ...`` on stderr and exits with code 2; a diverged run exits with 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from marlow.errors import MarlowError, TrainingDiverged
+
+USAGE = __doc__
+
+
+def _quiet_jax() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def cmd_train(args: list[str]) -> int:
+    from marlow.experiment.config import resolve
+    from marlow.experiment.runner import train
+
+    cfg = resolve(args)
+    run_dir = train(cfg)
+    print(f"run directory: {run_dir}")
+    print(f"report: {Path(run_dir) / 'report.md'}")
+    return 0
+
+
+def cmd_eval(args: list[str]) -> int:
+    from marlow.experiment.evaluate import evaluate_run
+
+    p = argparse.ArgumentParser(prog="marlow eval")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=12345)
+    ns = p.parse_args(args)
+    for line in evaluate_run(ns.run_dir, episodes=ns.episodes, seed=ns.seed):
+        print(line)
+    return 0
+
+
+def cmd_plot(args: list[str]) -> int:
+    from marlow.experiment.report import plot_runs, summary_table
+
+    p = argparse.ArgumentParser(prog="marlow plot")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default="learning_curves.png")
+    p.add_argument("--x", default="env_steps")
+    p.add_argument("--y", default="eval/team_return")
+    p.add_argument("--title", default=None)
+    ns = p.parse_args(args)
+    for d in ns.run_dirs:
+        if not Path(d).is_dir():
+            raise MarlowError(f"{d} is not a run directory")
+    out = plot_runs(ns.run_dirs, ns.out, x=ns.x, y=ns.y, title=ns.title)
+    print(summary_table(ns.run_dirs, y=ns.y))
+    print(f"plot: {out}")
+    return 0
+
+
+def cmd_list(args: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from marlow import envs
+    from marlow.algos import ALGORITHMS, get_algo
+    from marlow.envs.spaces import describe
+
+    console = Console()
+    t = Table(title="algorithms")
+    for col in ("algo", "discrete", "multi_discrete", "box", "description"):
+        t.add_column(col)
+    for name in ALGORITHMS:
+        m = get_algo(name)
+        t.add_row(name, *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
+                  m.DESCRIPTION)
+    console.print(t)
+    t = Table(title="tasks")
+    for col in ("task", "agents: obs -> action", "teams", "T", "algorithms"):
+        t.add_column(col, overflow="fold")
+    for name in envs.task_names():
+        spec = envs.make(name).spec
+        agents = "\n".join(f"{a}: {describe(o)} -> {describe(s)}" for a, o, s in
+                           zip(spec.agents, spec.obs_spaces, spec.act_spaces, strict=True))
+        teams = "\n".join(f"{n}: {', '.join(m)}" for n, m in spec.teams)
+        ok = [a for a in ALGORITHMS if spec.action_kinds <= get_algo(a).SUPPORTED_ACTIONS]
+        t.add_row(name, agents, teams, str(spec.episode_length), ", ".join(ok))
+    console.print(t)
+    console.print("Any PettingZoo Parallel env: task=pettingzoo:<module>[:<factory>]")
+    return 0
+
+
+def cmd_demo(args: list[str]) -> int:
+    from marlow.experiment.demo import run_demo
+
+    run_demo(args)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"marlow: error: unknown command {cmd!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    _quiet_jax()
+    try:
+        return COMMANDS[cmd](rest)
+    except TrainingDiverged as e:
+        print(f"marlow: error: {e}", file=sys.stderr)
+        return 3
+    except MarlowError as e:
+        print(f"marlow: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("marlow: interrupted; resume with `marlow train resume=<run_dir>`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

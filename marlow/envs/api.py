@@ -1,0 +1,178 @@
+"""The functional multi-agent env protocol, compatible with JaxMARL's.
+
+An env is a Python object holding only static configuration; all dynamic data lives in an explicit
+``state`` pytree, so ``reset`` and ``step`` are pure and can be jitted and vmapped:
+
+    obs, state = env.reset(key)
+    obs, state, rewards, dones, infos = env.step(key, state, actions)
+
+``obs``, ``actions``, ``rewards`` and ``dones`` are dicts keyed by agent name (``dones`` also holds
+``"__all__"``). ``step`` auto-resets: when ``dones["__all__"]`` is true, the returned ``obs``/``state`` are
+those of a fresh episode, and the last observation of the finished episode is in
+``infos["terminal_obs"]``. ``infos["truncated"]`` says whether the episode ended by its time limit (so an
+off-policy learner still bootstraps) rather than by a true terminal state.
+
+Starting from a stored state (used by model rollouts): ``obs, state = env.reset_to(state)``.
+
+Beyond JaxMARL's API every env carries an :class:`EnvSpec` with typed per-agent spaces and the team
+structure (who is a teammate, who is an opponent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
+
+Obs = dict[str, jax.Array]
+Actions = dict[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static description of a multi-agent task.
+
+    ``teams`` maps a team name to its agents; agents in one team are teammates (real communication
+    allowed), agents in other teams are opponents. ``shared_reward`` says whether the env gives every
+    member of a team the same reward (cooperative tasks). ``episode_length`` is the time limit.
+    """
+
+    name: str
+    agents: tuple[str, ...]
+    obs_spaces: tuple[Space, ...]
+    act_spaces: tuple[Space, ...]
+    teams: tuple[tuple[str, tuple[str, ...]], ...]
+    episode_length: int
+    shared_reward: bool = False
+    description: str = ""
+    extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if not (len(self.agents) == len(self.obs_spaces) == len(self.act_spaces)):
+            raise ValueError("agents, obs_spaces and act_spaces must have the same length")
+        members = [a for _, team in self.teams for a in team]
+        if sorted(members) != sorted(self.agents):
+            raise ValueError(f"teams {self.teams} must partition the agents {self.agents}")
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    def index(self, agent: str) -> int:
+        return self.agents.index(agent)
+
+    def obs_space(self, agent: str) -> Space:
+        return self.obs_spaces[self.index(agent)]
+
+    def act_space(self, agent: str) -> Space:
+        return self.act_spaces[self.index(agent)]
+
+    def obs_dim(self, agent: str) -> int:
+        return self.obs_space(agent).flat_dim
+
+    def team_of(self, agent: str) -> str:
+        for name, team in self.teams:
+            if agent in team:
+                return name
+        raise KeyError(agent)
+
+    def teammates(self, agent: str) -> tuple[str, ...]:
+        """Other agents of ``agent``'s team (excluding itself)."""
+        team = dict(self.teams)[self.team_of(agent)]
+        return tuple(a for a in team if a != agent)
+
+    def opponents(self, agent: str) -> tuple[str, ...]:
+        """Agents of other teams."""
+        mine = self.team_of(agent)
+        return tuple(a for name, team in self.teams if name != mine for a in team)
+
+    @property
+    def competitive(self) -> bool:
+        return len(self.teams) > 1
+
+    @property
+    def action_kinds(self) -> frozenset[str]:
+        return frozenset(s.kind for s in self.act_spaces)
+
+
+class MultiAgentEnv:
+    """Base class of JAX envs. Subclasses set ``self.spec`` and implement ``reset``, ``step_env`` and
+    ``get_obs``. ``step_env`` must not reset; it returns ``infos["truncated"]`` (bool scalar)."""
+
+    spec: EnvSpec
+    is_jax = True
+
+    # ---- JaxMARL-compatible surface -------------------------------------------------------------
+    @property
+    def agents(self) -> list[str]:
+        return list(self.spec.agents)
+
+    @property
+    def num_agents(self) -> int:
+        return self.spec.num_agents
+
+    def observation_space(self, agent: str) -> Space:
+        return self.spec.obs_space(agent)
+
+    def action_space(self, agent: str) -> Space:
+        return self.spec.act_space(agent)
+
+    # ---- to implement ---------------------------------------------------------------------------
+    def reset(self, key: jax.Array) -> tuple[Obs, Any]:
+        raise NotImplementedError
+
+    def step_env(self, key: jax.Array, state: Any, actions: Actions):
+        raise NotImplementedError
+
+    def get_obs(self, state: Any) -> Obs:
+        raise NotImplementedError
+
+    # ---- provided -------------------------------------------------------------------------------
+    def reset_to(self, state: Any) -> tuple[Obs, Any]:
+        """Start from a stored state (e.g. one sampled from a replay buffer for a model rollout)."""
+        return self.get_obs(state), state
+
+    def step(self, key: jax.Array, state: Any, actions: Actions):
+        """One step with auto-reset (see module docstring)."""
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, rewards, dones, infos = self.step_env(key_step, state, actions)
+        obs_re, state_re = self.reset(key_reset)
+        done = dones["__all__"]
+        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
+        obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), obs_re, obs_st)
+        infos = dict(infos)
+        infos["terminal_obs"] = obs_st
+        infos.setdefault("truncated", jnp.asarray(False))
+        return obs, state, rewards, dones, infos
+
+
+def random_actions(spec: EnvSpec, key: jax.Array) -> Actions:
+    keys = jax.random.split(key, spec.num_agents)
+    return {a: s.sample(k) for a, s, k in zip(spec.agents, spec.act_spaces, keys, strict=True)}
+
+
+def share_team_rewards(spec: EnvSpec, rewards: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Every agent of a team receives the sum of its team's rewards (the AORPO/MADDPG code's
+    ``shared_reward`` convention for cooperative MPE tasks)."""
+    out = {}
+    for _, team in spec.teams:
+        total = sum(rewards[a] for a in team)
+        for a in team:
+            out[a] = total
+    return out
+
+
+__all__ = [
+    "Box",
+    "Discrete",
+    "MultiDiscrete",
+    "Space",
+    "EnvSpec",
+    "MultiAgentEnv",
+    "random_actions",
+    "share_team_rewards",
+]

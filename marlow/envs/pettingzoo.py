@@ -1,0 +1,422 @@
+"""Host-side adapter: train marlow's algorithms on any PettingZoo Parallel env.
+
+:class:`PettingZooEnv` wraps a PettingZoo ``ParallelEnv`` behind the same *semantics* as marlow's JAX
+API (see :mod:`marlow.envs.api`), but it runs on the host with numpy and is stateful, so it cannot be
+jitted or vmapped (``is_jax = False``); algorithms drive it from a Python loop::
+
+    env = make("pettingzoo:mpe2.simple_spread_v3", N=3, shared_reward=True)
+    obs = env.reset(seed=0)
+    obs, rewards, dones, infos = env.step(actions)
+
+- ``obs`` maps every agent of the fixed ``spec.agents`` (PettingZoo's ``possible_agents``) to a flat
+  float32 vector (Box observations are flattened; Discrete / MultiDiscrete observations are one-hot
+  encoded). ``rewards`` maps every agent to a float32 scalar, ``dones`` every agent plus ``"__all__"``
+  to a bool.
+- ``step`` auto-resets: when the episode is over (every agent terminated or truncated, or the adapter's
+  own ``episode_length`` limit is hit) the returned ``obs`` are the first observations of a fresh episode,
+  reset with the next seed drawn from a numpy ``Generator`` seeded by :meth:`PettingZooEnv.reset`;
+  ``infos["terminal_obs"]`` holds the last observations of the finished episode and
+  ``infos["truncated"]`` is True when it ended by truncation rather than termination (some agent still in
+  play was truncated, not terminated, on the last step, or the adapter's own time limit was hit). Both
+  keys are present on every step (``terminal_obs`` equals ``obs`` and ``truncated`` is False mid-episode).
+  PettingZoo's own per-agent infos are in ``infos["agent_infos"]``.
+- Agents that leave before the episode ends (PettingZoo allows it): on the step an agent terminates
+  or is truncated it gets its real last observation, its reward and ``dones[agent] = True``; from then
+  until the episode ends its observation is zeros, its reward 0 and its done flag True, and no action is
+  forwarded for it (actions given for it are ignored). An agent in ``possible_agents`` that is not
+  (yet) in the env's ``agents`` is treated the same way.
+- Teams are given explicitly or inferred from agent-name prefixes (the text before the last ``"_"``:
+  ``adversary_0`` -> ``adversary``). With ``shared_reward=True`` every agent receives the sum of its
+  team's rewards.
+
+Spaces map as: ``Discrete(n)`` -> :class:`Discrete` (a nonzero ``start`` is rejected),
+``MultiDiscrete`` (1-D, zero start) -> :class:`MultiDiscrete`, ``Box`` -> :class:`Box` (action boxes keep
+their bounds and shape; observations become ``Box(-inf, inf, (d,))``). Any other space raises
+:class:`UnsupportedSpaceError` (a ``ValueError`` and a :class:`~marlow.errors.ConfigError`).
+
+Task strings: ``pettingzoo:module.path:factory`` imports ``module.path`` and calls ``factory(**kwargs)``;
+``pettingzoo:module.path`` calls ``module.path.parallel_env(**kwargs)``. The adapter's own keyword
+arguments (``teams``, ``shared_reward``, ``episode_length``) are taken out of ``kwargs`` first; use
+``env_kwargs={...}`` to pass a factory argument with one of those names.
+
+The registered task ``pettingzoo/mpe2_simple_spread`` wraps mpe2's ``simple_spread_v3`` (N=3,
+local_ratio=0.5, max_cycles=25, discrete actions, one team with a shared reward). It is the host-side
+counterpart of the JAX task ``mpe/simple_spread``: the two have the same observation layout, physics
+(including integration order and contact forces), collision counting, reward mixing and summing over the
+team, and 25-step episodes, so from the same state and actions they give the same observations and
+rewards (``tests/test_envs_pettingzoo.py`` checks whole episodes, with and without collisions). The only
+differences: mpe2 keeps float64 state where the JAX version uses float32 (they agree to ~1e-6 over an
+episode), and the two draw initial positions from different random generators, so equal seeds do not
+give equal episodes.
+
+Importing this module is cheap: pettingzoo, gymnasium and mpe2 are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from marlow.envs.api import EnvSpec
+from marlow.envs.registry import register
+from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
+from marlow.errors import ConfigError
+
+_ADAPTER_KWARGS = ("teams", "shared_reward", "episode_length")
+_EPISODE_LENGTH_ATTRS = ("max_cycles", "max_steps", "max_episode_steps", "episode_length")
+
+
+class UnsupportedSpaceError(ConfigError, ValueError):
+    """A PettingZoo space marlow cannot represent (e.g. Dict, Tuple, Graph)."""
+
+
+# ---- spaces -------------------------------------------------------------------------------------
+
+
+def _space_error(agent: str, which: str, space, why: str = "") -> UnsupportedSpaceError:
+    why = f" ({why})" if why else " (supported: Discrete, MultiDiscrete, Box)"
+    return UnsupportedSpaceError(f"agent {agent!r}: unsupported {which} space {space!r}{why}")
+
+
+def _check_discrete_start(agent: str, which: str, space) -> None:
+    start = np.asarray(getattr(space, "start", 0))
+    if np.any(start != 0):
+        raise _space_error(agent, which, space, f"nonzero start {start.tolist()} is not supported")
+
+
+def convert_action_space(agent: str, space) -> Space:
+    """gymnasium action space -> marlow space."""
+    from gymnasium import spaces as gs
+
+    if isinstance(space, gs.Discrete):
+        _check_discrete_start(agent, "action", space)
+        return Discrete(int(space.n))
+    if isinstance(space, gs.MultiDiscrete):
+        _check_discrete_start(agent, "action", space)
+        if np.ndim(space.nvec) != 1:
+            raise _space_error(agent, "action", space, "only 1-D nvec is supported")
+        return MultiDiscrete(tuple(int(n) for n in space.nvec))
+    if isinstance(space, gs.Box):
+        low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+        if np.all(low == low.flat[0]) and np.all(high == high.flat[0]):
+            return Box(float(low.flat[0]), float(high.flat[0]), tuple(space.shape))
+        return Box(tuple(low.reshape(-1).tolist()), tuple(high.reshape(-1).tolist()), tuple(space.shape))
+    raise _space_error(agent, "action", space)
+
+
+def _obs_converter(agent: str, space) -> tuple[Space, Callable[[Any], np.ndarray]]:
+    """gymnasium observation space -> (flat marlow Box, function env obs -> flat float32 vector)."""
+    from gymnasium import spaces as gs
+
+    if isinstance(space, gs.Box):
+        d = int(np.prod(space.shape, dtype=np.int64))
+        return Box(-np.inf, np.inf, (d,)), lambda o: np.asarray(o, np.float32).reshape(d)
+    if isinstance(space, gs.Discrete):
+        _check_discrete_start(agent, "observation", space)
+        n = int(space.n)
+        eye = np.eye(n, dtype=np.float32)
+        return Box(0.0, 1.0, (n,)), lambda o: eye[int(np.asarray(o).reshape(()))].copy()
+    if isinstance(space, gs.MultiDiscrete):
+        _check_discrete_start(agent, "observation", space)
+        nvec = [int(n) for n in np.asarray(space.nvec).reshape(-1)]
+        offsets = np.cumsum([0] + nvec[:-1])
+        total = sum(nvec)
+
+        def one_hot(o):
+            v = np.zeros(total, np.float32)
+            v[offsets + np.asarray(o, np.int64).reshape(-1)] = 1.0
+            return v
+
+        return Box(0.0, 1.0, (total,)), one_hot
+    raise _space_error(agent, "observation", space)
+
+
+def _action_converter(gym_space, space: Space) -> Callable[[Any], Any]:
+    """marlow env-format action (numpy / jax / python) -> what the PettingZoo env expects."""
+    if isinstance(space, Discrete):
+        return lambda a: int(np.asarray(a).reshape(()))
+    if isinstance(space, MultiDiscrete):
+        shape = space.shape
+        return lambda a: np.asarray(a, np.int64).reshape(shape)
+    dtype = gym_space.dtype if gym_space.dtype is not None else np.float32
+    shape = space.shape
+    return lambda a: np.asarray(a, dtype).reshape(shape)
+
+
+# ---- teams and rewards --------------------------------------------------------------------------
+
+
+def infer_teams(agents) -> dict[str, list[str]]:
+    """Group agents by name prefix: the text before the last ``"_"`` (the whole name if none)."""
+    teams: dict[str, list[str]] = {}
+    for a in agents:
+        teams.setdefault(a.rsplit("_", 1)[0] if "_" in a else a, []).append(a)
+    return teams
+
+
+def share_team_rewards_np(spec: EnvSpec, rewards: dict[str, np.floating]) -> dict[str, np.float32]:
+    """numpy version of :func:`marlow.envs.api.share_team_rewards`: each agent gets its team's sum."""
+    out = {}
+    for _, team in spec.teams:
+        total = np.float32(sum(float(rewards[a]) for a in team))
+        for a in team:
+            out[a] = total
+    return out
+
+
+# ---- the adapter --------------------------------------------------------------------------------
+
+
+def _is_parallel_env(env) -> bool:
+    from pettingzoo import AECEnv, ParallelEnv
+
+    if isinstance(env, AECEnv):
+        return False
+    if isinstance(env, ParallelEnv):
+        return True
+    methods = ("reset", "step", "observation_space", "action_space")
+    return all(callable(getattr(env, m, None)) for m in methods)
+
+
+def _infer_episode_length(pz_env) -> int | None:
+    for obj in (pz_env, getattr(pz_env, "unwrapped", None), getattr(pz_env, "aec_env", None)):
+        for attr in _EPISODE_LENGTH_ATTRS:
+            v = getattr(obj, attr, None) if obj is not None else None
+            if isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0:
+                return int(v)
+    return None
+
+
+class PettingZooEnv:
+    """Host-side (numpy, non-jitted) adapter around a PettingZoo Parallel env; see the module docstring.
+
+    ``episode_length``: the spec's time limit. When given, the adapter also enforces it (truncating the
+    episode after that many steps); when omitted it is read from the env's ``max_cycles`` /
+    ``max_steps`` / ``max_episode_steps`` / ``episode_length`` attribute and the env is trusted to end
+    its episodes itself.
+    """
+
+    is_jax = False
+
+    def __init__(
+        self,
+        pz_env,
+        *,
+        name: str,
+        teams: dict[str, list[str]] | None = None,
+        shared_reward: bool = False,
+        episode_length: int | None = None,
+    ):
+        if not _is_parallel_env(pz_env):
+            raise ConfigError(
+                f"{name}: expected a PettingZoo ParallelEnv, got {type(pz_env).__name__} "
+                "(wrap AEC envs with pettingzoo.utils.conversions.aec_to_parallel)"
+            )
+        try:
+            agents = tuple(pz_env.possible_agents)
+        except AttributeError:
+            raise ConfigError(f"{name}: the env has no possible_agents") from None
+        if not agents:
+            raise ConfigError(f"{name}: the env has no agents")
+        self.pz_env = pz_env
+
+        obs_spaces, act_spaces = [], []
+        self._obs_fns: dict[str, Callable] = {}
+        self._act_fns: dict[str, Callable] = {}
+        for a in agents:
+            obs_space, self._obs_fns[a] = _obs_converter(a, pz_env.observation_space(a))
+            gym_act = pz_env.action_space(a)
+            act_space = convert_action_space(a, gym_act)
+            self._act_fns[a] = _action_converter(gym_act, act_space)
+            obs_spaces.append(obs_space)
+            act_spaces.append(act_space)
+
+        if teams is None:
+            teams = infer_teams(agents)
+        self._time_limit = int(episode_length) if episode_length is not None else None
+        if episode_length is None:
+            episode_length = _infer_episode_length(pz_env)
+            if episode_length is None:
+                raise ConfigError(
+                    f"{name}: cannot read the episode length from the env; pass episode_length=<steps>"
+                )
+        try:
+            self.spec = EnvSpec(
+                name=name,
+                agents=agents,
+                obs_spaces=tuple(obs_spaces),
+                act_spaces=tuple(act_spaces),
+                teams=tuple((t, tuple(members)) for t, members in teams.items()),
+                episode_length=int(episode_length),
+                shared_reward=bool(shared_reward),
+                description=f"PettingZoo {getattr(pz_env, 'metadata', {}).get('name', type(pz_env).__name__)}"
+                " (host-side adapter)",
+            )
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+        self._zeros = {a: np.zeros(s.flat_dim, np.float32) for a, s in zip(agents, obs_spaces, strict=True)}
+        self._rng: np.random.Generator | None = None
+        self._active: set[str] = set()
+        self._t = 0
+
+    # ---- marlow-compatible surface ----------------------------------------------------------------
+    @property
+    def agents(self) -> list[str]:
+        return list(self.spec.agents)
+
+    @property
+    def num_agents(self) -> int:
+        return self.spec.num_agents
+
+    def observation_space(self, agent: str) -> Space:
+        return self.spec.obs_space(agent)
+
+    def action_space(self, agent: str) -> Space:
+        return self.spec.act_space(agent)
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def _next_seed(self) -> int:
+        return int(self._rng.integers(0, 2**31 - 1))
+
+    def _flat_obs(self, raw: dict) -> dict[str, np.ndarray]:
+        return {
+            a: self._obs_fns[a](raw[a]) if a in raw and a in self._active else self._zeros[a].copy()
+            for a in self.spec.agents
+        }
+
+    def _reset_pz(self) -> dict[str, np.ndarray]:
+        out = self.pz_env.reset(seed=self._next_seed())
+        raw = out[0] if isinstance(out, tuple) else out
+        live = getattr(self.pz_env, "agents", None)
+        self._active = set(live if live is not None else raw) & set(self.spec.agents)
+        self._t = 0
+        return self._flat_obs(raw)
+
+    # ---- API --------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        """Start a new episode. ``seed`` seeds the generator of this and all later auto-reset seeds."""
+        self._rng = np.random.default_rng(seed)
+        return self._reset_pz()
+
+    def step(self, actions: dict[str, Any]):
+        """One step with auto-reset; returns ``(obs, rewards, dones, infos)`` (see the module docstring)."""
+        if self._rng is None:
+            raise RuntimeError("call reset() before step()")
+        pz_actions = {}
+        for a in self.spec.agents:
+            if a in self._active:
+                if a not in actions:
+                    raise KeyError(f"no action for agent {a!r}")
+                pz_actions[a] = self._act_fns[a](actions[a])
+        raw_obs, raw_rew, term, trunc, raw_infos = self.pz_env.step(pz_actions)
+        self._t += 1
+
+        ended_term = {a for a in self._active if term.get(a, False)}
+        ended_trunc = {a for a in self._active if trunc.get(a, False) and a not in ended_term}
+        was_active = self._active
+        # agents that joined this step (in the output, not done) become active
+        new = set(raw_obs) & set(self._zeros) - was_active
+        joined = {a for a in new if not (term.get(a) or trunc.get(a))}
+        seen = was_active | joined
+        obs = {
+            a: self._obs_fns[a](raw_obs[a]) if a in raw_obs and a in seen else self._zeros[a].copy()
+            for a in self.spec.agents
+        }
+        rewards = {a: np.float32(raw_rew.get(a, 0.0) if a in was_active else 0.0) for a in self.spec.agents}
+        self._active = (was_active - ended_term - ended_trunc) | joined
+        live = getattr(self.pz_env, "agents", None)
+        if live is not None and not live:
+            self._active = set()
+
+        truncated = bool(ended_trunc)
+        over = not self._active
+        if not over and self._time_limit is not None and self._t >= self._time_limit:
+            over, truncated = True, True
+        if self.spec.shared_reward:
+            rewards = share_team_rewards_np(self.spec, rewards)
+
+        dones = {a: over or a not in self._active for a in self.spec.agents}
+        dones["__all__"] = over
+        infos: dict[str, Any] = {"agent_infos": dict(raw_infos) if raw_infos else {}}
+        infos["terminal_obs"] = obs
+        infos["truncated"] = truncated if over else False
+        if over:
+            obs = self._reset_pz()
+        else:
+            obs = {a: v.copy() for a, v in obs.items()}
+        return obs, rewards, dones, infos
+
+    def render(self):
+        return self.pz_env.render()
+
+    def close(self):
+        self.pz_env.close()
+
+
+# ---- construction from a task string ------------------------------------------------------------
+
+
+def make_pettingzoo(task: str, **kwargs) -> PettingZooEnv:
+    """Build the adapter for ``pettingzoo:module.path[:factory]``; see the module docstring."""
+    spec = task.removeprefix("pettingzoo:")
+    parts = spec.split(":")
+    if not spec or len(parts) > 2 or not all(parts):
+        raise ConfigError(f"bad PettingZoo task {task!r}; expected 'pettingzoo:module.path[:factory]'")
+    module_name, factory_name = parts[0], parts[1] if len(parts) == 2 else "parallel_env"
+    adapter_kwargs = {k: kwargs.pop(k) for k in _ADAPTER_KWARGS if k in kwargs}
+    env_kwargs = dict(kwargs.pop("env_kwargs", None) or {})
+    env_kwargs.update(kwargs)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"{task}: cannot import module {module_name!r} ({e})") from None
+    factory = getattr(module, factory_name, None)
+    if factory is None:
+        raise ConfigError(f"{task}: module {module_name!r} has no attribute {factory_name!r}")
+    if not callable(factory):
+        raise ConfigError(f"{task}: {module_name}.{factory_name} is not callable")
+    try:
+        pz_env = factory(**env_kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{task}: bad arguments for {module_name}.{factory_name}: {e}") from None
+    if not _is_parallel_env(pz_env):
+        raise ConfigError(
+            f"{task}: {module_name}.{factory_name}() returned {type(pz_env).__name__}, not a PettingZoo "
+            "ParallelEnv"
+        )
+    return PettingZooEnv(pz_env, name=task, **adapter_kwargs)
+
+
+@register("pettingzoo/mpe2_simple_spread")
+def mpe2_simple_spread(
+    N: int = 3, local_ratio: float = 0.5, max_cycles: int = 25, continuous_actions: bool = False
+) -> PettingZooEnv:
+    """Example PettingZoo task: mpe2 simple_spread_v3 (host-side, one team, shared reward)."""
+    try:
+        from mpe2 import simple_spread_v3
+    except ImportError as e:
+        raise ConfigError(f"pettingzoo/mpe2_simple_spread needs the mpe2 package ({e})") from None
+    pz_env = simple_spread_v3.parallel_env(
+        N=N, local_ratio=local_ratio, max_cycles=max_cycles, continuous_actions=continuous_actions
+    )
+    return PettingZooEnv(
+        pz_env,
+        name="pettingzoo/mpe2_simple_spread",
+        teams={"team": list(pz_env.possible_agents)},
+        shared_reward=True,
+        episode_length=max_cycles,
+    )
+
+
+__all__ = [
+    "PettingZooEnv",
+    "UnsupportedSpaceError",
+    "convert_action_space",
+    "infer_teams",
+    "make_pettingzoo",
+    "mpe2_simple_spread",
+    "share_team_rewards_np",
+]

@@ -1,0 +1,55 @@
+"""Checkpoints: the whole runner state (all seeds) as flax msgpack bytes, never pickle.
+
+A checkpoint is ``checkpoint.msgpack`` in the run directory, holding ``{"state": ..., "meta": {...}}``.
+It is written to a temporary file and moved into place, so a run killed while saving keeps the previous
+checkpoint. Restoring needs a template state of the same structure (the runner builds one from the
+saved config), so a corrupted or mismatched file is reported as a one-line CheckpointError.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+
+from marlow.errors import CheckpointError
+
+CKPT_NAME = "checkpoint.msgpack"
+
+
+def save(run_dir: str | Path, state: Any, meta: dict[str, Any]) -> Path:
+    path = Path(run_dir) / CKPT_NAME
+    payload = {"state": serialization.to_state_dict(jax.device_get(state)), "meta": meta}
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(serialization.msgpack_serialize(payload))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(run_dir: str | Path, template: Any) -> tuple[Any, dict[str, Any]]:
+    path = Path(run_dir) / CKPT_NAME
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint in {run_dir} (expected {CKPT_NAME})")
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+        state = serialization.from_state_dict(template, payload["state"])
+        meta = dict(payload["meta"])
+        _check_shapes(template, state)
+    except CheckpointError:
+        raise
+    except Exception as e:  # msgpack/structure errors: report in one line
+        raise CheckpointError(f"corrupted or incompatible checkpoint {path}: {type(e).__name__}: {e}") from None
+    return state, meta
+
+
+def _check_shapes(template: Any, state: Any) -> None:
+    for t, s in zip(jax.tree.leaves(template), jax.tree.leaves(state), strict=True):
+        if np.shape(t) != np.shape(s):
+            raise CheckpointError(f"checkpoint array shape {np.shape(s)} does not match expected {np.shape(t)}")

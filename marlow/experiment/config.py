@@ -1,0 +1,240 @@
+"""Typed configs backed by YAML defaults, with ``key=value`` overrides.
+
+Each config is a dataclass that declares fields and types; the default *values* live in YAML files
+shipped in ``marlow/conf`` (one place, with comments citing the paper table each value comes from):
+
+- ``conf/experiment.yaml``: the :class:`ExperimentConfig` defaults;
+- ``conf/algo/<algo>.yaml``: the algorithm's ``Config`` defaults;
+- ``conf/task/<family>/<task>.yaml`` (optional): per-task overrides, with an ``experiment:`` section and
+  one section per algorithm name.
+
+Resolution order: YAML defaults < task overrides < command line. Command-line keys are experiment
+keys (``seed=1``) or algorithm keys, plain (``lr_actor=0.001``) or prefixed (``algo.lr_actor=0.001``).
+Unknown keys and values of the wrong type raise :class:`marlow.errors.ConfigError` with one line naming
+the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from marlow.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@dataclass
+class ExperimentConfig:
+    """What to run and how (see conf/experiment.yaml for the documented defaults)."""
+
+    algo: str
+    task: str
+    seed: int
+    num_seeds: int
+    total_steps: int
+    num_envs: int
+    eval_every: int
+    eval_episodes: int
+    checkpoint_every: int
+    run_dir: str
+    resume: str
+    progress: bool
+
+
+# ---------------------------------------------------------------------------------------------------
+# typed coercion
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(key: str, value: Any, tp) -> Any:
+    """Convert ``value`` (a YAML value or a command-line string) to ``tp`` or raise ConfigError."""
+    from_cli = isinstance(value, str)
+    origin = typing.get_origin(tp)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if from_cli and value.lower() in ("true", "yes", "1", "on"):
+                return True
+            if from_cli and value.lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            f = float(str(value).replace("_", ""))
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(str(value).replace("_", "")) if from_cli else float(_check_num(value))
+        if tp is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if origin is tuple:
+            (elem, *_rest) = typing.get_args(tp)
+            if from_cli:
+                s = value.strip().strip("[]()")
+                items = [v.strip() for v in s.split(",") if v.strip()]
+            elif isinstance(value, list | tuple):
+                items = list(value)
+            else:
+                raise ValueError
+            return tuple(coerce(key, v, elem) for v in items)
+    except (ValueError, TypeError):
+        raise ConfigError(f"config key {key!r} expects {_describe(tp)}, got {value!r}") from None
+    raise ConfigError(f"config key {key!r} has an unsupported type {tp}")
+
+
+def _check_num(v):
+    if not isinstance(v, int | float):
+        raise ValueError
+    return v
+
+
+def _describe(tp) -> str:
+    if typing.get_origin(tp) is tuple:
+        return f"a comma-separated list of {_type_name(typing.get_args(tp)[0])}"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def build(cls, *layers: dict[str, Any], where: str = "") -> Any:
+    """Instantiate ``cls`` from dict layers (later wins), checking keys and types."""
+    types = field_types(cls)
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            if k not in types:
+                raise ConfigError(
+                    f"unknown config key {k!r}{where}; valid keys: {', '.join(sorted(types))}"
+                )
+            values[k] = coerce(k, v, types[k])
+    missing = [k for k in types if k not in values]
+    if missing:
+        raise ConfigError(f"missing config keys {missing}{where}")
+    return cls(**values)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    out = {}
+    for k, v in dataclasses.asdict(cfg).items():
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# YAML files
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping")
+    return data
+
+
+def task_override_path(task: str) -> Path:
+    return CONF_DIR / "task" / (task.replace(":", "_") + ".yaml")
+
+
+def algo_defaults(algo: str) -> dict[str, Any]:
+    return read_yaml(CONF_DIR / "algo" / f"{algo}.yaml")
+
+
+@dataclass
+class RunConfig:
+    """A fully resolved run: the experiment and the algorithm's config."""
+
+    experiment: ExperimentConfig
+    algo: Any  # the algorithm module's Config instance
+
+    def to_dict(self) -> dict[str, Any]:
+        d = to_dict(self.experiment)
+        d["algo_params"] = to_dict(self.algo)
+        return d
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for a in args:
+        if "=" not in a or a.startswith("="):
+            raise ConfigError(f"expected key=value, got {a!r}")
+        k, v = a.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
+    """Resolve defaults < task overrides < ``overrides`` into a :class:`RunConfig`."""
+    from marlow.algos import get_algo  # local: algos import this module
+
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    overrides = dict(overrides or {})
+    exp_defaults = read_yaml(CONF_DIR / "experiment.yaml")
+    exp_keys = set(field_types(ExperimentConfig))
+    algo_name = str(overrides.get("algo", exp_defaults.get("algo")))
+    task = str(overrides.get("task", exp_defaults.get("task")))
+    algo_mod = get_algo(algo_name)
+    algo_keys = set(field_types(algo_mod.Config))
+
+    exp_cli, algo_cli = {}, {}
+    for k, v in overrides.items():
+        if k.startswith("algo."):
+            algo_cli[k[5:]] = v
+        elif k in exp_keys:
+            exp_cli[k] = v
+        elif k in algo_keys:
+            algo_cli[k] = v
+        else:
+            raise ConfigError(
+                f"unknown config key {k!r}; experiment keys: {', '.join(sorted(exp_keys))}; "
+                f"{algo_name} keys: {', '.join(sorted(algo_keys))}"
+            )
+    task_over = read_yaml(task_override_path(task))
+    exp = build(ExperimentConfig, exp_defaults, task_over.get("experiment", {}), exp_cli)
+    algo_cfg = build(
+        algo_mod.Config,
+        algo_defaults(algo_name),
+        task_over.get(algo_name, {}),
+        algo_cli,
+        where=f" for algorithm {algo_name!r}",
+    )
+    _validate(exp)
+    return RunConfig(exp, algo_cfg)
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig saved by :meth:`RunConfig.to_dict` (e.g. a run directory's config.yaml)."""
+    from marlow.algos import get_algo
+
+    d = dict(d)
+    algo_params = d.pop("algo_params", {})
+    exp = build(ExperimentConfig, d)
+    return RunConfig(exp, build(get_algo(exp.algo).Config, algo_params))
+
+
+def _validate(exp: ExperimentConfig) -> None:
+    for k in ("num_seeds", "total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
+        if getattr(exp, k) <= 0:
+            raise ConfigError(f"config key {k!r} must be positive, got {getattr(exp, k)}")
+    if exp.seed < 0:
+        raise ConfigError(f"config key 'seed' must be >= 0, got {exp.seed}")

@@ -1,0 +1,55 @@
+"""``marlow eval``: greedy evaluation of a trained run's checkpoint, and the random-policy baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from marlow import envs
+from marlow.envs.api import random_actions
+from marlow.experiment import checkpoint
+from marlow.experiment.loop import Loop, evaluate_policy
+from marlow.experiment.runner import build, load_run_config, num_chunks, seed_keys
+
+
+def _summary(name: str, results: dict, spec) -> list[str]:
+    team = np.asarray(results["eval/team_return"])
+    lines = [f"{name}: team return {team.mean():.3f} (per seed: {', '.join(f'{v:.3f}' for v in np.ravel(team))})"]
+    if spec.competitive:
+        for t, _ in spec.teams:
+            lines.append(f"  team {t}: return {np.mean(results[f'eval/team_return/{t}']):.3f}")
+    return lines
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> list[str]:
+    """Evaluate the checkpointed policies of every seed of a run on ``episodes`` fresh episodes."""
+    cfg = load_run_config(run_dir)
+    env, algo = build(cfg)
+    if not env.is_jax:
+        from marlow.experiment.host import evaluate_host_run
+
+        return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
+    cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * cfg.experiment.eval_every)
+    loop = Loop(env, algo, cfg.experiment, cfg.algo)
+    template = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
+    rs, meta = checkpoint.load(run_dir, template)
+
+    def one(algo_state, key):
+        return evaluate_policy(env, lambda o, k: algo.act(algo_state, o, k, False), key, episodes)
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), cfg.experiment.num_seeds)
+    res = jax.device_get(jax.jit(jax.vmap(one))(rs.algo, keys))
+    head = f"{cfg.experiment.algo} on {cfg.experiment.task} after {meta['env_steps']} env steps, {episodes} episodes"
+    return _summary(head, res, env.spec)
+
+
+def random_policy_return(task: str, episodes: int = 100, seed: int = 12345) -> float:
+    """Mean team return of uniformly random actions (the baseline quoted in the README)."""
+    env = envs.make(task)
+    spec = env.spec
+    res = jax.jit(lambda k: evaluate_policy(
+        env, lambda o, kk: jax.vmap(lambda q: random_actions(spec, q))(jax.random.split(kk, episodes)), k, episodes
+    ))(jax.random.PRNGKey(seed))
+    return float(res["eval/team_return"])
