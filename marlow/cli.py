@@ -2,8 +2,8 @@
 
     marlow train algo=masac task=mpe/simple_spread seed=0 num_seeds=4 total_steps=100000 [key=value ...]
     marlow train resume=<run_dir>
-    marlow eval <run_dir> [episodes=N]
-    marlow plot <run_dir> [<run_dir> ...] [--out FILE] [--x env_steps] [--y eval/team_return]
+    marlow eval <run_dir> [episodes=N] [seed=N]
+    marlow plot <run_dir> [<run_dir> ...] [out=FILE] [x=env_steps] [y=eval/team_return] [title=TEXT]
     marlow list
     marlow demo [total_steps=N]
 
@@ -21,6 +21,25 @@ from pathlib import Path
 from marlow.errors import MarlowError, TrainingDiverged
 
 USAGE = __doc__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that also takes ``key=value`` options (like ``marlow train``) and reports errors as one
+    line (a MarlowError) instead of a usage dump."""
+
+    def parse_args(self, args=None, namespace=None):
+        opts = {a.dest for a in self._actions if a.option_strings}
+        expanded = []
+        for a in args or []:
+            key = a.split("=", 1)[0]
+            if "=" in a and not a.startswith("-") and key in opts:
+                expanded += [f"--{key}", a.split("=", 1)[1]]
+            else:
+                expanded.append(a)
+        return super().parse_args(expanded, namespace)
+
+    def error(self, message):
+        raise MarlowError(f"{self.prog}: {message}")
 
 
 def _quiet_jax() -> None:
@@ -41,7 +60,7 @@ def cmd_train(args: list[str]) -> int:
 def cmd_eval(args: list[str]) -> int:
     from marlow.experiment.evaluate import evaluate_run
 
-    p = argparse.ArgumentParser(prog="marlow eval")
+    p = _Parser(prog="marlow eval")
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=12345)
@@ -54,7 +73,7 @@ def cmd_eval(args: list[str]) -> int:
 def cmd_plot(args: list[str]) -> int:
     from marlow.experiment.report import plot_runs, summary_table
 
-    p = argparse.ArgumentParser(prog="marlow plot")
+    p = _Parser(prog="marlow plot")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default="learning_curves.png")
     p.add_argument("--x", default="env_steps")
@@ -84,16 +103,21 @@ def cmd_list(args: list[str]) -> int:
         t.add_column(col)
     for name in ALGORITHMS:
         m = get_algo(name)
-        t.add_row(name, *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
-                  m.DESCRIPTION)
+        t.add_row(
+            name,
+            *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
+            m.DESCRIPTION,
+        )
     console.print(t)
     t = Table(title="tasks")
     for col in ("task", "agents: obs -> action", "teams", "T", "algorithms"):
         t.add_column(col, overflow="fold")
     for name in envs.task_names():
         spec = envs.make(name).spec
-        agents = "\n".join(f"{a}: {describe(o)} -> {describe(s)}" for a, o, s in
-                           zip(spec.agents, spec.obs_spaces, spec.act_spaces, strict=True))
+        agents = "\n".join(
+            f"{a}: {describe(o)} -> {describe(s)}"
+            for a, o, s in zip(spec.agents, spec.obs_spaces, spec.act_spaces, strict=True)
+        )
         teams = "\n".join(f"{n}: {', '.join(m)}" for n, m in spec.teams)
         ok = [a for a in ALGORITHMS if spec.action_kinds <= get_algo(a).SUPPORTED_ACTIONS]
         t.add_row(name, agents, teams, str(spec.episode_length), ", ".join(ok))

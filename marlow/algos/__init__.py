@@ -23,6 +23,7 @@ def check_supports(algo: ModuleType, spec) -> None:
     missing = sorted(spec.action_kinds - algo.SUPPORTED_ACTIONS)
     if missing:
         raise ConfigError(
-            f"algorithm {algo.NAME!r} does not support {', '.join(missing)} action spaces of task {spec.name!r} "
+            f"algorithm {algo.NAME!r} does not support {', '.join(missing)} action spaces "
+            f"of task {spec.name!r} "
             f"(it supports: {', '.join(sorted(algo.SUPPORTED_ACTIONS))})"
         )

@@ -34,17 +34,23 @@ def soft_update(target, online, tau: float):
 class Policies:
     """One policy network and action distribution per agent (heterogeneous spaces allowed)."""
 
-    def __init__(self, spec: EnvSpec, hidden, *, deterministic: bool, temperature: float = 1.0,
-                 noise: float = 0.1, extra_inputs: dict[str, int] | None = None):
+    def __init__(
+        self,
+        spec: EnvSpec,
+        hidden,
+        *,
+        deterministic: bool,
+        temperature: float = 1.0,
+        noise: float = 0.1,
+        extra_inputs: dict[str, int] | None = None,
+    ):
         self.spec = spec
         self.dists = {
             a: make_dist(s, deterministic=deterministic, temperature=temperature, noise=noise)
             for a, s in zip(spec.agents, spec.act_spaces, strict=True)
         }
         self.nets = {a: MLP(tuple(hidden), self.dists[a].out_dim, out_scale=0.01) for a in spec.agents}
-        self.in_dims = {
-            a: spec.obs_dim(a) + (extra_inputs or {}).get(a, 0) for a in spec.agents
-        }
+        self.in_dims = {a: spec.obs_dim(a) + (extra_inputs or {}).get(a, 0) for a in spec.agents}
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         keys = jax.random.split(key, self.spec.num_agents)

@@ -4,7 +4,8 @@ Every agent i has a policy mu_i(o_i) and a critic Q_i(o_1..o_n, a_1..a_n), both 
 Discrete and multi-discrete actions use Gumbel-softmax straight-through samples of the policy logits
 (as the MADDPG and AORPO code do); boxes use tanh(mu) with Gaussian exploration noise.
 
-Critic:  L(Q_i) = E_D[(Q_i(s, a) - y_i)^2],  y_i = c r_i + gamma (1 - d) Qbar_i(s', mubar_1(o'_1), ..., mubar_n(o'_n))
+Critic:  L(Q_i) = E_D[(Q_i(s, a) - y_i)^2],
+         y_i = c r_i + gamma (1 - d) Qbar_i(s', mubar_1(o'_1), ..., mubar_n(o'_n))
 Actor:   grad J(mu_i) = E_D[ grad_{a_i} Q_i(s, a_1..a_n)|_{a_i = mu_i(o_i)} grad mu_i(o_i) ],  a_{-i} from D,
          plus 1e-3 x mean squared policy output (the MADDPG code's regulariser on logits).
 """
@@ -63,8 +64,13 @@ class State:
 class Algorithm:
     def __init__(self, spec: EnvSpec, cfg: Config):
         self.spec, self.cfg = spec, cfg
-        self.policies = common.Policies(spec, cfg.hidden, deterministic=True, temperature=cfg.gumbel_temperature,
-                                        noise=cfg.exploration_noise)
+        self.policies = common.Policies(
+            spec,
+            cfg.hidden,
+            deterministic=True,
+            temperature=cfg.gumbel_temperature,
+            noise=cfg.exploration_noise,
+        )
         self.critic = MLP(tuple(cfg.hidden), 1)
         self.actor_opt = common.make_optimizer(cfg.lr_actor, cfg.max_grad_norm)
         self.critic_opt = common.make_optimizer(cfg.lr_critic, cfg.max_grad_norm)
@@ -73,8 +79,10 @@ class Algorithm:
         k_pi, k_q = jax.random.split(key)
         actor = self.policies.init(k_pi)
         q_in = jnp.zeros((1, common.joint_dim(self.spec)))
-        critic = {a: self.critic.init(k, q_in) for a, k in
-                  zip(self.spec.agents, jax.random.split(k_q, self.spec.num_agents), strict=True)}
+        critic = {
+            a: self.critic.init(k, q_in)
+            for a, k in zip(self.spec.agents, jax.random.split(k_q, self.spec.num_agents), strict=True)
+        }
         return State(
             actor=actor,
             critic=critic,
@@ -102,16 +110,19 @@ class Algorithm:
         obs, next_obs = batch["obs"], batch["next_obs"]
         buf_flat = common.flat_actions(spec, batch["actions"])
         not_done = 1.0 - batch["done"]
-        next_flat = {a: self._policy_action(a, self.policies.out(state.target_actor, a, next_obs[a]), k)
-                     for a, k in zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True)}
+        next_flat = {
+            a: self._policy_action(a, self.policies.out(state.target_actor, a, next_obs[a]), k)
+            for a, k in zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True)
+        }
         q_next_in = common.joint(spec, next_obs, next_flat)
         q_in = common.joint(spec, obs, buf_flat)
 
         new = {k: {} for k in ("actor", "critic", "actor_opt", "critic_opt")}
         m = {k: {} for k in ("critic_loss", "actor_loss", "q")}
         for a, k in zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True):
-            y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * self._q(state.target_critic[a],
-                                                                                        q_next_in)
+            y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * self._q(
+                state.target_critic[a], q_next_in
+            )
             y = jax.lax.stop_gradient(y)
 
             def critic_loss(p, y=y):
@@ -130,8 +141,12 @@ class Algorithm:
 
             a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
             actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
-            for name, val in (("actor", actor_p), ("critic", critic_p), ("actor_opt", actor_o),
-                              ("critic_opt", critic_o)):
+            for name, val in (
+                ("actor", actor_p),
+                ("critic", critic_p),
+                ("actor_opt", actor_o),
+                ("critic_opt", critic_o),
+            ):
                 new[name][a] = val
             m["critic_loss"][a], m["actor_loss"][a], m["q"][a] = c_loss, a_loss, q_mean
 

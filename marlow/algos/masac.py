@@ -8,7 +8,8 @@ Every agent i has
 - a temperature alpha_i, fixed or tuned toward a target entropy.
 
 Eq. (5), critic:  J(Q_i) = E_D[ 1/2 (Q_i(s, a) - y_i)^2 ],
-                  y_i = c r_i + gamma (1 - d) [ min_k Qbar_i^k(s', a') + alpha_i H_i(s') ],  a'_j ~ pi_j(.|o'_j)
+                  y_i = c r_i + gamma (1 - d) [ min_k Qbar_i^k(s', a') + alpha_i H_i(s') ],
+                  a'_j ~ pi_j(.|o'_j)
   where H_i is the exact categorical entropy (discrete) or -log pi_i(a'_i|o'_i) (continuous).
 Eq. (4), actor:   J(pi_i) = E_D[ -alpha_i H_i(s) - min_k Q_i^k(s, f(eps; o_i), a_{-i}) ],  a_{-i} from D.
 Temperature:      J(alpha_i) = E[ log alpha_i (H_i - H_target) ]  (Haarnoja et al. 2018b).
@@ -90,21 +91,27 @@ class Algorithm:
 
     def __init__(self, spec: EnvSpec, cfg: Config):
         self.spec, self.cfg = spec, cfg
-        self.policies = common.Policies(spec, cfg.hidden, deterministic=False, temperature=cfg.gumbel_temperature)
+        self.policies = common.Policies(
+            spec, cfg.hidden, deterministic=False, temperature=cfg.gumbel_temperature
+        )
         self.critic = TwinQ(tuple(cfg.hidden))
         self.actor_opt = common.make_optimizer(cfg.lr_actor, cfg.max_grad_norm)
         self.critic_opt = common.make_optimizer(cfg.lr_critic, cfg.max_grad_norm)
         self.alpha_opt = common.make_optimizer(cfg.lr_alpha, 0.0)
-        self.target_entropy = {a: target_entropy(s, cfg.target_entropy_scale) for a, s in
-                               zip(spec.agents, spec.act_spaces, strict=True)}
+        self.target_entropy = {
+            a: target_entropy(s, cfg.target_entropy_scale)
+            for a, s in zip(spec.agents, spec.act_spaces, strict=True)
+        }
 
     # ------------------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> State:
         k_pi, k_q = jax.random.split(key)
         actor = self.policies.init(k_pi)
         q_in = jnp.zeros((1, common.joint_dim(self.spec)))
-        critic = {a: self.critic.init(k, q_in) for a, k in
-                  zip(self.spec.agents, jax.random.split(k_q, self.spec.num_agents), strict=True)}
+        critic = {
+            a: self.critic.init(k, q_in)
+            for a, k in zip(self.spec.agents, jax.random.split(k_q, self.spec.num_agents), strict=True)
+        }
         log_alpha = {a: jnp.log(jnp.float32(self.cfg.alpha)) for a in self.spec.agents}
         return State(
             actor=actor,
@@ -142,7 +149,8 @@ class Algorithm:
             alpha = jnp.exp(state.log_alpha[a])
             q_targ = jnp.min(self.critic.apply(state.target_critic[a], q_next_in), axis=0)
             y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * (
-                q_targ + alpha * next_samples[a].entropy)
+                q_targ + alpha * next_samples[a].entropy
+            )
             y = jax.lax.stop_gradient(y)
 
             def critic_loss(p, y=y):
@@ -165,16 +173,28 @@ class Algorithm:
             if cfg.autotune_alpha:
                 ent_gap = jax.lax.stop_gradient(ent - self.target_entropy[a])
                 g_alpha = jax.grad(lambda la, gap=ent_gap: la * gap)(state.log_alpha[a])
-                log_alpha, alpha_o = common.opt_step(self.alpha_opt, state.log_alpha[a], state.alpha_opt[a],
-                                                     g_alpha)
+                log_alpha, alpha_o = common.opt_step(
+                    self.alpha_opt, state.log_alpha[a], state.alpha_opt[a], g_alpha
+                )
             else:
                 log_alpha, alpha_o = state.log_alpha[a], state.alpha_opt[a]
 
-            for name, val in (("actor", actor_p), ("critic", critic_p), ("log_alpha", log_alpha),
-                              ("actor_opt", actor_o), ("critic_opt", critic_o), ("alpha_opt", alpha_o)):
+            for name, val in (
+                ("actor", actor_p),
+                ("critic", critic_p),
+                ("log_alpha", log_alpha),
+                ("actor_opt", actor_o),
+                ("critic_opt", critic_o),
+                ("alpha_opt", alpha_o),
+            ):
                 new[name][a] = val
-            for name, val in (("critic_loss", c_loss), ("actor_loss", a_loss), ("alpha", alpha),
-                              ("entropy", ent), ("q", q_mean)):
+            for name, val in (
+                ("critic_loss", c_loss),
+                ("actor_loss", a_loss),
+                ("alpha", alpha),
+                ("entropy", ent),
+                ("q", q_mean),
+            ):
                 m[name][a] = val
 
         state = State(

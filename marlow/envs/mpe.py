@@ -72,6 +72,21 @@ from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 if TYPE_CHECKING:
     from jaxmarl.environments.mpe.simple import State
 
+
+def _import_jaxmarl(module: str):
+    """Import a jaxmarl module without letting it reset the caller's stdout/stderr: jaxmarl 0.2.0's
+    mabrax_env.py runs ``sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__`` on import, which would
+    undo any redirection (e.g. of a caller capturing ``marlow list``)."""
+    import importlib
+    import sys
+
+    out, err = sys.stdout, sys.stderr
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
 EPISODE_LENGTH = 25
 """Time limit of every MPE task (AORPO paper: 25-step episodes)."""
 
@@ -188,7 +203,7 @@ def _make_jaxmarl(
 ) -> JaxMARLMPE:
     if "max_steps" in kwargs:
         raise TypeError("use episode_length instead of JaxMARL's max_steps (which runs one step too many)")
-    import jaxmarl.environments.mpe as jaxmarl_mpe
+    jaxmarl_mpe = _import_jaxmarl("jaxmarl.environments.mpe")
 
     inner = getattr(jaxmarl_mpe, cls_name)(**kwargs)
     return JaxMARLMPE(
@@ -287,7 +302,7 @@ class SimpleScheduleMPE(MultiAgentEnv):
     ACCEL = 5.0
 
     def __init__(self, episode_length: int = EPISODE_LENGTH, sum_team_reward: bool = False):
-        from jaxmarl.environments.mpe.simple import SimpleMPE
+        SimpleMPE = _import_jaxmarl("jaxmarl.environments.mpe.simple").SimpleMPE  # noqa: N806
 
         self.episode_length = int(episode_length)
         self.sum_team_reward = bool(sum_team_reward)

@@ -34,7 +34,9 @@ def register(name: str, description: str = ""):
     def deco(factory):
         if name in _REGISTRY and _REGISTRY[name].factory is not factory:
             raise ValueError(f"task {name!r} registered twice")
-        _REGISTRY[name] = TaskEntry(name, factory, description or (factory.__doc__ or "").strip().split("\n")[0])
+        _REGISTRY[name] = TaskEntry(
+            name, factory, description or (factory.__doc__ or "").strip().split("\n")[0]
+        )
         return factory
 
     return deco

@@ -76,7 +76,9 @@ class MultiDiscrete:
         return jnp.concatenate(parts, axis=-1)
 
     def contains(self, action) -> bool:
-        return len(action) == len(self.nvec) and all(0 <= int(a) < n for a, n in zip(action, self.nvec))
+        if len(action) != len(self.nvec):
+            return False
+        return all(0 <= int(a) < n for a, n in zip(action, self.nvec, strict=True))
 
 
 @dataclass(frozen=True)

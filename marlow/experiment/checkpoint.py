@@ -45,11 +45,15 @@ def load(run_dir: str | Path, template: Any) -> tuple[Any, dict[str, Any]]:
     except CheckpointError:
         raise
     except Exception as e:  # msgpack/structure errors: report in one line
-        raise CheckpointError(f"corrupted or incompatible checkpoint {path}: {type(e).__name__}: {e}") from None
+        raise CheckpointError(
+            f"corrupted or incompatible checkpoint {path}: {type(e).__name__}: {e}"
+        ) from None
     return state, meta
 
 
 def _check_shapes(template: Any, state: Any) -> None:
     for t, s in zip(jax.tree.leaves(template), jax.tree.leaves(state), strict=True):
         if np.shape(t) != np.shape(s):
-            raise CheckpointError(f"checkpoint array shape {np.shape(s)} does not match expected {np.shape(t)}")
+            raise CheckpointError(
+                f"checkpoint array shape {np.shape(s)} does not match expected {np.shape(t)}"
+            )

@@ -122,9 +122,7 @@ def build(cls, *layers: dict[str, Any], where: str = "") -> Any:
     for layer in layers:
         for k, v in layer.items():
             if k not in types:
-                raise ConfigError(
-                    f"unknown config key {k!r}{where}; valid keys: {', '.join(sorted(types))}"
-                )
+                raise ConfigError(f"unknown config key {k!r}{where}; valid keys: {', '.join(sorted(types))}")
             values[k] = coerce(k, v, types[k])
     missing = [k for k in types if k not in values]
     if missing:

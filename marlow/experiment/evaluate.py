@@ -16,7 +16,9 @@ from marlow.experiment.runner import build, load_run_config, num_chunks, seed_ke
 
 def _summary(name: str, results: dict, spec) -> list[str]:
     team = np.asarray(results["eval/team_return"])
-    lines = [f"{name}: team return {team.mean():.3f} (per seed: {', '.join(f'{v:.3f}' for v in np.ravel(team))})"]
+    lines = [
+        f"{name}: team return {team.mean():.3f} (per seed: {', '.join(f'{v:.3f}' for v in np.ravel(team))})"
+    ]
     if spec.competitive:
         for t, _ in spec.teams:
             lines.append(f"  team {t}: return {np.mean(results[f'eval/team_return/{t}']):.3f}")
@@ -41,7 +43,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
 
     keys = jax.random.split(jax.random.PRNGKey(seed), cfg.experiment.num_seeds)
     res = jax.device_get(jax.jit(jax.vmap(one))(rs.algo, keys))
-    head = f"{cfg.experiment.algo} on {cfg.experiment.task} after {meta['env_steps']} env steps, {episodes} episodes"
+    e = cfg.experiment
+    head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
     return _summary(head, res, env.spec)
 
 
@@ -49,7 +52,12 @@ def random_policy_return(task: str, episodes: int = 100, seed: int = 12345) -> f
     """Mean team return of uniformly random actions (the baseline quoted in the README)."""
     env = envs.make(task)
     spec = env.spec
-    res = jax.jit(lambda k: evaluate_policy(
-        env, lambda o, kk: jax.vmap(lambda q: random_actions(spec, q))(jax.random.split(kk, episodes)), k, episodes
-    ))(jax.random.PRNGKey(seed))
+    res = jax.jit(
+        lambda k: evaluate_policy(
+            env,
+            lambda o, kk: jax.vmap(lambda q: random_actions(spec, q))(jax.random.split(kk, episodes)),
+            k,
+            episodes,
+        )
+    )(jax.random.PRNGKey(seed))
     return float(res["eval/team_return"])

@@ -299,7 +299,8 @@ class RunLogger:
             w = self._tb[seed]
             step = int(s["env_steps"])
             for k, v in s.items():
-                if k != "env_steps" and v is not None:
+                # NaN marks "not measured yet" (e.g. losses before warm-up): CSV only, not TensorBoard
+                if k != "env_steps" and v is not None and math.isfinite(float(v)):
                     w.add_scalar(k, float(v), global_step=step)
             w.flush()
 

@@ -146,8 +146,9 @@ class Loop:
         (rs, ret_sum, ret_cnt, m_sum, m_cnt), _ = jax.lax.scan(
             self._iteration, carry, first_iter + jnp.arange(self.iters_per_chunk)
         )
-        metrics = {f"loss/{k}": jnp.where(m_cnt > 0, v / jnp.maximum(m_cnt, 1.0), jnp.nan)
-                   for k, v in m_sum.items()}
+        metrics = {
+            f"loss/{k}": jnp.where(m_cnt > 0, v / jnp.maximum(m_cnt, 1.0), jnp.nan) for k, v in m_sum.items()
+        }
         metrics["train/return"] = jnp.where(ret_cnt > 0, ret_sum / jnp.maximum(ret_cnt, 1.0), jnp.nan)
         metrics["updates"] = m_cnt * self.updates_per_step
         rs, ev = self.evaluate(rs)

@@ -50,7 +50,9 @@ def check_schedule(cfg: RunConfig) -> None:
     if a.update_every % e.num_envs:
         raise ConfigError(f"update_every ({a.update_every}) must be a multiple of num_envs ({e.num_envs})")
     if e.eval_every % a.update_every:
-        raise ConfigError(f"eval_every ({e.eval_every}) must be a multiple of update_every ({a.update_every})")
+        raise ConfigError(
+            f"eval_every ({e.eval_every}) must be a multiple of update_every ({a.update_every})"
+        )
 
 
 def build(cfg: RunConfig):
@@ -98,12 +100,12 @@ def _diverged(metrics: dict[str, Any]) -> str | None:
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     """Train (or resume) a run; returns its directory. Raises MarlowError subclasses on bad input."""
-    resume = bool(cfg.experiment.resume)
-    if resume:
+    if cfg.experiment.resume:
         run_dir = Path(cfg.experiment.resume)
         progress_flag = cfg.experiment.progress
         cfg = load_run_config(run_dir)
         cfg.experiment.progress = progress_flag
+        cfg.experiment.resume = str(run_dir)  # the saved config has resume=""; run_chunks reads it
     else:
         run_dir = Path(run_dir or cfg.experiment.run_dir or default_run_dir(cfg))
     env, algo = build(cfg)
@@ -112,37 +114,60 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
 
         return train_host(cfg, env, algo, Path(run_dir))
 
-    e = cfg.experiment
-    n_chunks = num_chunks(cfg)
-    cfg.algo.buffer_size = min(cfg.algo.buffer_size, n_chunks * e.eval_every)  # never larger than the run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    seeds = [e.seed + i for i in range(e.num_seeds)]
-    loop = Loop(env, algo, e, cfg.algo)
-
+    prepare_run_dir(cfg, run_dir)
+    loop = Loop(env, algo, cfg.experiment, cfg.algo)
     init = jax.jit(jax.vmap(loop.init))
     chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0)
-    rs = init(seed_keys(cfg))
+    return run_chunks(
+        cfg,
+        run_dir,
+        init(seed_keys(cfg)),
+        loop.chunk_metric_names,
+        jax.jit(jax.vmap(loop.evaluate)),
+        lambda rs, c: chunk(rs, jnp.int32(c)),
+    )
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> None:
+    """Cap the buffer at the run's length, create the run directory and (new runs) write config.yaml."""
+    e = cfg.experiment
+    cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * e.eval_every)  # never above the run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not e.resume:
+        (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate, run_chunk) -> Path:
+    """The host side of a run, shared by the JAX and the host-env loops: restore the checkpoint
+    (``cfg.experiment.resume``; ``state`` is the template), log the step-0 evaluation (new runs), run the
+    remaining chunks with logging, the divergence check, checkpoints and progress, then write the report.
+
+    ``metric_names(state)``: the non-evaluation chunk metrics; ``evaluate(state) -> (state, eval metrics)``;
+    ``run_chunk(state, c) -> (state, metrics)``; metrics are arrays over seeds.
+    """
+    e = cfg.experiment
+    resume = bool(e.resume)
+    n_chunks = num_chunks(cfg)
+    seeds = [e.seed + i for i in range(e.num_seeds)]
     start, wall0, logged_step = 0, 0.0, None
     if resume:
-        rs, meta = checkpoint.load(run_dir, rs)
+        state, meta = checkpoint.load(run_dir, state)
         start, wall0, logged_step = int(meta["chunk"]), float(meta["wall_time"]), int(meta["env_steps"])
     logger = RunLogger(run_dir, algo=e.algo, task=e.task, seeds=seeds, resume_step=logged_step)
     reporter = ProgressReporter(e, n_chunks * e.eval_every, enabled=e.progress)
     try:
         with reporter:
             if not resume:
-                rs, ev = jax.jit(jax.vmap(loop.evaluate))(rs)
+                state, ev = evaluate(state)
                 zeros = np.zeros(len(seeds), np.int64)
-                first = {k: np.full(len(seeds), np.nan) for k in loop.chunk_metric_names(rs)}
+                first = {k: np.full(len(seeds), np.nan) for k in metric_names(state)}
                 first.update(ev, env_steps=zeros, episodes=zeros, updates=zeros)
                 logger.log(_rows(first, seeds, 0.0, 0.0))
             reporter.advance(start * e.eval_every, None, None)
             wall = wall0
             for c in range(start, n_chunks):
                 t0 = time.perf_counter()
-                rs, m = chunk(rs, jnp.int32(c))
+                state, m = run_chunk(state, c)
                 m = jax.device_get(m)
                 dt = time.perf_counter() - t0
                 wall += dt
@@ -155,10 +180,14 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
                         f"checkpoint in {run_dir} is kept"
                     )
                 if (c + 1) % e.checkpoint_every == 0 or c + 1 == n_chunks:
-                    checkpoint.save(run_dir, rs, {"chunk": c + 1, "env_steps": int(np.max(m["env_steps"])),
-                                                  "wall_time": wall})
-                reporter.advance((c + 1) * e.eval_every, float(np.mean(m["eval/team_return"])),
-                                 sps * e.num_seeds)
+                    checkpoint.save(
+                        run_dir,
+                        state,
+                        {"chunk": c + 1, "env_steps": int(np.max(m["env_steps"])), "wall_time": wall},
+                    )
+                reporter.advance(
+                    (c + 1) * e.eval_every, float(np.mean(m["eval/team_return"])), sps * e.num_seeds
+                )
     finally:
         logger.close()
     from marlow.experiment.report import write_report

@@ -40,7 +40,7 @@ def gumbel_softmax_st(key: jax.Array, logits: jax.Array, temperature: float = 1.
     soft = jax.nn.softmax((logits + g) / temperature, axis=-1)
     idx = jnp.argmax(soft, axis=-1)
     hard = jax.nn.one_hot(idx, logits.shape[-1], dtype=soft.dtype)
-    return idx, hard + soft - jax.lax.stop_gradient(soft)
+    return idx, hard + (soft - jax.lax.stop_gradient(soft))  # grouped so the forward is exactly one-hot
 
 
 def _categorical_stats(logits: jax.Array, idx: jax.Array):
@@ -122,10 +122,12 @@ class TanhGaussian:
         self.dim = space.flat_dim
         self.out_dim = 2 * self.dim
         self._low = space.low_array.reshape(-1)
-        self._half = (space.high_array.reshape(-1) - self._low) / 2.0
+        self._high = space.high_array.reshape(-1)
+        self._half = (self._high - self._low) / 2.0
 
     def _squash(self, u):
-        return self._low + (jnp.tanh(u) + 1.0) * self._half
+        # clipped: low + 2 * ((high - low) / 2) can exceed high by an ulp for non-dyadic bounds
+        return jnp.clip(self._low + (jnp.tanh(u) + 1.0) * self._half, self._low, self._high)
 
     def log_prob_from_pre_tanh(self, u, mean, log_std):
         normal = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
@@ -151,7 +153,7 @@ class TanhGaussian:
 
     def log_prob(self, out: jax.Array, action: jax.Array) -> jax.Array:
         mean, log_std = self._split(out)
-        y = (action.reshape(action.shape[: action.ndim - len(self.space.shape)] + (self.dim,)) - self._low)
+        y = action.reshape(action.shape[: action.ndim - len(self.space.shape)] + (self.dim,)) - self._low
         t = jnp.clip(y / self._half - 1.0, -1 + TANH_EPS, 1 - TANH_EPS)
         return self.log_prob_from_pre_tanh(jnp.arctanh(t), mean, log_std)
 
@@ -167,16 +169,17 @@ class DeterministicTanh:
         self.dim = space.flat_dim
         self.out_dim = self.dim
         self._low = space.low_array.reshape(-1)
-        self._half = (space.high_array.reshape(-1) - self._low) / 2.0
+        self._high = space.high_array.reshape(-1)
+        self._half = (self._high - self._low) / 2.0
 
     def mode(self, out):
-        a = self._low + (jnp.tanh(out) + 1.0) * self._half
+        a = jnp.clip(self._low + (jnp.tanh(out) + 1.0) * self._half, self._low, self._high)
         return a.reshape(a.shape[:-1] + self.space.shape), a
 
     def sample(self, out, key) -> Sample:
         _, a = self.mode(out)
         a = a + self.noise * self._half * jax.random.normal(key, a.shape)
-        a = jnp.clip(a, self._low, self._low + 2 * self._half)
+        a = jnp.clip(a, self._low, self._high)
         zero = jnp.zeros(a.shape[:-1])
         return Sample(a.reshape(a.shape[:-1] + self.space.shape), a, zero, zero)
 
