@@ -6,7 +6,7 @@ the jitted training chunk (collect + buffer + updates + evaluation, vmapped over
 then timed over several chunks. env-steps/s counts the transitions of all seeds.
 
     python benchmarks/throughput.py            # 1 and 8 seeds, writes benchmarks/RESULTS.md
-    python benchmarks/throughput.py --seeds 1  # one configuration, prints JSON
+    python benchmarks/throughput.py --seeds 1 --repeats 1  # one configuration, prints JSON
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -28,6 +30,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from marlow.devices import seed_devices, seed_sharding, shard_seeds
     from marlow.experiment.config import resolve
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, seed_keys
@@ -48,8 +51,9 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     )
     env, algo = build(cfg)
     loop = Loop(env, algo, cfg.experiment, cfg.algo)
-    rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0)
+    sharding = seed_sharding(num_seeds)
+    rs = jax.jit(jax.vmap(loop.init), out_shardings=sharding)(shard_seeds(seed_keys(cfg), num_seeds))
+    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
     t0 = time.perf_counter()
     rs, m = chunk(rs, jnp.int32(0))
     jax.block_until_ready(m)
@@ -63,6 +67,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     return {
         "num_seeds": num_seeds,
         "num_envs": cfg.experiment.num_envs,
+        "devices": len(seed_devices(num_seeds)),
         "env_steps_per_s": steps / dt,
         "updates_per_s": chunks * cfg.experiment.eval_every / cfg.algo.update_every * num_seeds / dt,
         "first_chunk_s": compile_s,
@@ -71,26 +76,38 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     }
 
 
+def _run(seeds: int, chunks: int, extra: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--seeds", str(seeds), "--chunks", str(chunks), *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="*", default=None)
-    p.add_argument("--chunks", type=int, default=4, help="timed chunks of eval_every=7500 steps")
+    p.add_argument("--chunks", type=int, default=6, help="timed chunks of eval_every=7500 steps")
+    p.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     p.add_argument("extra", nargs="*", help="key=value overrides")
     ns = p.parse_args()
-    if ns.seeds and len(ns.seeds) == 1:
+    if ns.seeds and len(ns.seeds) == 1 and ns.repeats == 1:
         print(json.dumps(measure(ns.seeds[0], ns.chunks, ns.extra)))
         return
     rows = []
     for s in ns.seeds or (1, 8):
-        out = subprocess.run(
-            [sys.executable, __file__, "--seeds", str(s), "--chunks", str(ns.chunks), *ns.extra],
-            capture_output=True,
-            text=True,
-            check=True,
+        runs = [_run(s, ns.chunks, ["--repeats", "1", *ns.extra]) for _ in range(ns.repeats)]
+        sps = sorted(r["env_steps_per_s"] for r in runs)
+        row = dict(
+            runs[0],
+            env_steps_per_s=float(np.median(sps)),
+            updates_per_s=float(np.median([r["updates_per_s"] for r in runs])),
+            sps_min=sps[0],
+            sps_max=sps[-1],
+            peak_rss_gib=max(r["peak_rss_gib"] for r in runs),
+            first_chunk_s=float(np.median([r["first_chunk_s"] for r in runs])),
         )
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+        rows.append(row)
+        print(row, flush=True)
     base = rows[0]["env_steps_per_s"]
     import jax
 
@@ -100,17 +117,19 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} "
         "by `python benchmarks/throughput.py`.",
-        "Batch 1024, one update per 100 env steps, buffer 500,000 per seed, 4 parallel envs per seed; "
-        f"{ns.chunks} chunks of 7,500 env steps per seed timed after compilation (full training: "
-        "collection, buffer, updates, evaluation).",
+        "Batch 1024, one update per 100 env steps, buffer 500,000 per seed, "
+        f"{rows[0]['num_envs']} parallel envs per seed; {ns.chunks} chunks of 7,500 env steps per seed "
+        "timed after compilation (full training: collection, buffer, updates, evaluation); "
+        f"median (min-max) of {ns.repeats} fresh processes; seeds split over the listed CPU devices.",
         "",
-        "| seeds | env-steps/s (all seeds) | ratio to 1 seed | updates/s (all seeds) "
+        "| seeds | devices | env-steps/s (all seeds) | ratio to 1 seed | updates/s (all seeds) "
         "| first chunk incl. compile (s) | peak RSS (GiB) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['num_seeds']} | {r['env_steps_per_s']:,.0f} | {r['env_steps_per_s'] / base:.2f}x | "
+            f"| {r['num_seeds']} | {r['devices']} | {r['env_steps_per_s']:,.0f} "
+            f"({r['sps_min']:,.0f}-{r['sps_max']:,.0f}) | {r['env_steps_per_s'] / base:.2f}x | "
             f"{r['updates_per_s']:,.0f} | {r['first_chunk_s']:.1f} | {r['peak_rss_gib']:.2f} |"
         )
     Path(ns.out).write_text("\n".join(lines) + "\n")

@@ -24,6 +24,7 @@ from jax.experimental.compilation_cache import compilation_cache as jax_cc
 from marlow import envs
 from marlow.algos import ALGORITHMS
 from marlow.cli import main
+from marlow.devices import seed_devices
 from marlow.errors import TrainingDiverged
 from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
@@ -176,16 +177,17 @@ def test_determinism(runs, run_a):
 
 
 def test_vmap_over_seeds_equals_separate_runs(runs, run_a, capsys):
-    vmap_dir = runs("vmap3", "seed=0", "num_seeds=3")
+    # 4 seeds: on a machine with >= 2 cores they are also split over 2 host devices (marlow.devices)
+    if len(jax.devices()) >= 2:
+        assert len(seed_devices(4)) >= 2
+    vmap_dir = runs("vmap4", "seed=0", "num_seeds=4")
     batched = read_metrics(vmap_dir)
-    assert sorted(batched) == [0, 1, 2]
-    separate = {
-        0: read_metrics(run_a)[0],
-        1: read_metrics(runs("seed_1", "seed=1"))[1],
-        2: read_metrics(runs("seed_2", "seed=2"))[2],
-    }
+    assert sorted(batched) == [0, 1, 2, 3]
+    separate = {0: read_metrics(run_a)[0]}
+    for s in (1, 2, 3):
+        separate[s] = read_metrics(runs(f"seed_{s}", f"seed={s}"))[s]
     max_diff, worst = 0.0, "all equal"
-    for s in range(3):
+    for s in range(4):
         assert set(batched[s]) == set(separate[s])
         for col, v in batched[s].items():
             if col in VOLATILE:
@@ -204,7 +206,7 @@ def test_vmap_over_seeds_equals_separate_runs(runs, run_a, capsys):
     out = capsys.readouterr().out
     assert "after 400 env steps" in out
     per_seed = out.split("per seed: ")[1].split(")")[0].split(", ")
-    assert len(per_seed) == 3
+    assert len(per_seed) == 4
     # and several run directories plot together
     png = vmap_dir.parent / "two_runs.png"
     assert main(["plot", str(vmap_dir), str(run_a), "--out", str(png)]) == 0

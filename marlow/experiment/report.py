@@ -208,9 +208,11 @@ def plot_grid(
     y: str = "eval/team_return",
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    reference: dict[str, float] | None = None,
 ) -> Path:
     """One subplot per x axis in ``xs`` (side by side), each with the same curves: one per run dir,
-    the seed mean with a 95% confidence band. Returns the PNG path."""
+    the seed mean with a 95% confidence band. ``reference`` draws labelled horizontal lines (e.g. a
+    random policy's return). Returns the PNG path."""
     if isinstance(xs, str):
         xs = (xs,)
     if not xs:
@@ -231,6 +233,8 @@ def plot_grid(
             ax.plot(grid, mean, color=color, label=label, marker=marker)
             if half is not None:
                 ax.fill_between(grid, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+        for j, (name, value) in enumerate((reference or {}).items()):
+            ax.axhline(value, color="0.4", linestyle=("--", ":", "-.")[j % 3], linewidth=1, label=name)
         ax.set_xlabel(_AXIS_LABELS.get(x, x))
         ax.set_ylabel(_AXIS_LABELS.get(y, y))
         ax.grid(True, alpha=0.3)
@@ -251,13 +255,15 @@ def plot_runs(
     y: str = "eval/team_return",
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    reference: dict[str, float] | None = None,
 ) -> Path:
-    """``y`` against ``x``, one curve per run dir (seed mean, 95% Student-t band). Returns the PNG path.
+    """``y`` against ``x``, one curve per run dir (seed mean, 95% Student-t band), plus optional
+    ``reference`` lines. Returns the PNG path.
 
     Raises :class:`MissingMetricError` (a ValueError) naming the run when a run lacks ``x`` or ``y``
     (e.g. ``x="agent_interactions"`` for a run that does not count them).
     """
-    return plot_grid(run_dirs, out_png, xs=(x,), y=y, labels=labels, title=title)
+    return plot_grid(run_dirs, out_png, xs=(x,), y=y, labels=labels, title=title, reference=reference)
 
 
 def _md(text: str) -> str:

@@ -16,6 +16,7 @@ import yaml
 
 from marlow import envs
 from marlow.algos import check_supports, get_algo
+from marlow.devices import seed_sharding, shard_seeds
 from marlow.errors import CheckpointError, ConfigError, TrainingDiverged
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig, from_dict
@@ -116,12 +117,13 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
 
     prepare_run_dir(cfg, run_dir)
     loop = Loop(env, algo, cfg.experiment, cfg.algo)
-    init = jax.jit(jax.vmap(loop.init))
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0)
+    sharding = seed_sharding(cfg.experiment.num_seeds)
+    init = jax.jit(jax.vmap(loop.init), out_shardings=sharding)
+    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
     return run_chunks(
         cfg,
         run_dir,
-        init(seed_keys(cfg)),
+        init(shard_seeds(seed_keys(cfg), cfg.experiment.num_seeds)),
         loop.chunk_metric_names,
         jax.jit(jax.vmap(loop.evaluate)),
         lambda rs, c: chunk(rs, jnp.int32(c)),
@@ -152,6 +154,7 @@ def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate
     start, wall0, logged_step = 0, 0.0, None
     if resume:
         state, meta = checkpoint.load(run_dir, state)
+        state = shard_seeds(state, e.num_seeds)
         start, wall0, logged_step = int(meta["chunk"]), float(meta["wall_time"]), int(meta["env_steps"])
     logger = RunLogger(run_dir, algo=e.algo, task=e.task, seeds=seeds, resume_step=logged_step)
     reporter = ProgressReporter(e, n_chunks * e.eval_every, enabled=e.progress)
