@@ -44,6 +44,7 @@ TINY = [
     "warmup_steps=100",
     "num_envs=4",
     "eval_episodes=2",
+    "checkpoint_every=1",  # the resume and divergence tests rely on a checkpoint after every chunk
     "progress=false",
 ]
 N_CHUNKS = 4

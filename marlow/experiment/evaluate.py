@@ -14,7 +14,7 @@ from marlow.experiment.loop import Loop, evaluate_policy
 from marlow.experiment.runner import build, load_run_config, num_chunks, seed_keys
 
 
-def _summary(name: str, results: dict, spec) -> list[str]:
+def summary(name: str, results: dict, spec) -> list[str]:
     team = np.asarray(results["eval/team_return"])
     lines = [
         f"{name}: team return {team.mean():.3f} (per seed: {', '.join(f'{v:.3f}' for v in np.ravel(team))})"
@@ -45,7 +45,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
     res = jax.device_get(jax.jit(jax.vmap(one))(rs.algo, keys))
     e = cfg.experiment
     head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
-    return _summary(head, res, env.spec)
+    return summary(head, res, env.spec)
 
 
 def random_policy_return(task: str, episodes: int = 100, seed: int = 12345) -> float:

@@ -3,7 +3,7 @@ Python loop around :class:`~marlow.envs.pettingzoo.PettingZooEnv` instances.
 
 Everything but the env stepping is the JAX loop's code: the algorithm state, replay buffer, keys and
 counters are one :class:`HostState` stacked over seeds, and acting (``algo.act``, explore / greedy as two
-jitted closures), storing (``replay.add``) and learning (``Loop._updates``: ``replay.sample`` +
+jitted closures), storing (``replay.add``) and learning (``Loop.updates``: ``replay.sample`` +
 ``algo.update``) are jitted and vmapped over seeds, one call per vectorised env step / iteration for all
 seeds. The schedule is ``Loop``'s: ``update_every / num_envs`` steps of the ``num_envs`` envs of every seed
 per iteration, ``updates_per_step`` updates once ``(iteration + 1) * update_every >= warmup_steps``, a
@@ -38,7 +38,7 @@ from marlow import envs
 from marlow.buffers import replay
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.evaluate import _summary
+from marlow.experiment.evaluate import summary
 from marlow.experiment.loop import Loop
 from marlow.experiment.runner import num_chunks, prepare_run_dir, run_chunks, seed_keys
 
@@ -90,7 +90,7 @@ class HostLoop:
         self._explore = jax.jit(jax.vmap(explore))
         self._greedy = jax.jit(jax.vmap(lambda a, o, k: algo.act(a, o, k, False)))
         self._store = jax.jit(jax.vmap(store), donate_argnums=0)
-        self._update = jax.jit(jax.vmap(self.loop._updates), donate_argnums=0)
+        self._update = jax.jit(jax.vmap(self.loop.updates), donate_argnums=0)
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> HostState:
@@ -259,4 +259,4 @@ def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, s
         for ev in env_list:
             ev.close()
     head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
-    return _summary(head, res, env.spec)
+    return summary(head, res, env.spec)

@@ -107,7 +107,10 @@ class Loop:
         )
         return (rs, ret_sum, ret_cnt), trans
 
-    def _updates(self, rs: RunnerState):
+    def updates(self, rs: RunnerState):
+        """``updates_per_step`` updates on batches sampled from ``rs.buffer``; returns the new state and
+        the metrics averaged over them (also used by the host loop)."""
+
         def one(carry, key):
             algo_state = carry
             batch = replay.sample(rs.buffer, key, self.batch_size)
@@ -118,11 +121,11 @@ class Loop:
         return rs.replace(algo=algo_state, key=key), jax.tree.map(jnp.mean, metrics)
 
     def metric_shapes(self, rs: RunnerState):
-        return jax.eval_shape(lambda r: self._updates(r)[1], rs)
+        return jax.eval_shape(lambda r: self.updates(r)[1], rs)
 
     def chunk_metric_names(self, rs_batched: RunnerState) -> list[str]:
         """Names of the non-evaluation metrics of :meth:`chunk` (for a seed-batched state)."""
-        shapes = jax.eval_shape(lambda r: self._updates(jax.tree.map(lambda x: x[0], r))[1], rs_batched)
+        shapes = jax.eval_shape(lambda r: self.updates(jax.tree.map(lambda x: x[0], r))[1], rs_batched)
         return [f"loss/{k}" for k in shapes] + ["train/return", "updates"]
 
     def _iteration(self, carry, it):
@@ -134,7 +137,7 @@ class Loop:
         rs = rs.replace(buffer=replay.add(rs.buffer, trans))
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.metric_shapes(rs))
         ready = (it + 1) * self.update_every >= self.warmup  # unbatched: a real branch under vmap
-        rs, metrics = jax.lax.cond(ready, self._updates, lambda r: (r, zeros), rs)
+        rs, metrics = jax.lax.cond(ready, self.updates, lambda r: (r, zeros), rs)
         m_sum = jax.tree.map(jnp.add, m_sum, metrics)
         return (rs, ret_sum, ret_cnt, m_sum, m_cnt + ready.astype(jnp.float32)), None
 
