@@ -99,14 +99,11 @@ class EnvSpec:
         return frozenset(s.kind for s in self.act_spaces)
 
 
-class MultiAgentEnv:
-    """Base class of JAX envs. Subclasses set ``self.spec`` and implement ``reset``, ``step_env`` and
-    ``get_obs``. ``step_env`` must not reset; it returns ``infos["truncated"]`` (bool scalar)."""
+class SpecSurface:
+    """The JaxMARL-style accessors every env (JAX or host-side) derives from its ``spec``."""
 
     spec: EnvSpec
-    is_jax = True
 
-    # ---- JaxMARL-compatible surface -------------------------------------------------------------
     @property
     def agents(self) -> list[str]:
         return list(self.spec.agents)
@@ -120,6 +117,13 @@ class MultiAgentEnv:
 
     def action_space(self, agent: str) -> Space:
         return self.spec.act_space(agent)
+
+
+class MultiAgentEnv(SpecSurface):
+    """Base class of JAX envs. Subclasses set ``self.spec`` and implement ``reset``, ``step_env`` and
+    ``get_obs``. ``step_env`` must not reset; it returns ``infos["truncated"]`` (bool scalar)."""
+
+    is_jax = True
 
     # ---- to implement ---------------------------------------------------------------------------
     def reset(self, key: jax.Array) -> tuple[Obs, Any]:

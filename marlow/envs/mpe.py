@@ -74,16 +74,30 @@ if TYPE_CHECKING:
 
 
 def _import_jaxmarl(module: str):
-    """Import a jaxmarl module without letting it reset the caller's stdout/stderr: jaxmarl 0.2.0's
-    mabrax_env.py runs ``sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__`` on import, which would
-    undo any redirection (e.g. of a caller capturing ``marlow list``)."""
+    """Import a jaxmarl module quietly and without losing the caller's stdout/stderr.
+
+    jaxmarl 0.2.0 prints "Importing submoduled environments..." on import, and its mabrax_env.py runs
+    ``sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__``, which would undo any redirection (e.g. of a
+    caller capturing ``marlow list``). The prints go to ``sys.__stdout__`` after that reset, so file
+    descriptor 1 is pointed at /dev/null for the import, and the Python streams are restored after it."""
     import importlib
+    import os
     import sys
 
     out, err = sys.stdout, sys.stderr
+    for stream in (out, sys.__stdout__):
+        if stream is not None:
+            stream.flush()
+    saved_fd, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     try:
         return importlib.import_module(module)
     finally:
+        if sys.__stdout__ is not None:
+            sys.__stdout__.flush()
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+        os.close(devnull)
         sys.stdout, sys.stderr = out, err
 
 

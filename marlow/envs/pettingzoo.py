@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from marlow.envs.api import EnvSpec
+from marlow.envs.api import EnvSpec, SpecSurface
 from marlow.envs.registry import register
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
@@ -190,7 +190,7 @@ def _infer_episode_length(pz_env) -> int | None:
     return None
 
 
-class PettingZooEnv:
+class PettingZooEnv(SpecSurface):
     """Host-side (numpy, non-jitted) adapter around a PettingZoo Parallel env; see the module docstring.
 
     ``episode_length``: the spec's time limit. When given, the adapter also enforces it (truncating the
@@ -261,21 +261,6 @@ class PettingZooEnv:
         self._rng: np.random.Generator | None = None
         self._active: set[str] = set()
         self._t = 0
-
-    # ---- marlow-compatible surface ----------------------------------------------------------------
-    @property
-    def agents(self) -> list[str]:
-        return list(self.spec.agents)
-
-    @property
-    def num_agents(self) -> int:
-        return self.spec.num_agents
-
-    def observation_space(self, agent: str) -> Space:
-        return self.spec.obs_space(agent)
-
-    def action_space(self, agent: str) -> Space:
-        return self.spec.act_space(agent)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _next_seed(self) -> int:
