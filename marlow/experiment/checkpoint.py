@@ -21,6 +21,12 @@ from marlow.errors import CheckpointError
 CKPT_NAME = "checkpoint.msgpack"
 
 
+def template(init_fn, *args) -> Any:
+    """Zeros shaped like ``init_fn(*args)``, a template for :func:`load` that neither compiles nor runs
+    ``init_fn`` (only traces it)."""
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(init_fn, *args))
+
+
 def save(run_dir: str | Path, state: Any, meta: dict[str, Any]) -> Path:
     path = Path(run_dir) / CKPT_NAME
     payload = {"state": serialization.to_state_dict(jax.device_get(state)), "meta": meta}

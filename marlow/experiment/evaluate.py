@@ -35,8 +35,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
         return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
     cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * cfg.experiment.eval_every)
     loop = Loop(env, algo, cfg.experiment, cfg.algo)
-    template = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
-    rs, meta = checkpoint.load(run_dir, template)
+    rs, meta = checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(cfg)))
 
     def one(algo_state, key):
         return evaluate_policy(env, lambda o, k: algo.act(algo_state, o, k, False), key, episodes)

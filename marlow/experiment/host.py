@@ -108,8 +108,7 @@ class HostLoop:
 
     def template(self) -> HostState:
         """Zeros shaped like the seed-stacked state: a checkpoint template without compiling ``init``."""
-        shapes = jax.eval_shape(jax.vmap(self.init), seed_keys(self.cfg))
-        return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+        return checkpoint.template(jax.vmap(self.init), seed_keys(self.cfg))
 
     def _shape(self, x: np.ndarray, per_seed: int) -> np.ndarray:
         return x.reshape((self.S, per_seed) + x.shape[1:])

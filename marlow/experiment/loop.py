@@ -59,15 +59,16 @@ class Loop:
     def init(self, key: jax.Array) -> RunnerState:
         k_algo, k_env, k_eval, key = jax.random.split(key, 4)
         obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.num_envs))
+        algo_state = self.algo.init(k_algo)
         example = self._transition(
             jax.tree.map(lambda x: x[0], obs),
-            jax.tree.map(lambda x: x[0], self.algo.act(self.algo.init(k_algo), obs, k_algo, True)),
+            jax.tree.map(lambda x: x[0], self.algo.act(algo_state, obs, k_algo, True)),
             {a: jnp.float32(0) for a in self.spec.agents},
             jax.tree.map(lambda x: x[0], obs),
             jnp.float32(0),
         )
         return RunnerState(
-            algo=self.algo.init(k_algo),
+            algo=algo_state,
             buffer=replay.init(example, self.capacity),
             env_state=env_state,
             obs=obs,

@@ -120,10 +120,17 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     sharding = seed_sharding(cfg.experiment.num_seeds)
     init = jax.jit(jax.vmap(loop.init), out_shardings=sharding)
     chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
+    keys = seed_keys(cfg)
+    # a resumed run overwrites the state with its checkpoint: only its shapes are needed then
+    state = (
+        checkpoint.template(jax.vmap(loop.init), keys)
+        if cfg.experiment.resume
+        else init(shard_seeds(keys, cfg.experiment.num_seeds))
+    )
     return run_chunks(
         cfg,
         run_dir,
-        init(shard_seeds(seed_keys(cfg), cfg.experiment.num_seeds)),
+        state,
         loop.chunk_metric_names,
         jax.jit(jax.vmap(loop.evaluate)),
         lambda rs, c: chunk(rs, jnp.int32(c)),
