@@ -30,10 +30,10 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from marlow.devices import seed_devices, seed_sharding, shard_seeds
+    from marlow.devices import seed_devices, shard_seeds
     from marlow.experiment.config import resolve
     from marlow.experiment.loop import Loop
-    from marlow.experiment.runner import build, seed_keys
+    from marlow.experiment.runner import build, jitted_program, seed_keys
 
     cfg = resolve(
         [
@@ -51,9 +51,8 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     )
     env, algo = build(cfg)
     loop = Loop(env, algo, cfg.experiment, cfg.algo)
-    sharding = seed_sharding(num_seeds)
-    rs = jax.jit(jax.vmap(loop.init), out_shardings=sharding)(shard_seeds(seed_keys(cfg), num_seeds))
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
+    init, chunk, _ = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
+    rs = init(shard_seeds(seed_keys(cfg), num_seeds))
     t0 = time.perf_counter()
     rs, m = chunk(rs, jnp.int32(0))
     jax.block_until_ready(m)

@@ -11,7 +11,7 @@ from marlow import envs
 from marlow.envs.api import random_actions
 from marlow.experiment import checkpoint
 from marlow.experiment.loop import Loop, evaluate_policy
-from marlow.experiment.runner import build, load_run_config, num_chunks, seed_keys
+from marlow.experiment.runner import build, cap_buffer, load_run_config, seed_keys
 
 
 def summary(name: str, results: dict, spec) -> list[str]:
@@ -33,7 +33,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
         from marlow.experiment.host import evaluate_host_run
 
         return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
-    cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * cfg.experiment.eval_every)
+    cap_buffer(cfg)
     loop = Loop(env, algo, cfg.experiment, cfg.algo)
     rs, meta = checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(cfg)))
 

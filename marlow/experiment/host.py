@@ -39,8 +39,8 @@ from marlow.buffers import replay
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
 from marlow.experiment.evaluate import summary
-from marlow.experiment.loop import Loop
-from marlow.experiment.runner import num_chunks, prepare_run_dir, run_chunks, seed_keys
+from marlow.experiment.loop import Loop, return_metrics
+from marlow.experiment.runner import cap_buffer, prepare_run_dir, run_chunks, seed_keys
 
 
 @struct.dataclass
@@ -220,16 +220,9 @@ class HostLoop:
                     returns[a][j] += r[a]
                     obs[a][j] = o[a]
                 alive[j] = not d["__all__"]
-        per_agent = {a: self._shape(r, episodes) for a, r in returns.items()}  # [S, episodes]
-        team = np.mean(np.stack([per_agent[a] for a in spec.agents]), axis=0)
-        out = {"eval/team_return": team.mean(1), "eval/episode_returns": team}
-        for a in spec.agents:
-            out[f"eval/return/{a}"] = per_agent[a].mean(1)
-        if spec.competitive:
-            for name, members in spec.teams:
-                team_rets = np.stack([per_agent[a] for a in members])  # [members, S, episodes]
-                out[f"eval/team_return/{name}"] = team_rets.mean(axis=(0, 2))
-        return out
+        return jax.device_get(
+            return_metrics(spec, {a: self._shape(r, episodes) for a, r in returns.items()})  # [S, episodes]
+        )
 
 
 def train_host(cfg: RunConfig, env, algo, run_dir: Path) -> Path:
@@ -247,7 +240,7 @@ def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, s
     """Greedy evaluation of every seed's checkpointed policy on ``episodes`` fresh env instances each,
     reset with seeds drawn from ``split(PRNGKey(seed), num_seeds)`` (as ``evaluate_run``)."""
     e = cfg.experiment
-    cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * e.eval_every)
+    cap_buffer(cfg)
     host = HostLoop(cfg, env, algo, train_envs=False)
     state, meta = checkpoint.load(run_dir, host.template())
     env_list = [env] + [envs.make(e.task) for _ in range(e.num_seeds * episodes - 1)]

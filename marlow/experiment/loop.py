@@ -189,12 +189,20 @@ def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
     _, rewards = jax.lax.scan(
         step, (obs, state, jnp.ones(episodes)), jax.random.split(k_run, spec.episode_length)
     )
-    per_agent = {a: jnp.sum(rewards[a], axis=0) for a in spec.agents}  # [episodes]
+    return return_metrics(spec, {a: jnp.sum(rewards[a], axis=0) for a in spec.agents})
+
+
+def return_metrics(spec: EnvSpec, per_agent: dict) -> dict:
+    """Evaluation metrics from each agent's episode returns (arrays ``[..., episodes]``): the team return
+    (mean over agents) per episode and its mean, each agent's mean return and, in competitive tasks, each
+    team's mean return. Shared by the JAX and the host loops."""
     team = jnp.mean(jnp.stack([per_agent[a] for a in spec.agents]), axis=0)
-    out = {"eval/team_return": jnp.mean(team), "eval/episode_returns": team}
+    out = {"eval/team_return": jnp.mean(team, axis=-1), "eval/episode_returns": team}
     for a in spec.agents:
-        out[f"eval/return/{a}"] = jnp.mean(per_agent[a])
+        out[f"eval/return/{a}"] = jnp.mean(per_agent[a], axis=-1)
     if spec.competitive:
         for name, members in spec.teams:
-            out[f"eval/team_return/{name}"] = jnp.mean(jnp.stack([per_agent[a] for a in members]))
+            out[f"eval/team_return/{name}"] = jnp.mean(
+                jnp.stack([per_agent[a] for a in members]), axis=(0, -1)
+            )
     return out

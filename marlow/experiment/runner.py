@@ -117,9 +117,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
 
     prepare_run_dir(cfg, run_dir)
     loop = Loop(env, algo, cfg.experiment, cfg.algo)
-    sharding = seed_sharding(cfg.experiment.num_seeds)
-    init = jax.jit(jax.vmap(loop.init), out_shardings=sharding)
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
+    init, chunk, evaluate = jitted_program(loop, cfg.experiment.num_seeds)
     keys = seed_keys(cfg)
     # a resumed run overwrites the state with its checkpoint: only its shapes are needed then
     state = (
@@ -132,15 +130,32 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
         run_dir,
         state,
         loop.chunk_metric_names,
-        jax.jit(jax.vmap(loop.evaluate)),
+        evaluate,
         lambda rs, c: chunk(rs, jnp.int32(c)),
     )
+
+
+def jitted_program(loop: Loop, num_seeds: int):
+    """``init(keys)``, ``chunk(state, c)`` and ``evaluate(state)`` of a JAX-env run, jitted and vmapped
+    over seeds, with the seed axis of every returned state split over :func:`seed_sharding`'s devices
+    (without ``out_shardings`` XLA would replicate the state on every device)."""
+    sharding = seed_sharding(num_seeds)
+    init = jax.jit(jax.vmap(loop.init), out_shardings=sharding)
+    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
+    evaluate = jax.jit(jax.vmap(loop.evaluate), out_shardings=sharding)
+    return init, chunk, evaluate
+
+
+def cap_buffer(cfg: RunConfig) -> None:
+    """A replay buffer never holds more than the run collects: cap ``buffer_size`` at the run's length
+    (the saved config records the capped size, so a checkpoint's buffer matches its config)."""
+    cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * cfg.experiment.eval_every)
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> None:
     """Cap the buffer at the run's length, create the run directory and (new runs) write config.yaml."""
     e = cfg.experiment
-    cfg.algo.buffer_size = min(cfg.algo.buffer_size, num_chunks(cfg) * e.eval_every)  # never above the run
+    cap_buffer(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not e.resume:
         (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
