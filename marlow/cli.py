@@ -94,18 +94,19 @@ def cmd_list(args: list[str]) -> int:
     from rich.table import Table
 
     from marlow import envs
-    from marlow.algos import ALGORITHMS, get_algo
+    from marlow.algos import ALGORITHMS, get_algo, unsupported
     from marlow.envs.spaces import describe
 
     console = Console()
     t = Table(title="algorithms")
-    for col in ("algo", "discrete", "multi_discrete", "box", "description"):
+    for col in ("algo", "discrete", "multi_discrete", "box", "states", "description"):
         t.add_column(col)
     for name in ALGORITHMS:
         m = get_algo(name)
         t.add_row(
             name,
             *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
+            "finite" if getattr(m, "TABULAR", False) else "any",
             m.DESCRIPTION,
         )
     console.print(t)
@@ -119,7 +120,7 @@ def cmd_list(args: list[str]) -> int:
             for a, o, s in zip(spec.agents, spec.obs_spaces, spec.act_spaces, strict=True)
         )
         teams = "\n".join(f"{n}: {', '.join(m)}" for n, m in spec.teams)
-        ok = [a for a in ALGORITHMS if spec.action_kinds <= get_algo(a).SUPPORTED_ACTIONS]
+        ok = [a for a in ALGORITHMS if unsupported(get_algo(a), spec) is None]
         t.add_row(name, agents, teams, str(spec.episode_length), ", ".join(ok))
     console.print(t)
     console.print("Any PettingZoo Parallel env: task=pettingzoo:<module>[:<factory>]")

@@ -1,19 +1,23 @@
-"""Every algorithm on every registered JAX task, through the real runner for one tiny chunk (the
+"""Every algorithm on every registered JAX task it fits, through the real runner for one tiny chunk (the
 BenchMARL-style check that no algorithm/task pair is broken: spaces, teams, auto-reset, buffer,
-updates, evaluation, logging). PettingZoo tasks go through the host loop (tests/test_host_loop.py)."""
+updates, evaluation, logging); every other pair must be refused with a one-line error. PettingZoo tasks
+go through the host loop (tests/test_host_loop.py)."""
 
 import numpy as np
 import pytest
 
 from marlow import envs
-from marlow.algos import ALGORITHMS, get_algo
-from marlow.experiment.config import resolve
+from marlow.algos import ALGORITHMS, get_algo, unsupported
+from marlow.errors import ConfigError
+from marlow.experiment.config import field_types, resolve
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import train
 
 JAX_TASKS = [t for t in envs.task_names() if envs.make(t).is_jax]
+PAIRS = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if unsupported(get_algo(a), envs.make(t).spec) is None]
+REFUSED = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if (a, t) not in PAIRS]
+NETWORK = ["hidden=8,8"]  # only for algorithms with networks
 TINY = [
-    "hidden=8,8",
     "batch_size=16",
     "num_envs=2",
     "update_every=50",
@@ -26,12 +30,22 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("task", JAX_TASKS)
-@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_every_algorithm_fits_some_task():
+    assert {a for a, _ in PAIRS} == set(ALGORITHMS)
+
+
+@pytest.mark.parametrize(("algo", "task"), REFUSED)
+def test_unfitting_pair_is_refused(tmp_path, algo, task):
+    with pytest.raises(ConfigError, match=algo):
+        train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *TINY]))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("algo", "task"), PAIRS)
 def test_algorithm_trains_on_task(tmp_path, algo, task):
     spec = envs.make(task).spec
-    assert spec.action_kinds <= get_algo(algo).SUPPORTED_ACTIONS
-    run = train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *TINY]))
+    net = NETWORK if "hidden" in field_types(get_algo(algo).Config) else []
+    run = train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *TINY, *net]))
     m = read_metrics(run)[0]
     assert list(m["env_steps"]) == [0, 100]
     assert m["updates"][-1] == 2  # two iterations of 50 steps, warm-up reached at the first

@@ -39,6 +39,9 @@ class EnvSpec:
     ``teams`` maps a team name to its agents; agents in one team are teammates (real communication
     allowed), agents in other teams are opponents. ``shared_reward`` says whether the env gives every
     member of a team the same reward (cooperative tasks). ``episode_length`` is the time limit.
+    ``num_states`` is set for tasks with a small finite state space that tabular algorithms can index:
+    every agent's observation is then the one-hot of the state (a single-state game may observe a
+    constant), so the state index is its argmax; ``None`` for continuous observations.
     """
 
     name: str
@@ -50,6 +53,7 @@ class EnvSpec:
     shared_reward: bool = False
     description: str = ""
     extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    num_states: int | None = None
 
     def __post_init__(self):
         if not (len(self.agents) == len(self.obs_spaces) == len(self.act_spaces)):
@@ -57,6 +61,16 @@ class EnvSpec:
         members = [a for _, team in self.teams for a in team]
         if sorted(members) != sorted(self.agents):
             raise ValueError(f"teams {self.teams} must partition the agents {self.agents}")
+        if self.num_states is not None:
+            dims = {s.flat_dim for s in self.obs_spaces}
+            if self.num_states < 1 or not dims <= {self.num_states, 1}:
+                raise ValueError(f"num_states={self.num_states} needs one-hot observations of that size")
+
+    def state_index(self, obs: dict) -> jax.Array:
+        """Index of the finite state behind a batch of observations (``num_states`` tasks only)."""
+        if self.num_states is None:
+            raise ValueError(f"task {self.name!r} has no finite state space")
+        return jnp.argmax(obs[self.agents[0]], axis=-1).astype(jnp.int32)
 
     @property
     def num_agents(self) -> int:

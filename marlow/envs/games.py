@@ -183,6 +183,7 @@ class _StatelessGame(MultiAgentEnv):
             shared_reward=shared_reward,
             description=description,
             extra=(("one_shot", self.one_shot),) + tuple(extra),
+            num_states=1,
         )
 
     def _rewards(self, actions: Actions) -> tuple[jax.Array, jax.Array]:
@@ -394,6 +395,7 @@ class Climb(MultiAgentEnv):
             shared_reward=False,
             description="AORPO Climb (Sec. 6.1, App. G.1)",
             extra=(("transition", transition), ("agent1_coef", self.agent1_coef)),
+            num_states=2,
         )
 
     def get_obs(self, state: ClimbState) -> Obs:

@@ -39,7 +39,7 @@ from marlow.buffers import replay
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
 from marlow.experiment.evaluate import summary
-from marlow.experiment.loop import Loop, return_metrics
+from marlow.experiment.loop import Loop, diagnostics, return_metrics
 from marlow.experiment.runner import cap_buffer, prepare_run_dir, run_chunks, seed_keys
 
 
@@ -81,8 +81,7 @@ class HostLoop:
             return key, algo.act(algo_state, obs, k, True)
 
         def store(st: HostState, trans, new_episodes):
-            return st.replace(
-                buffer=replay.add(st.buffer, trans),
+            return self.loop.store(st, trans).replace(
                 episodes=st.episodes + new_episodes,
                 env_steps=st.env_steps + self.loop.steps_per_iter * self.E,
             )
@@ -91,6 +90,7 @@ class HostLoop:
         self._greedy = jax.jit(jax.vmap(lambda a, o, k: algo.act(a, o, k, False)))
         self._store = jax.jit(jax.vmap(store), donate_argnums=0)
         self._update = jax.jit(jax.vmap(self.loop.updates), donate_argnums=0)
+        self._diagnostics = jax.jit(jax.vmap(lambda a: diagnostics(algo, a)))
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> HostState:
@@ -190,7 +190,9 @@ class HostLoop:
         if not self.eval_envs:
             self.eval_envs = [envs.make(self.cfg.experiment.task) for _ in range(self.S * episodes)]
         keys = jax.vmap(jax.random.fold_in)(st.eval_key, st.evals)
-        return st.replace(evals=st.evals + 1), self.evaluate_policies(st.algo, keys, self.eval_envs, episodes)
+        ev = self.evaluate_policies(st.algo, keys, self.eval_envs, episodes)
+        ev.update(jax.device_get(self._diagnostics(st.algo)))
+        return st.replace(evals=st.evals + 1), ev
 
     def evaluate_policies(self, algo_states, keys: jax.Array, env_list: list, episodes: int) -> dict:
         """``episodes`` greedy episodes of at most ``episode_length`` steps for each seed's policy (key

@@ -108,6 +108,14 @@ class Loop:
         )
         return (rs, ret_sum, ret_cnt), trans
 
+    def store(self, rs, trans):
+        """Add a batch of transitions to the replay buffer and show them to the algorithm's optional
+        ``observe`` hook (also during warm-up). ``rs`` is a RunnerState or the host loop's HostState."""
+        algo_state = rs.algo
+        if hasattr(self.algo, "observe"):
+            algo_state = self.algo.observe(algo_state, trans)
+        return rs.replace(buffer=replay.add(rs.buffer, trans), algo=algo_state)
+
     def updates(self, rs: RunnerState):
         """``updates_per_step`` updates on batches sampled from ``rs.buffer``; returns the new state and
         the metrics averaged over them (also used by the host loop)."""
@@ -135,7 +143,7 @@ class Loop:
             self._env_step, (rs, ret_sum, ret_cnt), None, length=self.steps_per_iter
         )
         trans = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), trans)
-        rs = rs.replace(buffer=replay.add(rs.buffer, trans))
+        rs = self.store(rs, trans)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.metric_shapes(rs))
         ready = (it + 1) * self.update_every >= self.warmup  # unbatched: a real branch under vmap
         rs, metrics = jax.lax.cond(ready, self.updates, lambda r: (r, zeros), rs)
@@ -168,7 +176,15 @@ class Loop:
         returns = evaluate_policy(
             self.env, lambda obs, k: self.algo.act(rs.algo, obs, k, False), key, self.eval_episodes
         )
+        returns.update(diagnostics(self.algo, rs.algo))
         return rs.replace(evals=rs.evals + 1), returns
+
+
+def diagnostics(algo, algo_state) -> dict:
+    """The algorithm's optional ``diagnostics(state)`` scalars as ``diag/<name>`` metrics."""
+    if not hasattr(algo, "diagnostics"):
+        return {}
+    return {f"diag/{k}": v for k, v in algo.diagnostics(algo_state).items()}
 
 
 def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
