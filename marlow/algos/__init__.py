@@ -30,8 +30,6 @@ ALGORITHMS = (
     "pr2_q",
     # ROMMEO paper (continuous, Fig. 2)
     "rommeo_ac",
-    "masql",
-    "pr2_ac",
     "ddpg",
     "ddpg_om",
 )

@@ -223,8 +223,10 @@ class Algorithm:
             opp_hat = jax.lax.stop_gradient(dist_opp.sample(self._out(p, "rho", a, obs[a]), k_rho).flat)
 
             def pi_loss(pp, a=a, k_pi=k_pi, opp_hat=opp_hat):  # Eq. (18)
-                out = self.nets["pi"][a].apply(pp, jnp.concatenate([obs[a], self._unit(dist_opp, opp_hat)], -1))
-                s = dist_own.sample(out, k_pi)
+                out = self.nets["pi"][a].apply(
+                    pp, jnp.concatenate([obs[a], self._unit(self.opp[a], opp_hat)], -1)
+                )
+                s = self.own[a].sample(out, k_pi)
                 q = self.q(p["q"][a], a, obs[a], s.flat, opp_hat)
                 loss = jnp.mean(alpha * s.log_prob - q) + cfg.policy_reg * self._reg(out)
                 return loss, jnp.mean(-s.log_prob)
@@ -235,10 +237,10 @@ class Algorithm:
 
             def rho_loss(rp, a=a, k_rho2=k_rho2, own_real=own_real):  # Eq. (19)
                 out = self.nets["rho"][a].apply(rp, obs[a])
-                s = dist_opp.sample(out, k_rho2)
-                log_prior = dist_opp.log_prob(self._out(p, "prior", a, obs[a]), s.flat)
+                s = self.opp[a].sample(out, k_rho2)
+                log_prior = self.opp[a].log_prob(self._out(p, "prior", a, obs[a]), s.flat)
                 q = self.q(p["q"][a], a, obs[a], own_real, s.flat)
-                log_pi = dist_own.log_prob(self.pi_out(p, a, obs[a], s.flat), own_real)
+                log_pi = self.own[a].log_prob(self.pi_out(p, a, obs[a], s.flat), own_real)
                 loss = jnp.mean(s.log_prob - log_prior - q + alpha * log_pi)
                 return loss + cfg.policy_reg * self._reg(out), None
 
@@ -247,7 +249,7 @@ class Algorithm:
 
             def prior_loss(pp, a=a, opp_real=opp_real):  # Algorithm 2: maximum likelihood of P
                 out = self.nets["prior"][a].apply(pp, obs[a])
-                return -jnp.mean(dist_opp.log_prob(out, opp_real)), None
+                return -jnp.mean(self.opp[a].log_prob(out, opp_real)), None
 
             loss, _ = step("prior", a, prior_loss)
             m["prior_nll"].append(loss)

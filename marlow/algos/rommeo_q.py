@@ -5,14 +5,14 @@ Every agent i keeps a joint soft Q-table Q_i[s, a_i, a_-i] and counts of the oth
 per state, whose normalised value is the empirical prior P_i(a_-i|s) ("the observed empirical
 distribution of opponents' actions given states", Sec. 2.2; Algorithm 1 counts over the whole buffer).
 
-Eq. (10), conditional policy:  pi_i(a_i|s, a_-i) = softmax_{a_i}( Q_i(s, a_i, a_-i) / alpha )
-Eq. (11), opponent model:      rho_i(a_-i|s)  propto  P_i(a_-i|s) ( sum_{a_i} exp(Q_i(s, a_i, a_-i) / alpha) )^alpha
-Algorithm 1, acting:           pi_i(a_i|s) = sum_{a_-i} pi_i(a_i|s, a_-i) rho_i(a_-i|s)  (epsilon-greedy around it)
-Eq. (13), soft value:          V_i(s) = log sum_{a_-i} P_i(a_-i|s) ( sum_{a_i} exp(Q_i(s, a_i, a_-i) / alpha) )^alpha
-Algorithm 1, sampled value:    Vbar_i(s') = log 1/K sum_k (P^(1/alpha)(a_-i^k|s') exp(Q_i(s', a_i^k, a_-i^k)/alpha))^alpha
-                                                         / (pi_i(a_i^k|s', a_-i^k) rho_i(a_-i^k|s')),
-                               a_-i^k ~ rho_i(.|s'), a_i^k ~ pi_i(.|s', a_-i^k)
-Eq. (13), Q-iteration:         Q_i(s, a_i, a_-i) <- r_i + gamma (1 - d) V_i(s')   (with a learning rate)
+Eq. (10), conditional pi: pi_i(a_i|s, a_-i) = softmax_{a_i}( Q_i(s, a_i, a_-i) / alpha )
+Eq. (11), opponent model: rho_i(a_-i|s) propto P_i(a_-i|s) (sum_{a_i} exp(Q_i(s, a_i, a_-i) / alpha))^alpha
+Algorithm 1, acting:      pi_i(a_i|s) = sum_{a_-i} pi_i(a_i|s, a_-i) rho_i(a_-i|s)  (epsilon-greedy)
+Eq. (13), soft value:     V_i(s) = log sum_{a_-i} P_i(a_-i|s) (sum_{a_i} exp(Q_i(s, a_i, a_-i) / alpha))^alpha
+Algorithm 1, sampled V:   Vbar_i(s') = log 1/K sum_k (P^(1/alpha)(b_k|s') exp(Q_i(s', a_k, b_k)/alpha))^alpha
+                                                 / (pi_i(a_k|s', b_k) rho_i(b_k|s')),
+                          b_k ~ rho_i(.|s'), a_k ~ pi_i(.|s', b_k)   (b = a_-i)
+Eq. (13), Q-iteration:    Q_i(s, a_i, a_-i) <- r_i + gamma (1 - d) V_i(s')   (with a learning rate)
 
 ``num_value_samples`` = K > 0 uses Algorithm 1's importance-sampled estimate; K = 0 computes Eq. (13)
 exactly (cheap for tables). Note: the sampled estimate's expectation inside the log is
@@ -73,13 +73,6 @@ class State:
     steps: jax.Array  # updates done
 
 
-def decayed(value: float, decay: float, t: jax.Array) -> jax.Array:
-    """``value x c / (c + t)`` with ``c = decay`` (the reference code's schedule); constant if decay <= 0."""
-    if decay <= 0:
-        return jnp.float32(value)
-    return value * tabular.harmonic(t, decay)
-
-
 class Algorithm:
     empirical_opponent = False  # ROMMEO-Q-EMP sets True
 
@@ -94,7 +87,7 @@ class Algorithm:
         return State(q=q, counts=counts, steps=jnp.int32(0))
 
     def alpha(self, state: State) -> jax.Array:
-        return decayed(self.cfg.alpha, self.cfg.alpha_decay, state.steps)
+        return tabular.decayed(self.cfg.alpha, self.cfg.alpha_decay, state.steps)
 
     # ---- the policy and the opponent model of one agent, for states s [B] --------------------------
     def components(self, state: State, agent: str, s: jax.Array, alpha: jax.Array):
@@ -122,7 +115,7 @@ class Algorithm:
             if explore:
                 out[a] = tabular.sample(k, tabular.epsilon_mix(probs, self.cfg.epsilon))
             else:
-                out[a] = tabular.greedy(probs)
+                out[a] = tabular.greedy_sample(k, probs)  # ties (untrained tables) at random
         return out
 
     # ---- soft values ---------------------------------------------------------------------------------
@@ -167,7 +160,7 @@ class Algorithm:
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
         cfg, ix = self.cfg, self.ix
         alpha = self.alpha(state)
-        lr = decayed(cfg.lr, cfg.lr_decay, state.steps)
+        lr = tabular.decayed(cfg.lr, cfg.lr_decay, state.steps)
         s, s_next = ix.state(batch["obs"]), ix.state(batch["next_obs"])
         not_done = 1.0 - batch["done"]
         q_new, td = {}, []

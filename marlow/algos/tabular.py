@@ -50,9 +50,7 @@ class Indexing:
         """Marginal ``[..., |A_other|]`` of agent ``other`` from a distribution ``[..., |A_-i|]`` over the
         joint action of ``agent``'s others."""
         shape = joint_probs.shape[:-1] + tuple(self.n[b] for b in self.others[agent])
-        axes = tuple(
-            joint_probs.ndim - 1 + k for k, b in enumerate(self.others[agent]) if b != other
-        )
+        axes = tuple(joint_probs.ndim - 1 + k for k, b in enumerate(self.others[agent]) if b != other)
         return jnp.sum(joint_probs.reshape(shape), axis=axes)
 
 
@@ -71,8 +69,25 @@ def sample(key: jax.Array, probs: jax.Array) -> jax.Array:
     return jax.random.categorical(key, jnp.log(jnp.maximum(probs, 1e-30))).astype(jnp.int32)
 
 
-def greedy(values: jax.Array) -> jax.Array:
-    return jnp.argmax(values, axis=-1).astype(jnp.int32)
+def decayed(value: float, decay: float, t: jax.Array) -> jax.Array:
+    """``value x c / (c + t)`` with ``c = decay`` (the ROMMEO reference code's schedule for learning rates
+    and temperatures); constant when ``decay <= 0``."""
+    if decay <= 0:
+        return jnp.float32(value)
+    return value * harmonic(t, decay)
+
+
+def greedy_probs(values: jax.Array) -> jax.Array:
+    """The greedy policy over the last axis with ties shared equally: uniform over the argmax set."""
+    best = values == jnp.max(values, axis=-1, keepdims=True)
+    return best / jnp.sum(best, axis=-1, keepdims=True)
+
+
+def greedy_sample(key: jax.Array, values: jax.Array) -> jax.Array:
+    """An argmax of each row of ``values``, ties broken uniformly at random (int32): ``jnp.argmax`` would
+    always pick action 0, which on the climbing game is the optimum A, so an untrained table would look
+    converged."""
+    return sample(key, greedy_probs(values))
 
 
 def cell_update(table: jax.Array, index: tuple, target: jax.Array, lr: jax.Array | float) -> jax.Array:

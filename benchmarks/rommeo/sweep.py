@@ -1,0 +1,75 @@
+"""Shared by the ROMMEO benchmarks: run one algorithm over many vmapped seeds through the marlow runner,
+time it, and load the per-seed metrics."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from marlow.experiment.config import resolve
+from marlow.experiment.logging import read_metrics
+from marlow.experiment.runner import load_run_config, train
+
+HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs"  # git-ignored run directories
+
+
+def run_sweep(
+    algo: str, task: str, seeds: int, overrides: list[str], reuse: bool = False
+) -> tuple[Path, float, float | None]:
+    """Train ``seeds`` vmapped seeds of ``algo`` on ``task``; returns (run dir, training wall seconds as
+    logged by the runner: the chunks' time, without compilation, and the whole call's seconds with
+    compilation, None for a reused run). ``reuse``: keep a finished run of the same config."""
+    run_dir = RUNS / task.replace("/", "_") / algo
+    cfg = resolve([f"algo={algo}", f"task={task}", f"num_seeds={seeds}", f"run_dir={run_dir}", *overrides])
+    total = None
+    if not (reuse and _finished(run_dir, cfg)):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        t0 = time.perf_counter()
+        train(cfg)
+        total = time.perf_counter() - t0
+        print(f"{algo}: {total:.1f} s with compilation", flush=True)
+    return run_dir, float(per_seed(run_dir, "wall_time")[0, -1]), total
+
+
+def _finished(run_dir: Path, cfg) -> bool:
+    if not (run_dir / "metrics.csv").is_file() or not (run_dir / "config.yaml").is_file():
+        return False
+    saved = load_run_config(run_dir).to_dict()
+    want = cfg.to_dict()
+    saved.pop("run_dir"), want.pop("run_dir")
+    saved["algo_params"].pop("buffer_size"), want["algo_params"].pop("buffer_size")  # capped when saved
+    return saved == want and steps(run_dir)[-1] >= cfg.experiment.total_steps
+
+
+def per_seed(run_dir: Path, column: str) -> np.ndarray:
+    """``[seeds, evals]`` array of one metric column."""
+    m = read_metrics(run_dir)
+    return np.stack([m[s][column] for s in sorted(m)])
+
+
+def steps(run_dir: Path) -> np.ndarray:
+    m = read_metrics(run_dir)
+    return m[sorted(m)[0]]["env_steps"]
+
+
+def fmt_total(totals: dict) -> str:
+    """The whole-sweep time with compilation, when every algorithm was trained in this call."""
+    if any(t is None for t in totals.values()):
+        return "not measured (some runs were reused)"
+    return f"{sum(totals.values()):.1f} s"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def mean_ci(x: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of a normal-approximation 95% interval over the first axis."""
+    x = np.asarray(x, np.float64)
+    return float(x.mean()), float(1.96 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
