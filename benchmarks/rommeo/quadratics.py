@@ -1,14 +1,17 @@
 """ROMMEO paper Fig. 2: the Max of Two Quadratics differential game (games/max_of_two_quadratics) with
-ROMMEO-AC and the continuous baselines (MADDPG, independent DDPG, DDPG-OM; the paper's MASQL and PR2-AC
-are not implemented yet), 20 seeds each, vmapped in one process per algorithm.
+ROMMEO-AC and the continuous baselines (MASQL, PR2-AC, MADDPG, independent DDPG, DDPG-OM), 20 seeds each,
+vmapped in one process per algorithm.
 
 Budget: the paper's 200 episodes x 25 steps per seed, one update per step (the task's config), a greedy
 evaluation episode every 5 episodes. "Reached the global optimum": the final greedy reward per step is
 above 5 (the local optimum (-5, -5) gives at most 0, the global one (5, 5) gives 10).
 
     .venv/bin/python benchmarks/rommeo/quadratics.py [--seeds 20] [--episodes 200] [--algos a,b,...]
+                                                     [--batch N] [--reuse]
 
-Writes benchmarks/rommeo/quadratics.md and quadratics_fig2{a,b,c}.png.
+Writes benchmarks/rommeo/quadratics.md and quadratics_fig2{a,b,c}.png; with ``--batch N`` (every
+algorithm's minibatch set to N instead of its default, 512 for all of them) quadratics_b{N}.md and
+quadratics_b{N}_fig2{a,b,c}.png, from runs kept apart from the default ones.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sweep import HERE, fmt_total, mean_ci, per_seed, run_sweep, steps, table  #
 from marlow.envs.games import max_of_two_quadratics_reward  # noqa: E402
 from marlow.experiment.report import plot_runs  # noqa: E402
 
-ALGOS = ("rommeo_ac", "maddpg", "ddpg", "ddpg_om")  # MASQL and PR2-AC: not implemented yet
+ALGOS = ("rommeo_ac", "masql", "pr2_ac", "maddpg", "ddpg", "ddpg_om")
 LABELS = {
     "rommeo_ac": "ROMMEO-AC",
     "masql": "MASQL",
@@ -84,12 +87,18 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
+    p.add_argument("--batch", type=int, default=0, help="minibatch size for every algorithm (0: defaults)")
     args = p.parse_args()
     algos = [a for a in args.algos.split(",") if a]
     over = [f"total_steps={EPISODE * args.episodes}", "eval_every=125", "eval_episodes=1", "progress=false"]
+    tag = f"_b{args.batch}" if args.batch else ""
+    if args.batch:
+        over.append(f"batch_size={args.batch}")
     runs, times, totals = {}, {}, {}
     for algo in algos:
-        runs[algo], times[algo], totals[algo] = run_sweep(algo, TASK, args.seeds, over, reuse=args.reuse)
+        runs[algo], times[algo], totals[algo] = run_sweep(
+            algo, TASK, args.seeds, over, reuse=args.reuse, tag=tag
+        )
 
     rows = []
     for algo in algos:
@@ -106,22 +115,24 @@ def main() -> None:
         )
     plot_runs(
         [runs[a] for a in algos],
-        HERE / "quadratics_fig2b.png",
+        HERE / f"quadratics{tag}_fig2b.png",
         y="eval/team_return",
         labels=[LABELS[a] for a in algos],
         title=f"Max of Two Quadratics: greedy return per 25-step episode ({args.seeds} seeds)",
         reference={"global optimum": 10.0 * EPISODE, "local optimum": 0.0},
     )
     if "rommeo_ac" in runs:
-        path_plot(runs["rommeo_ac"], list(range(min(5, args.seeds))), HERE / "quadratics_fig2a.png")
-        means_plot(runs["rommeo_ac"], HERE / "quadratics_fig2c.png")
+        path_plot(runs["rommeo_ac"], list(range(min(5, args.seeds))), HERE / f"quadratics{tag}_fig2a.png")
+        means_plot(runs["rommeo_ac"], HERE / f"quadratics{tag}_fig2c.png")
+    batch = f"minibatch {args.batch} for every algorithm (default 512)" if args.batch else "minibatch 512"
     md = [
         "# ROMMEO Fig. 2: Max of Two Quadratics",
         "",
-        f"`.venv/bin/python benchmarks/rommeo/quadratics.py --seeds {args.seeds} --episodes {args.episodes}`",
+        f"`.venv/bin/python benchmarks/rommeo/quadratics.py --seeds {args.seeds} --episodes {args.episodes}"
+        + (f" --batch {args.batch}`" if args.batch else "`"),
         "",
         f"{args.seeds} seeds per algorithm (vmapped, one process), {args.episodes} episodes x 25 steps, one "
-        "update per step, default configs (`marlow/conf/algo/*.yaml` with "
+        f"update per step, {batch}, otherwise default configs (`marlow/conf/algo/*.yaml` with "
         "`marlow/conf/task/games/max_of_two_quadratics.yaml`). Global: final greedy reward per step > 5 "
         "(the joint action is in the basin of (5, 5)); local: within 0.5 of the local optimum's 0. Time: "
         "training wall-clock seconds for all seeds of one algorithm (no compilation), 2-core CPU.",
@@ -131,11 +142,11 @@ def main() -> None:
         f"Whole sweep ({len(algos)} algorithms x {args.seeds} seeds): training {sum(times.values()):.1f} s; "
         f"with compilation and evaluation {fmt_total(totals)}.",
         "",
-        "![Fig. 2a](quadratics_fig2a.png)",
-        "![Fig. 2b](quadratics_fig2b.png)",
-        "![Fig. 2c](quadratics_fig2c.png)",
+        f"![Fig. 2a](quadratics{tag}_fig2a.png)",
+        f"![Fig. 2b](quadratics{tag}_fig2b.png)",
+        f"![Fig. 2c](quadratics{tag}_fig2c.png)",
     ]
-    (HERE / "quadratics.md").write_text("\n".join(md) + "\n")
+    (HERE / f"quadratics{tag}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -32,6 +32,8 @@ ALGORITHMS = (
     "rommeo_ac",
     "ddpg",
     "ddpg_om",
+    "masql",
+    "pr2_ac",
 )
 
 
