@@ -9,7 +9,7 @@ $(BIN)/marlow: pyproject.toml requirements.lock requirements-dev.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(BIN)/marlow
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test test-all lint bench clean
 venv: $(BIN)/marlow
 
 demo: venv
@@ -17,7 +17,11 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check marlow tests benchmarks
-	$(BIN)/python -m pytest -q -x
+	$(BIN)/python -m pytest -q -x -n 2 -m "not exhaustive"
+
+test-all: venv
+	$(BIN)/ruff check marlow tests benchmarks
+	$(BIN)/python -m pytest -q -x -n 2
 
 bench: venv
 	$(BIN)/python benchmarks/throughput.py

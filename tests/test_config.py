@@ -27,7 +27,7 @@ def test_resolve_defaults(algo):
     assert isinstance(cfg, RunConfig)
     assert cfg.experiment.algo == algo
     assert isinstance(cfg.algo, get_algo(algo).Config)
-    defaults = yaml.safe_load((CONF_DIR / "algo" / f"{algo}.yaml").read_text())
+    defaults = config_mod.algo_defaults(algo)  # the YAML with its _base files merged
     for k, v in defaults.items():
         got = getattr(cfg.algo, k)
         assert (list(got) if isinstance(got, tuple) else got) == v, k
@@ -56,8 +56,21 @@ def test_resolve_without_overrides_uses_experiment_yaml():
 @pytest.mark.parametrize("path", sorted((CONF_DIR / "algo").glob("*.yaml")), ids=lambda p: p.stem)
 def test_algo_yaml_has_exactly_the_config_fields(path):
     assert path.stem in ALGORITHMS
-    data = yaml.safe_load(path.read_text())
+    data = config_mod.algo_defaults(path.stem)  # with its _base files (world.yaml for AORPO/AORDPG)
     assert set(data) == set(field_types(get_algo(path.stem).Config))
+
+
+def test_algo_yaml_bases_come_first(tmp_path, monkeypatch):
+    """``_base`` files are merged in order, then the file's own values win; a non-list is an error."""
+    (tmp_path / "algo").mkdir()
+    (tmp_path / "a.yaml").write_text("x: 1\ny: 1\n")
+    (tmp_path / "b.yaml").write_text("_base: [a.yaml]\ny: 2\nz: 2\n")
+    (tmp_path / "algo" / "c.yaml").write_text("_base: [b.yaml]\nz: 3\n")
+    (tmp_path / "algo" / "bad.yaml").write_text("_base: a.yaml\n")
+    monkeypatch.setattr(config_mod, "CONF_DIR", tmp_path)
+    assert config_mod.algo_defaults("c") == {"x": 1, "y": 2, "z": 3}
+    with pytest.raises(ConfigError, match="_base"):
+        config_mod.algo_defaults("bad")
 
 
 def test_every_algorithm_has_a_yaml():

@@ -64,6 +64,7 @@ def test_metrics_rows_for_both_seeds(run_dir):
         "env_steps",
         "episodes",
         "updates",
+        "agent_interactions",
         "train/return",
         "eval/team_return",
         *agents,

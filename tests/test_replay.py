@@ -54,6 +54,23 @@ def test_add_wraps_around():
     _check_consistent(buf.data)
 
 
+def test_add_masked_writes_only_kept_rows():
+    buf = replay.init(_example(), 5)
+    buf = replay.add_masked(buf, _batch([1, 2, 3, 4]), jnp.array([True, False, True, False]))
+    assert (int(buf.pos), int(buf.size)) == (2, 2)
+    np.testing.assert_array_equal(np.asarray(buf.data["id"]), [1, 3, 0, 0, 0])
+    buf = replay.add(buf, _batch([5, 6, 7]))  # now full: pos 0, size 5
+    np.testing.assert_array_equal(np.asarray(buf.data["id"]), [1, 3, 5, 6, 7])
+    # full buffer: rows that are not kept must not overwrite valid entries
+    buf = replay.add_masked(buf, _batch([8, 9, 10, 11]), jnp.array([False, True, False, False]))
+    assert (int(buf.pos), int(buf.size)) == (1, 5)
+    np.testing.assert_array_equal(np.asarray(buf.data["id"]), [9, 3, 5, 6, 7])
+    _check_consistent(buf.data)
+    same = replay.add_masked(buf, _batch([12, 13]), jnp.array([False, False]))
+    assert (int(same.pos), int(same.size)) == (1, 5)
+    np.testing.assert_array_equal(np.asarray(same.data["id"]), np.asarray(buf.data["id"]))
+
+
 def test_add_casts_to_buffer_dtype():
     buf = replay.init({"x": jnp.float32(0), "i": jnp.int32(0)}, 4)
     buf = replay.add(buf, {"x": jnp.arange(2, dtype=jnp.int32), "i": jnp.array([1.0, 2.0])})

@@ -93,3 +93,14 @@ def joint_dim(spec: EnvSpec) -> int:
 
 def mean_over_agents(per_agent: dict[str, jax.Array]) -> jax.Array:
     return jnp.mean(jnp.stack(list(per_agent.values())))
+
+
+def gather_parts(spec: EnvSpec, parts: list) -> tuple[dict, dict]:
+    """Per-agent results ``[(new_fields, metrics), ...]`` in spec order -> ({field: {agent: value}},
+    {metric: mean over agents})."""
+    new = {k: {a: p[0][k] for a, p in zip(spec.agents, parts, strict=True)} for k in parts[0][0]}
+    metrics = {
+        k: mean_over_agents({a: p[1][k] for a, p in zip(spec.agents, parts, strict=True)})
+        for k in parts[0][1]
+    }
+    return new, metrics

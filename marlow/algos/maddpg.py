@@ -62,7 +62,9 @@ class State:
 
 
 class Algorithm:
-    def __init__(self, spec: EnvSpec, cfg: Config):
+    def __init__(self, spec: EnvSpec, cfg: Config, extra_inputs: dict[str, int] | None = None):
+        """``extra_inputs``: agent -> width of extra policy inputs after the observation (AORDPG's opponent
+        predictions)."""
         self.spec, self.cfg = spec, cfg
         self.policies = common.Policies(
             spec,
@@ -70,6 +72,7 @@ class Algorithm:
             deterministic=True,
             temperature=cfg.gumbel_temperature,
             noise=cfg.exploration_noise,
+            extra_inputs=extra_inputs,
         )
         self.critic = MLP(tuple(cfg.hidden), 1)
         self.actor_opt = common.make_optimizer(cfg.lr_actor, cfg.max_grad_norm)
@@ -105,55 +108,61 @@ class Algorithm:
         return dist.mode(out)[1] if isinstance(dist, DeterministicTanh) else dist.sample(out, key).flat
 
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        cfg, spec = self.cfg, self.spec
+        spec = self.spec
         k_next, k_pi = jax.random.split(key)
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        buf_flat = common.flat_actions(spec, batch["actions"])
-        not_done = 1.0 - batch["done"]
+        next_obs = batch["next_obs"]
         next_flat = {
             a: self._policy_action(a, self.policies.out(state.target_actor, a, next_obs[a]), k)
             for a, k in zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True)
         }
         q_next_in = common.joint(spec, next_obs, next_flat)
+        parts = [
+            self.agent_update(state, a, batch, q_next_in, batch["obs"][a], k)
+            for a, k in zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True)
+        ]
+        return self.combine(state, parts)
+
+    def agent_update(self, state: State, a: str, batch: dict, q_next_in, policy_in, key):
+        """Critic and actor steps of agent ``a`` on ``batch``: ``q_next_in`` is the critic input at s' with
+        every agent's next action, ``policy_in`` agent a's policy input at s (its observation; AORDPG adds
+        opponent predictions). Returns (new per-agent fields, metrics)."""
+        cfg, spec = self.cfg, self.spec
+        obs = batch["obs"]
+        buf_flat = common.flat_actions(spec, batch["actions"])
         q_in = common.joint(spec, obs, buf_flat)
+        not_done = 1.0 - batch["done"]
+        y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * self._q(
+            state.target_critic[a], q_next_in
+        )
+        y = jax.lax.stop_gradient(y)
 
-        new = {k: {} for k in ("actor", "critic", "actor_opt", "critic_opt")}
-        m = {k: {} for k in ("critic_loss", "actor_loss", "q")}
-        for a, k in zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True):
-            y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * self._q(
-                state.target_critic[a], q_next_in
-            )
-            y = jax.lax.stop_gradient(y)
+        def critic_loss(p):
+            q = self._q(p, q_in)
+            return jnp.mean((q - y) ** 2), jnp.mean(q)
 
-            def critic_loss(p, y=y):
-                q = self._q(p, q_in)
-                return jnp.mean((q - y) ** 2), jnp.mean(q)
+        (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
+        critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
 
-            (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
-            critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
+        def actor_loss(p):
+            out = self.policies.nets[a].apply(p, policy_in)
+            flats = dict(buf_flat)
+            flats[a] = self._policy_action(a, out, key)
+            q = self._q(critic_p, common.joint(spec, obs, flats))
+            return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
 
-            def actor_loss(p, a=a, k=k, critic_p=critic_p):
-                out = self.policies.nets[a].apply(p, obs[a])
-                flats = dict(buf_flat)
-                flats[a] = self._policy_action(a, out, k)
-                q = self._q(critic_p, common.joint(spec, obs, flats))
-                return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
+        a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
+        actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
+        new = {"actor": actor_p, "critic": critic_p, "actor_opt": actor_o, "critic_opt": critic_o}
+        return new, {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean}
 
-            a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
-            actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
-            for name, val in (
-                ("actor", actor_p),
-                ("critic", critic_p),
-                ("actor_opt", actor_o),
-                ("critic_opt", critic_o),
-            ):
-                new[name][a] = val
-            m["critic_loss"][a], m["actor_loss"][a], m["q"][a] = c_loss, a_loss, q_mean
-
-        state = State(
-            target_actor=common.soft_update(state.target_actor, new["actor"], cfg.tau),
-            target_critic=common.soft_update(state.target_critic, new["critic"], cfg.tau),
+    def combine(self, state: State, parts: list) -> tuple[State, dict]:
+        """The new state from every agent's :meth:`agent_update` (in spec order), targets Polyak-averaged,
+        and the metrics averaged over agents."""
+        new, metrics = common.gather_parts(self.spec, parts)
+        state = state.replace(
+            target_actor=common.soft_update(state.target_actor, new["actor"], self.cfg.tau),
+            target_critic=common.soft_update(state.target_critic, new["critic"], self.cfg.tau),
             steps=state.steps + 1,
             **new,
         )
-        return state, {k: common.mean_over_agents(v) for k, v in m.items()}
+        return state, metrics

@@ -89,10 +89,16 @@ def target_entropy(space, scale: float) -> float:
 class Algorithm:
     """Pure functions over an explicit :class:`State`; the object holds only static structure."""
 
-    def __init__(self, spec: EnvSpec, cfg: Config):
+    def __init__(self, spec: EnvSpec, cfg: Config, extra_inputs: dict[str, int] | None = None):
+        """``extra_inputs``: agent -> width of extra policy inputs after the observation (AORPO's opponent
+        predictions)."""
         self.spec, self.cfg = spec, cfg
         self.policies = common.Policies(
-            spec, cfg.hidden, deterministic=False, temperature=cfg.gumbel_temperature
+            spec,
+            cfg.hidden,
+            deterministic=False,
+            temperature=cfg.gumbel_temperature,
+            extra_inputs=extra_inputs,
         )
         self.critic = TwinQ(tuple(cfg.hidden))
         self.actor_opt = common.make_optimizer(cfg.lr_actor, cfg.max_grad_norm)
@@ -129,77 +135,78 @@ class Algorithm:
 
     # ------------------------------------------------------------------------------------------------
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        cfg, spec = self.cfg, self.spec
+        spec = self.spec
         k_next, k_pi = jax.random.split(key)
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        buf_flat = common.flat_actions(spec, batch["actions"])
-        not_done = 1.0 - batch["done"]
-
+        next_obs = batch["next_obs"]
         # a'_j ~ pi_j(.|o'_j) for every agent, shared by all critics' targets (Eq. 5)
         next_samples = {
             a: self.policies.sample(state.actor, a, next_obs[a], k)
             for a, k in zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True)
         }
         q_next_in = common.joint(spec, next_obs, {a: s.flat for a, s in next_samples.items()})
-        q_in = common.joint(spec, obs, buf_flat)
+        parts = [
+            self.agent_update(state, a, batch, q_next_in, next_samples[a].entropy, batch["obs"][a], k)
+            for a, k in zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True)
+        ]
+        return self.combine(state, parts)
 
-        new = {k: {} for k in ("actor", "critic", "log_alpha", "actor_opt", "critic_opt", "alpha_opt")}
-        m = {k: {} for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q")}
-        for a, k in zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True):
-            alpha = jnp.exp(state.log_alpha[a])
-            q_targ = jnp.min(self.critic.apply(state.target_critic[a], q_next_in), axis=0)
-            y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * (
-                q_targ + alpha * next_samples[a].entropy
+    def agent_update(self, state: State, a: str, batch: dict, q_next_in, next_entropy, policy_in, key):
+        """Eqs. (4)-(5) and the temperature step for agent ``a`` on ``batch``: ``q_next_in`` is the critic
+        input at s' with every agent's next action, ``next_entropy`` agent a's entropy term at s', and
+        ``policy_in`` agent a's policy input at s (its observation; AORPO adds opponent predictions).
+        Returns (new per-agent fields, metrics)."""
+        cfg, spec = self.cfg, self.spec
+        buf_flat = common.flat_actions(spec, batch["actions"])
+        q_in = common.joint(spec, batch["obs"], buf_flat)
+        not_done = 1.0 - batch["done"]
+        alpha = jnp.exp(state.log_alpha[a])
+        q_targ = jnp.min(self.critic.apply(state.target_critic[a], q_next_in), axis=0)
+        y = cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * (q_targ + alpha * next_entropy)
+        y = jax.lax.stop_gradient(y)
+
+        def critic_loss(p):
+            q = self.critic.apply(p, q_in)  # [2, B]
+            return 0.5 * jnp.mean(jnp.sum((q - y) ** 2, axis=0)), jnp.mean(q)
+
+        (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
+        critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
+
+        def actor_loss(p):
+            s = self.policies.dists[a].sample(self.policies.nets[a].apply(p, policy_in), key)
+            flats = dict(buf_flat)
+            flats[a] = s.flat  # Eq. (4): own action reparameterised, others' from D
+            q = jnp.min(self.critic.apply(critic_p, common.joint(spec, batch["obs"], flats)), axis=0)
+            return jnp.mean(-alpha * s.entropy - q), jnp.mean(s.entropy)
+
+        (a_loss, ent), g = jax.value_and_grad(actor_loss, has_aux=True)(state.actor[a])
+        actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
+
+        if cfg.autotune_alpha:
+            ent_gap = jax.lax.stop_gradient(ent - self.target_entropy[a])
+            g_alpha = jax.grad(lambda la: la * ent_gap)(state.log_alpha[a])
+            log_alpha, alpha_o = common.opt_step(
+                self.alpha_opt, state.log_alpha[a], state.alpha_opt[a], g_alpha
             )
-            y = jax.lax.stop_gradient(y)
+        else:
+            log_alpha, alpha_o = state.log_alpha[a], state.alpha_opt[a]
+        new = {
+            "actor": actor_p,
+            "critic": critic_p,
+            "log_alpha": log_alpha,
+            "actor_opt": actor_o,
+            "critic_opt": critic_o,
+            "alpha_opt": alpha_o,
+        }
+        metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "alpha": alpha, "entropy": ent, "q": q_mean}
+        return new, metrics
 
-            def critic_loss(p, y=y):
-                q = self.critic.apply(p, q_in)  # [2, B]
-                return 0.5 * jnp.mean(jnp.sum((q - y) ** 2, axis=0)), jnp.mean(q)
-
-            (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
-            critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
-
-            def actor_loss(p, a=a, k=k, alpha=alpha, critic_p=critic_p):
-                s = self.policies.dists[a].sample(self.policies.nets[a].apply(p, obs[a]), k)
-                flats = dict(buf_flat)
-                flats[a] = s.flat  # Eq. (4): own action reparameterised, others' from D
-                q = jnp.min(self.critic.apply(critic_p, common.joint(spec, obs, flats)), axis=0)
-                return jnp.mean(-alpha * s.entropy - q), jnp.mean(s.entropy)
-
-            (a_loss, ent), g = jax.value_and_grad(actor_loss, has_aux=True)(state.actor[a])
-            actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
-
-            if cfg.autotune_alpha:
-                ent_gap = jax.lax.stop_gradient(ent - self.target_entropy[a])
-                g_alpha = jax.grad(lambda la, gap=ent_gap: la * gap)(state.log_alpha[a])
-                log_alpha, alpha_o = common.opt_step(
-                    self.alpha_opt, state.log_alpha[a], state.alpha_opt[a], g_alpha
-                )
-            else:
-                log_alpha, alpha_o = state.log_alpha[a], state.alpha_opt[a]
-
-            for name, val in (
-                ("actor", actor_p),
-                ("critic", critic_p),
-                ("log_alpha", log_alpha),
-                ("actor_opt", actor_o),
-                ("critic_opt", critic_o),
-                ("alpha_opt", alpha_o),
-            ):
-                new[name][a] = val
-            for name, val in (
-                ("critic_loss", c_loss),
-                ("actor_loss", a_loss),
-                ("alpha", alpha),
-                ("entropy", ent),
-                ("q", q_mean),
-            ):
-                m[name][a] = val
-
-        state = State(
-            target_critic=common.soft_update(state.target_critic, new["critic"], cfg.tau),
+    def combine(self, state: State, parts: list) -> tuple[State, dict]:
+        """The new state from every agent's :meth:`agent_update` (in spec order), targets Polyak-averaged,
+        and the metrics averaged over agents."""
+        new, metrics = common.gather_parts(self.spec, parts)
+        state = state.replace(
+            target_critic=common.soft_update(state.target_critic, new["critic"], self.cfg.tau),
             steps=state.steps + 1,
             **new,
         )
-        return state, {k: common.mean_over_agents(v) for k, v in m.items()}
+        return state, metrics

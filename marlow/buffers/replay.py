@@ -50,3 +50,25 @@ def recent(buf: ReplayBuffer, n: int) -> Any:
     write are zeros, so callers check ``buf.size``)."""
     idx = (buf.pos - n + jnp.arange(n)) % buf.capacity
     return jax.tree.map(lambda d: d[idx], buf.data)
+
+
+def add_masked(buf: ReplayBuffer, batch: Any, mask: jax.Array) -> ReplayBuffer:
+    """Write only the rows of ``batch`` where ``mask`` is true (static shapes: e.g. model rollouts of a
+    traced length k inside a scan of k_max steps). The kept rows are written contiguously from ``pos``
+    in their order; rows that are not kept leave the buffer untouched, also when it is full. The batch
+    must not be longer than the capacity (as for :func:`add`)."""
+    n = jax.tree.leaves(batch)[0].shape[0]
+    mask = mask.reshape(n)
+    order = jnp.argsort(jnp.logical_not(mask), stable=True)  # kept rows first, in their order
+    kept = jnp.sum(mask.astype(jnp.int32))
+    write = jnp.arange(n) < kept
+    cap = buf.capacity
+    idx = (buf.pos + jnp.arange(n)) % cap
+
+    def put(d, b):
+        b = b[order].astype(d.dtype)
+        w = write.reshape((n,) + (1,) * (b.ndim - 1))
+        return d.at[idx].set(jnp.where(w, b, d[idx]))
+
+    data = jax.tree.map(put, buf.data, batch)
+    return ReplayBuffer(data, (buf.pos + kept) % cap, jnp.minimum(buf.size + kept, cap))

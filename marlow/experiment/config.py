@@ -154,7 +154,21 @@ def task_override_path(task: str) -> Path:
 
 
 def algo_defaults(algo: str) -> dict[str, Any]:
-    return read_yaml(CONF_DIR / "algo" / f"{algo}.yaml")
+    """``conf/algo/<algo>.yaml``; its optional ``_base`` list names YAML files (relative to ``conf/``)
+    whose values come first, e.g. AORPO = MASAC's defaults + the world-model ones + its own."""
+    return _with_bases(CONF_DIR / "algo" / f"{algo}.yaml")
+
+
+def _with_bases(path: Path) -> dict[str, Any]:
+    data = read_yaml(path)
+    bases = data.pop("_base", [])
+    if not isinstance(bases, list):
+        raise ConfigError(f"{path}: _base must be a list of YAML files")
+    out: dict[str, Any] = {}
+    for base in bases:
+        out.update(_with_bases(CONF_DIR / str(base)))
+    out.update(data)
+    return out
 
 
 @dataclass

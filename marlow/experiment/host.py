@@ -39,7 +39,7 @@ from marlow.buffers import replay
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
 from marlow.experiment.evaluate import summary
-from marlow.experiment.loop import Loop, diagnostics, return_metrics
+from marlow.experiment.loop import Loop, agent_interactions, diagnostics, return_metrics
 from marlow.experiment.runner import cap_buffer, prepare_run_dir, run_chunks, seed_keys
 
 
@@ -89,7 +89,10 @@ class HostLoop:
         self._explore = jax.jit(jax.vmap(explore))
         self._greedy = jax.jit(jax.vmap(lambda a, o, k: algo.act(a, o, k, False)))
         self._store = jax.jit(jax.vmap(store), donate_argnums=0)
-        self._update = jax.jit(jax.vmap(self.loop.updates), donate_argnums=0)
+        self._update = jax.jit(jax.vmap(self.loop.updates, in_axes=(0, None)), donate_argnums=0)
+        self._interactions = jax.jit(
+            jax.vmap(lambda st: agent_interactions(self.loop.spec, self.loop.algo, st.algo, st.env_steps))
+        )
         self._diagnostics = jax.jit(jax.vmap(lambda a: diagnostics(algo, a)))
 
     # ---- state ------------------------------------------------------------------------------------
@@ -168,7 +171,7 @@ class HostLoop:
             trans = jax.tree.map(lambda *xs: np.stack(xs, 1).reshape((self.S, -1) + xs[0].shape[2:]), *steps)
             st = self._store(st, trans, new_episodes)
             if (it + 1) * L.update_every >= L.warmup:
-                st, m = self._update(st)
+                st, m = self._update(st, np.int32((it + 1) * L.update_every))
                 for k, v in jax.device_get(m).items():
                     m_sum[k] = m_sum.get(k, 0.0) + np.asarray(v, np.float64)
                 m_cnt += 1
@@ -180,6 +183,7 @@ class HostLoop:
         metrics["updates"] = np.full(self.S, float(m_cnt * L.updates_per_step))
         st, ev = self.evaluate(st)
         metrics.update(ev, env_steps=st.env_steps, episodes=st.episodes)
+        metrics["agent_interactions"] = np.asarray(self._interactions(st))
         return st, metrics
 
     # ---- evaluation -------------------------------------------------------------------------------

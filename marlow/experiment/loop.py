@@ -116,25 +116,36 @@ class Loop:
             algo_state = self.algo.observe(algo_state, trans)
         return rs.replace(buffer=replay.add(rs.buffer, trans), algo=algo_state)
 
-    def updates(self, rs: RunnerState):
-        """``updates_per_step`` updates on batches sampled from ``rs.buffer``; returns the new state and
-        the metrics averaged over them (also used by the host loop)."""
+    def updates(self, rs: RunnerState, step: jax.Array):
+        """The algorithm's optional ``prepare`` (given the whole real buffer), then ``updates_per_step``
+        updates on batches sampled from ``rs.buffer``; returns the new state and the metrics averaged
+        over the updates (also used by the host loop). ``step``: env steps per seed done so far, the
+        same for every seed (not batched under vmap, so an algorithm's ``lax.cond`` on it, e.g. "retrain
+        the world model every n steps", stays a real branch)."""
+        key, k_upd = jax.random.split(rs.key)
+        algo_state, prep_metrics = rs.algo, {}
+        if hasattr(self.algo, "prepare"):
+            k_upd, k_prep = jax.random.split(k_upd)
+            algo_state, prep_metrics = self.algo.prepare(algo_state, rs.buffer, k_prep, step)
 
         def one(carry, key):
             algo_state = carry
             batch = replay.sample(rs.buffer, key, self.batch_size)
             return self.algo.update(algo_state, batch, key)
 
-        key, k_upd = jax.random.split(rs.key)
-        algo_state, metrics = jax.lax.scan(one, rs.algo, jax.random.split(k_upd, self.updates_per_step))
-        return rs.replace(algo=algo_state, key=key), jax.tree.map(jnp.mean, metrics)
+        algo_state, metrics = jax.lax.scan(one, algo_state, jax.random.split(k_upd, self.updates_per_step))
+        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics.update(prep_metrics)
+        return rs.replace(algo=algo_state, key=key), metrics
 
     def metric_shapes(self, rs: RunnerState):
-        return jax.eval_shape(lambda r: self.updates(r)[1], rs)
+        return jax.eval_shape(lambda r: self.updates(r, jnp.int32(0))[1], rs)
 
     def chunk_metric_names(self, rs_batched: RunnerState) -> list[str]:
         """Names of the non-evaluation metrics of :meth:`chunk` (for a seed-batched state)."""
-        shapes = jax.eval_shape(lambda r: self.updates(jax.tree.map(lambda x: x[0], r))[1], rs_batched)
+        shapes = jax.eval_shape(
+            lambda r: self.updates(jax.tree.map(lambda x: x[0], r), jnp.int32(0))[1], rs_batched
+        )
         return [f"loss/{k}" for k in shapes] + ["train/return", "updates"]
 
     def _iteration(self, carry, it):
@@ -146,7 +157,8 @@ class Loop:
         rs = self.store(rs, trans)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.metric_shapes(rs))
         ready = (it + 1) * self.update_every >= self.warmup  # unbatched: a real branch under vmap
-        rs, metrics = jax.lax.cond(ready, self.updates, lambda r: (r, zeros), rs)
+        step = ((it + 1) * self.update_every).astype(jnp.int32)
+        rs, metrics = jax.lax.cond(ready, lambda r: self.updates(r, step), lambda r: (r, zeros), rs)
         m_sum = jax.tree.map(jnp.add, m_sum, metrics)
         return (rs, ret_sum, ret_cnt, m_sum, m_cnt + ready.astype(jnp.float32)), None
 
@@ -167,6 +179,7 @@ class Loop:
         metrics.update(ev)
         metrics["env_steps"] = rs.env_steps
         metrics["episodes"] = rs.episodes
+        metrics["agent_interactions"] = agent_interactions(self.spec, self.algo, rs.algo, rs.env_steps)
         return rs, metrics
 
     # ---- evaluation -------------------------------------------------------------------------------
@@ -178,6 +191,19 @@ class Loop:
         )
         returns.update(diagnostics(self.algo, rs.algo))
         return rs.replace(evals=rs.evals + 1), returns
+
+
+def agent_interactions(spec: EnvSpec, algo, algo_state, env_steps) -> jax.Array:
+    """The AORPO paper's *normalised agent interactions* (Sec. 6.2, Fig. 2; Appendix F): the number of
+    times the agent group completes a full interaction (every agent takes an action), divided by the
+    episode length (25 in MPE). Every real env step is one full interaction; an algorithm that queries
+    real agents inside model rollouts reports the count of those single-agent queries with the optional
+    ``communications(state)``, each counting 1/N of a full interaction (N agents; ours: the paper does
+    not weigh them, the reference code weighs each agent by its input and action size)."""
+    full = env_steps.astype(jnp.float32)
+    if hasattr(algo, "communications"):
+        full = full + algo.communications(algo_state).astype(jnp.float32) / spec.num_agents
+    return full / spec.episode_length
 
 
 def diagnostics(algo, algo_state) -> dict:

@@ -46,7 +46,7 @@ REPORT_NAME = "report.md"
 
 _AXIS_LABELS = {
     "env_steps": "environment steps",
-    "agent_interactions": "agent interactions",
+    "agent_interactions": "normalised agent interactions",
     "wall_time": "wall time (s)",
     "episodes": "episodes",
     "eval/team_return": "team return (evaluation)",

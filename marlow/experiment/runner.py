@@ -186,7 +186,7 @@ def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate
                 state, ev = evaluate(state)
                 zeros = np.zeros(len(seeds), np.int64)
                 first = {k: np.full(len(seeds), np.nan) for k in metric_names(state)}
-                first.update(ev, env_steps=zeros, episodes=zeros, updates=zeros)
+                first.update(ev, env_steps=zeros, episodes=zeros, updates=zeros, agent_interactions=zeros)
                 logger.log(_rows(first, seeds, 0.0, 0.0))
             reporter.advance(start * e.eval_every, None, None)
             wall = wall0
