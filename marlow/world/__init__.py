@@ -1,0 +1,1 @@
+"""Learned world models: dynamics ensembles, opponent models, model envs and branched rollouts."""

@@ -1,0 +1,554 @@
+"""Opponent models pi_phi^{i->j}(a_j | o_j): one per ego agent i and other agent j (AORPO Appendix E).
+
+Every ego agent i keeps a model of every other agent j's policy, fitted by maximum likelihood with an
+entropy regulariser on the latest ``window`` real transitions, and measures its error eps^{i->j} on a
+held-out split of those transitions (Algorithm 1 lines 6-7; eps sets the opponent-wise rollout lengths
+n_j = floor(k min_j' eps_j' / eps_j) elsewhere).
+
+Model input is agent j's *own* observation o_j (the AORPO code's choice; Appendix E writes s): the model
+predicts what j does from what j sees. The output distribution follows j's action space:
+
+- ``Discrete(n)``: categorical over n logits;
+- ``MultiDiscrete(nvec)``: independent categoricals, log-probabilities *added* over components (the
+  AORPO code multiplies them: a bug) and entropies added likewise;
+- ``Box``: diagonal Gaussian N(mu(o_j), diag sigma(o_j)^2) with state-dependent sigma (Appendix E),
+  log sigma clipped to [-20, 2] (the code's bounds); sampled actions are clipped to the box.
+
+Loss (Appendix E), averaged over the training rows:
+
+    J(phi^j) = E_D[ -log pi_phi(a_j | o_j) ] - alpha E_D[ H(pi_phi(. | o_j)) ]              (App. E)
+
+Sign: the paper writes ``+ alpha H`` in a loss that is minimised, which would *penalise* entropy and push
+the model towards a collapsed, over-confident policy. We read it as a regulariser that keeps the model
+from collapsing, i.e. an entropy *bonus* (``- alpha H``), which is also what the reference code does:
+its loss adds ``0.1 * mean(log pi(a_hat))`` for a sampled a_hat, a single-sample estimate of ``-0.1 H``.
+We use the exact entropy (summed over components for multi-discrete, ``sum log sigma + d/2 log(2 pi e)``
+for the Gaussian) instead of the code's estimate from the Gumbel-perturbed softmax. For the Gaussian the
+optimum is then sigma^2 = s^2 / (1 - alpha) for data of variance s^2 (so alpha < 1 is required), and
+for categoricals the fit is the data distribution flattened towards uniform. The paper's second line
+(Gaussian) is 2 x the NLL up to a constant; we use the NLL itself so alpha means the same for every
+space.
+
+Error (Appendix E, on the evaluation split D^v of the latest samples), one a_hat ~ pi_phi(.|o_j) per row:
+
+    discrete:    eps_j = E_{(o_j, a_j) ~ D^v, a_hat ~ pi_phi}[ 1 - 1(a_j = a_hat) ]           (App. E)
+    continuous:  eps_j = E_{(o_j, a_j) ~ D^v, a_hat ~ pi_phi}[ || a_j - a_hat ||_2 ]
+
+For ``MultiDiscrete`` a match means *every* component matches (the action is one joint discrete action).
+a_hat is sampled as the paper says (not the argmax the code's match rate uses), so a model that is
+exactly right about a stochastic opponent still has eps = 1 - sum_a p(a|o)^2 > 0.
+
+Training follows the reference code (shared/reference/aorpo.md): warm-started at every call (the
+previous fit's best parameters and last Adam state), 80/20 split of the window, "epochs" of
+``steps_per_epoch`` gradient steps, early stopping with ``patience`` inside a ``lax.while_loop`` bounded
+by ``max_epochs``, and the best parameters by the holdout criterion restored at the end (the warm start
+competes too: ours, so a call that only makes the model worse keeps it as it was). Inputs are
+standardised with the mean/std of the training rows, refitted at every call (ours: a deterministic
+stand-in for the code's input BatchNorm, whose batch statistics make the output depend on the batch).
+The holdout rows both select the early-stopping point and measure eps, as in the code.
+
+The window comes from ``marlow.buffers.replay.recent``: rows oldest first, and early in training only the
+last ``n_valid`` rows are real (the rows before them are zeros). ``n_valid`` may be traced.
+
+Parameters are kept in dicts keyed by *target* agent j (agents may have different spaces: never padded),
+with the copies of the N-1 egos modelling j stacked on a leading axis and trained in one vmapped call.
+``share_across_egos=True`` keeps a single copy per target: every ego sees the same (o_j, a_j) data, so
+the copies differ only by initialisation and sampling noise; sharing is a documented speed option.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from marlow.algos.common import make_optimizer, opt_step
+from marlow.envs.api import EnvSpec
+from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
+from marlow.errors import ConfigError
+from marlow.nn.distributions import LOG_STD_MAX, LOG_STD_MIN
+from marlow.nn.mlp import MLP
+
+STOP_METRICS = ("loss", "greedy_error")
+HOLDOUTS = ("newest", "oldest")
+
+
+@dataclass
+class OpponentConfig:
+    """Opponent-model settings. Recommended defaults (``RECOMMENDED``) and their sources; T1/T2 = AORPO
+    paper Tables 1/2, F = Appendix F, code = the reference code (shared/reference/aorpo.md):
+
+    - ``hidden`` (64, 64): F "three-layer MLP ... 64 units"; code MLPNetwork 2 x 64 ReLU.
+    - ``lr`` 5e-4: code ``--opp_lr 0.0005`` (T1: 1e-3 communication, 3e-4 navigation, 5e-4 scheduling;
+      T2: 5e-4 keep-away, 5e-3 deception, 2e-3 predator-prey).
+    - ``entropy_coef`` 0.1: code (``+ 0.1 * mean(log pi)``, an entropy bonus; see the module docstring).
+    - ``window`` 3072: code, the latest 3 x batch_size (1024) transitions; the runner passes
+      ``replay.recent(buffer, window)`` (``fit`` itself takes whatever number of rows it is given).
+    - ``holdout_ratio`` 0.2: code (80/20 split, holdout = floor(0.2 n_valid) rows).
+    - ``holdout`` "newest": ours. Which block of the window is held out. The code holds out the oldest
+      20%, which warm-started models already trained on in earlier calls (the window slides by ~100 rows
+      between calls); the newest block has never been trained on, and measures the opponent's current
+      policy. "oldest" reproduces the code.
+    - ``batch_size`` 0: code (0 = every gradient step uses the whole training split); > 0 samples that
+      many training rows with replacement per step.
+    - ``steps_per_epoch`` 1: code (one full-batch step per epoch). Budget: max_epochs x steps_per_epoch.
+    - ``max_epochs`` 51: code (the loop breaks when i > 50).
+    - ``patience`` 5: code (stop after 5 epochs without holdout improvement; the best params are kept).
+    - ``stop_metric`` "loss": ours, the holdout value of the training loss (NLL - alpha H): a proper
+      criterion for every space, deterministic, and consistent with the regularised objective (early
+      stopping on the plain NLL would cut the entropy bonus's effect short). "greedy_error" is the
+      code's criterion: 1 - argmax match rate (all components must match), ||a - mu||_2 for boxes.
+    - ``max_grad_norm`` 1.0: code ``OPPMD_GRAD_BOUND = 1``.
+    - ``normalize_inputs`` True: code (input BatchNorm), here standardisation by training-row stats.
+    - ``share_across_egos`` False: paper/code (every agent owns its models of the others).
+    """
+
+    hidden: tuple[int, ...]
+    lr: float
+    entropy_coef: float
+    window: int
+    holdout_ratio: float
+    holdout: str
+    batch_size: int
+    steps_per_epoch: int
+    max_epochs: int
+    patience: int
+    stop_metric: str
+    max_grad_norm: float
+    normalize_inputs: bool
+    share_across_egos: bool
+
+
+RECOMMENDED: dict[str, Any] = dict(
+    hidden=(64, 64),
+    lr=5e-4,
+    entropy_coef=0.1,
+    window=3072,
+    holdout_ratio=0.2,
+    holdout="newest",
+    batch_size=0,
+    steps_per_epoch=1,
+    max_epochs=51,
+    patience=5,
+    stop_metric="loss",
+    max_grad_norm=1.0,
+    normalize_inputs=True,
+    share_across_egos=False,
+)
+
+
+def recommended_config(**overrides) -> OpponentConfig:
+    """``OpponentConfig(**RECOMMENDED)`` with ``overrides`` applied."""
+    unknown = set(overrides) - set(RECOMMENDED)
+    if unknown:
+        raise ConfigError(f"unknown opponent-model keys: {sorted(unknown)}")
+    return OpponentConfig(**{**RECOMMENDED, **overrides})
+
+
+@struct.dataclass
+class OpponentState:
+    """``params``/``opt_state``: target -> pytree stacked over the ego copies (leading axis
+    ``num_copies[target]``); ``obs_mean``/``obs_std``: target -> input standardisation [obs_dim]."""
+
+    params: dict[str, Any]
+    opt_state: dict[str, Any]
+    obs_mean: dict[str, jax.Array]
+    obs_std: dict[str, jax.Array]
+
+
+# ---------------------------------------------------------------------------------------------------
+# output heads, one per action-space kind
+class CategoricalHead:
+    """Discrete(n): ``out`` = n logits."""
+
+    def __init__(self, space: Discrete):
+        self.space = space
+        self.out_dim = space.n
+
+    def log_prob(self, out, a):
+        logp = jax.nn.log_softmax(out, axis=-1)
+        return jnp.take_along_axis(logp, a.astype(jnp.int32)[..., None], axis=-1)[..., 0]
+
+    def entropy(self, out):
+        logp = jax.nn.log_softmax(out, axis=-1)
+        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+    def sample(self, out, key):
+        return jax.random.categorical(key, out, axis=-1).astype(jnp.int32)
+
+    def mode(self, out):
+        return jnp.argmax(out, axis=-1).astype(jnp.int32)
+
+    def error(self, a, a_hat):
+        """1 - 1(a = a_hat)."""
+        return 1.0 - (a.astype(jnp.int32) == a_hat).astype(jnp.float32)
+
+
+class MultiCategoricalHead:
+    """MultiDiscrete(nvec): ``out`` = concatenated logits; components independent, log-probs added."""
+
+    def __init__(self, space: MultiDiscrete):
+        self.space = space
+        self.out_dim = space.flat_dim
+        self.parts = [CategoricalHead(Discrete(n)) for n in space.nvec]
+        self._splits = [int(s) for s in jnp.cumsum(jnp.asarray(space.nvec))[:-1]]
+
+    def _outs(self, out):
+        return jnp.split(out, self._splits, axis=-1)
+
+    def log_prob(self, out, a):
+        parts = zip(self.parts, self._outs(out), strict=True)
+        return sum(h.log_prob(o, a[..., i]) for i, (h, o) in enumerate(parts))
+
+    def entropy(self, out):
+        return sum(h.entropy(o) for h, o in zip(self.parts, self._outs(out), strict=True))
+
+    def sample(self, out, key):
+        keys = jax.random.split(key, len(self.parts))
+        outs = self._outs(out)
+        return jnp.stack([h.sample(o, k) for h, o, k in zip(self.parts, outs, keys, strict=True)], axis=-1)
+
+    def mode(self, out):
+        return jnp.stack([h.mode(o) for h, o in zip(self.parts, self._outs(out), strict=True)], axis=-1)
+
+    def error(self, a, a_hat):
+        """1 - 1(a = a_hat), a match meaning every component matches."""
+        return 1.0 - jnp.all(a.astype(jnp.int32) == a_hat, axis=-1).astype(jnp.float32)
+
+
+class GaussianHead:
+    """Box: ``out`` = [mu, log sigma] (2d); N(mu, diag sigma^2) over the flat action, samples clipped to
+    the box. Actions are handled flat ([..., d]) inside and reshaped to the space's shape outside."""
+
+    def __init__(self, space: Box):
+        self.space = space
+        self.dim = space.flat_dim
+        self.out_dim = 2 * self.dim
+        self._low = space.low_array.reshape(-1)
+        self._high = space.high_array.reshape(-1)
+
+    def _split(self, out):
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+    def _flat(self, a):
+        return self.space.to_flat(a)
+
+    def _unflat(self, a):
+        return a.reshape(a.shape[:-1] + self.space.shape)
+
+    def log_prob(self, out, a):
+        mean, log_std = self._split(out)
+        z = (self._flat(a) - mean) / jnp.exp(log_std)
+        return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+    def entropy(self, out):
+        _, log_std = self._split(out)
+        return jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e), axis=-1)
+
+    def sample(self, out, key):
+        mean, log_std = self._split(out)
+        a = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return self._unflat(jnp.clip(a, self._low, self._high))
+
+    def mode(self, out):
+        mean, _ = self._split(out)
+        return self._unflat(jnp.clip(mean, self._low, self._high))
+
+    def error(self, a, a_hat):
+        """|| a - a_hat ||_2."""
+        return jnp.linalg.norm(self._flat(a) - self._flat(a_hat), axis=-1)
+
+
+def make_head(space: Space):
+    if isinstance(space, Discrete):
+        return CategoricalHead(space)
+    if isinstance(space, MultiDiscrete):
+        return MultiCategoricalHead(space)
+    if isinstance(space, Box):
+        return GaussianHead(space)
+    raise ConfigError(f"opponent models do not support the action space {space!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+def holdout_split(window: int, n_valid, ratio: float, holdout: str = "newest"):
+    """Row masks (float32 [window]) ``(train, hold)`` of a window whose last ``n_valid`` rows are real.
+
+    ``hold`` is a contiguous block of floor(ratio * n_valid) valid rows: the newest (last) ones or the
+    oldest valid ones; ``train`` is the other valid rows. The two are disjoint and cover the valid rows.
+    """
+    if holdout not in HOLDOUTS:
+        raise ConfigError(f"holdout must be one of {HOLDOUTS}, got {holdout!r}")
+    rows = jnp.arange(window)
+    n_valid = jnp.clip(jnp.asarray(n_valid, jnp.int32), 0, window)
+    first = window - n_valid
+    valid = rows >= first
+    # floor(ratio * n_valid) as the code's ``n // 5``; the 2^-22 relative nudge absorbs float32 rounding
+    # (0.7 is 0.69999999 in float32)
+    n_hold = jnp.floor(ratio * n_valid.astype(jnp.float32) * (1.0 + 2.0**-22)).astype(jnp.int32)
+    if holdout == "newest":
+        hold = rows >= window - n_hold
+    else:
+        hold = valid & (rows < first + n_hold)
+    train = valid & ~hold
+    return train.astype(jnp.float32), hold.astype(jnp.float32)
+
+
+def _masked_mean(values, weights):
+    """sum(w v) / sum(w), NaN when there are no rows."""
+    n = jnp.sum(weights)
+    return jnp.where(n > 0, jnp.sum(weights * values) / jnp.maximum(n, 1.0), jnp.nan)
+
+
+def _tree_index(tree, i: int):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+class OpponentModels:
+    """Opponent models of every ego agent for every other agent (static structure; pure methods).
+
+    ``egos[j]``: the agents that model j (all others, in spec order); ``num_copies[j]`` = len(egos[j]),
+    or 1 with ``share_across_egos``.
+    """
+
+    def __init__(self, spec: EnvSpec, cfg: OpponentConfig):
+        _check_config(cfg, spec)
+        self.spec, self.cfg = spec, cfg
+        self.targets = tuple(spec.agents)
+        self.egos = {j: tuple(a for a in spec.agents if a != j) for j in self.targets}
+        self.num_copies = {j: 1 if cfg.share_across_egos else len(self.egos[j]) for j in self.targets}
+        self.heads = {j: make_head(spec.act_space(j)) for j in self.targets}
+        self.nets = {j: MLP(tuple(cfg.hidden), self.heads[j].out_dim) for j in self.targets}
+        self.opt = make_optimizer(cfg.lr, cfg.max_grad_norm)
+
+    def others(self, ego: str) -> tuple[str, ...]:
+        """The agents ``ego`` models (every other agent, spec order)."""
+        return tuple(j for j in self.targets if j != ego)
+
+    def copy_index(self, ego: str, target: str) -> int:
+        """Row of ``ego``'s model of ``target`` in the stacked parameters (static)."""
+        if ego == target or ego not in self.egos[target]:
+            raise ConfigError(f"{ego!r} has no model of {target!r}")
+        return 0 if self.cfg.share_across_egos else self.egos[target].index(ego)
+
+    # ---------------------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> OpponentState:
+        params, opt_state, mean, std = {}, {}, {}, {}
+        for j, k in zip(self.targets, jax.random.split(key, len(self.targets)), strict=True):
+            d = self.spec.obs_dim(j)
+            keys = jax.random.split(k, self.num_copies[j])
+            params[j] = jax.vmap(lambda kk, j=j, d=d: self.nets[j].init(kk, jnp.zeros((1, d))))(keys)
+            opt_state[j] = jax.vmap(self.opt.init)(params[j])
+            mean[j] = jnp.zeros((d,), jnp.float32)
+            std[j] = jnp.ones((d,), jnp.float32)
+        return OpponentState(params, opt_state, mean, std)
+
+    # ---------------------------------------------------------------------------------------------
+    def _obs(self, state: OpponentState, target: str, obs):
+        x = jnp.asarray(obs, jnp.float32)
+        return (x - state.obs_mean[target]) / state.obs_std[target]
+
+    def _loss_rows(self, target: str, params, x, a):
+        """Per-row loss -log pi(a|x) - alpha H(pi(.|x)) (App. E, entropy bonus) and the NLL."""
+        head = self.heads[target]
+        out = self.nets[target].apply(params, x)
+        nll = -head.log_prob(out, a)
+        return nll - self.cfg.entropy_coef * head.entropy(out), nll
+
+    def _stop_value(self, target: str, params, x, a, hold):
+        """Holdout early-stopping criterion (lower is better)."""
+        if self.cfg.stop_metric == "loss":
+            return _masked_mean(self._loss_rows(target, params, x, a)[0], hold)
+        head = self.heads[target]
+        return _masked_mean(head.error(a, head.mode(self.nets[target].apply(params, x))), hold)
+
+    def _fit_one(self, target: str, params, opt_state, x, a, train, hold, key):
+        """Fit one copy (vmapped over the ego copies): early-stopped Adam on the training rows."""
+        cfg = self.cfg
+        window = x.shape[0]
+        n_train = jnp.sum(train)
+        p_train = train / jnp.maximum(n_train, 1.0)
+
+        def loss(p, xb, ab, w):
+            return jnp.sum(w * self._loss_rows(target, p, xb, ab)[0])
+
+        def grad_step(carry, k):
+            p, o = carry
+            if cfg.batch_size == 0:
+                xb, ab, w = x, a, p_train
+            else:
+                idx = jax.random.choice(k, window, (cfg.batch_size,), p=p_train)
+                xb, ab = x[idx], a[idx]
+                w = jnp.full((cfg.batch_size,), 1.0 / cfg.batch_size) * (n_train > 0)
+            g = jax.grad(loss)(p, xb, ab, w)
+            return opt_step(self.opt, p, o, g), None
+
+        def cond(c):
+            epoch, since_best = c[0], c[1]
+            return (epoch < cfg.max_epochs) & (since_best < cfg.patience)
+
+        def body(c):
+            epoch, since_best, p, o, best_p, best_v, k = c
+            k, k_steps = jax.random.split(k)
+            (p, o), _ = jax.lax.scan(grad_step, (p, o), jax.random.split(k_steps, cfg.steps_per_epoch))
+            v = self._stop_value(target, p, x, a, hold)
+            better = v < best_v  # strict, as the code; NaN (no holdout rows) never improves
+            best_p = jax.tree.map(lambda n, b: jnp.where(better, n, b), p, best_p)
+            best_v = jnp.where(better, v, best_v)
+            since_best = jnp.where(better, 0, since_best + 1)
+            return epoch + 1, since_best, p, o, best_p, best_v, k
+
+        v0 = self._stop_value(target, params, x, a, hold)  # ours: the warm start competes too
+        c0 = (jnp.int32(0), jnp.int32(0), params, opt_state, params, v0, key)
+        epochs, _, _, opt_state, best_p, _, _ = jax.lax.while_loop(cond, body, c0)
+        return best_p, opt_state, epochs
+
+    def _error_one(self, target: str, params, x, a, hold, key):
+        """eps (App. E, sampled a_hat) and the holdout NLL of one copy."""
+        head = self.heads[target]
+        out = self.nets[target].apply(params, x)
+        a_hat = head.sample(out, key)
+        eps = _masked_mean(head.error(a, a_hat), hold)
+        return eps, _masked_mean(-head.log_prob(out, a), hold)
+
+    def _per_pair(self, per_target: dict[str, jax.Array]) -> dict[str, dict[str, jax.Array]]:
+        """target -> [copies] arrays to ego -> target -> scalar."""
+        return {
+            i: {j: per_target[j][self.copy_index(i, j)] for j in self.others(i)} for i in self.spec.agents
+        }
+
+    def _window(self, data: dict, target: str):
+        x = jnp.asarray(data["obs"][target], jnp.float32)
+        return x.reshape(x.shape[0], -1), jnp.asarray(data["actions"][target])
+
+    # ---------------------------------------------------------------------------------------------
+    def fit(self, state: OpponentState, data: dict, n_valid, key: jax.Array) -> tuple[OpponentState, dict]:
+        """Refit every model on the latest window (Algorithm 1 line 6), then measure eps (line 7).
+
+        ``data``: {"obs": {agent: [W, obs_dim]}, "actions": {agent: env-format [W, ...]}}, rows oldest
+        first, the last ``n_valid`` rows real (see ``replay.recent``). Returns the new state and metrics
+        {"eps", "holdout_nll", "epochs": ego -> target -> scalar, "n_train", "n_holdout": scalars}.
+        """
+        cfg = self.cfg
+        window = jax.tree.leaves(data["obs"])[0].shape[0]
+        train, hold = holdout_split(window, n_valid, cfg.holdout_ratio, cfg.holdout)
+        k_fit, k_err = jax.random.split(key)
+        params, opt_state, mean, std, epochs = {}, {}, {}, {}, {}
+        for j, k in zip(self.targets, jax.random.split(k_fit, len(self.targets)), strict=True):
+            x, a = self._window(data, j)
+            if cfg.normalize_inputs:
+                n = jnp.maximum(jnp.sum(train), 1.0)
+                mean[j] = jnp.sum(train[:, None] * x, axis=0) / n
+                var = jnp.sum(train[:, None] * (x - mean[j]) ** 2, axis=0) / n
+                std[j] = jnp.where(var > 1e-12, jnp.sqrt(var), 1.0)
+            else:
+                mean[j], std[j] = state.obs_mean[j], state.obs_std[j]
+            xn = (x - mean[j]) / std[j]
+            fit = jax.vmap(lambda p, o, kk, j=j, xn=xn, a=a: self._fit_one(j, p, o, xn, a, train, hold, kk))
+            params[j], opt_state[j], epochs[j] = fit(
+                state.params[j], state.opt_state[j], jax.random.split(k, self.num_copies[j])
+            )
+        new_state = OpponentState(params, opt_state, mean, std)
+        metrics = self.error(new_state, data, n_valid, k_err)
+        metrics["epochs"] = self._per_pair(epochs)
+        return new_state, metrics
+
+    def error(self, state: OpponentState, data: dict, n_valid, key: jax.Array) -> dict:
+        """eps^{i->j} (Appendix E) and the holdout NLL on the holdout rows of ``data`` (the same rows
+        ``fit`` holds out): {"eps", "holdout_nll": ego -> target -> scalar, "n_train", "n_holdout"}."""
+        window = jax.tree.leaves(data["obs"])[0].shape[0]
+        train, hold = holdout_split(window, n_valid, self.cfg.holdout_ratio, self.cfg.holdout)
+        eps, nll = {}, {}
+        for j, k in zip(self.targets, jax.random.split(key, len(self.targets)), strict=True):
+            x, a = self._window(data, j)
+            xn = self._obs(state, j, x)
+            err = jax.vmap(lambda p, kk, j=j, xn=xn, a=a: self._error_one(j, p, xn, a, hold, kk))
+            eps[j], nll[j] = err(state.params[j], jax.random.split(k, self.num_copies[j]))
+        return {
+            "eps": self._per_pair(eps),
+            "holdout_nll": self._per_pair(nll),
+            "n_train": jnp.sum(train).astype(jnp.int32),
+            "n_holdout": jnp.sum(hold).astype(jnp.int32),
+        }
+
+    # ---------------------------------------------------------------------------------------------
+    def outputs(self, state: OpponentState, ego: str, target: str, obs_j: jax.Array) -> jax.Array:
+        """Raw head output of ego's model of target: logits (concatenated for multi-discrete) or
+        [mu, log sigma] (log sigma unclipped) for boxes; ``obs_j`` [..., obs_dim]."""
+        params = _tree_index(state.params[target], self.copy_index(ego, target))
+        return self.nets[target].apply(params, self._obs(state, target, obs_j))
+
+    def log_prob(self, state: OpponentState, ego: str, target: str, obs_j, action) -> jax.Array:
+        return self.heads[target].log_prob(self.outputs(state, ego, target, obs_j), action)
+
+    def loss(self, state: OpponentState, ego: str, target: str, obs_j, action) -> jax.Array:
+        """The training loss mean(-log pi(a|o) - alpha H(pi(.|o))) of ego's model of target on a batch."""
+        params = _tree_index(state.params[target], self.copy_index(ego, target))
+        return jnp.mean(self._loss_rows(target, params, self._obs(state, target, obs_j), action)[0])
+
+    def predict(self, state: OpponentState, ego: str, target: str, obs_j, key: jax.Array, greedy: bool):
+        """Ego's prediction of target's action in env format (int / int vector / float vector in the box):
+        sampled, or the mode when ``greedy`` (static). No gradient flows to the model."""
+        out = jax.lax.stop_gradient(self.outputs(state, ego, target, obs_j))
+        head = self.heads[target]
+        return head.mode(out) if greedy else head.sample(out, key)
+
+    def predict_flat(self, state: OpponentState, ego: str, target: str, obs_j, key, greedy: bool):
+        """``predict`` in the flat form a policy is conditioned on: one-hot / concatenated one-hots /
+        the float vector."""
+        return self.spec.act_space(target).to_flat(self.predict(state, ego, target, obs_j, key, greedy))
+
+    def predict_others(
+        self, state: OpponentState, ego: str, obs: dict, key: jax.Array, greedy: bool, flat: bool = False
+    ) -> dict:
+        """{j: prediction} for every agent ego models, from ``obs[j]``."""
+        fn = self.predict_flat if flat else self.predict
+        others = self.others(ego)
+        keys = jax.random.split(key, len(others))
+        return {j: fn(state, ego, j, obs[j], k, greedy) for j, k in zip(others, keys, strict=True)}
+
+
+def _check_config(cfg: OpponentConfig, spec: EnvSpec) -> None:
+    def bad(msg):
+        raise ConfigError(f"opponent models: {msg}")
+
+    if spec.num_agents < 2:
+        bad(f"task {spec.name!r} has a single agent, nothing to model")
+    if not cfg.hidden or any(int(h) < 1 for h in cfg.hidden):
+        bad(f"hidden must be positive layer widths, got {cfg.hidden}")
+    if not cfg.lr > 0:
+        bad(f"lr must be > 0, got {cfg.lr}")
+    if cfg.entropy_coef < 0:
+        bad(f"entropy_coef must be >= 0, got {cfg.entropy_coef}")
+    if cfg.entropy_coef >= 1 and any(isinstance(s, Box) for s in spec.act_spaces):
+        bad(f"entropy_coef must be < 1 with Box actions (sigma diverges), got {cfg.entropy_coef}")
+    if cfg.window < 2:
+        bad(f"window must be >= 2, got {cfg.window}")
+    if not 0 < cfg.holdout_ratio < 1:
+        bad(f"holdout_ratio must be in (0, 1), got {cfg.holdout_ratio}")
+    if cfg.holdout not in HOLDOUTS:
+        bad(f"holdout must be one of {HOLDOUTS}, got {cfg.holdout!r}")
+    if cfg.batch_size < 0:
+        bad(f"batch_size must be >= 0 (0 = full training split), got {cfg.batch_size}")
+    for name in ("steps_per_epoch", "max_epochs", "patience"):
+        if getattr(cfg, name) < 1:
+            bad(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.stop_metric not in STOP_METRICS:
+        bad(f"stop_metric must be one of {STOP_METRICS}, got {cfg.stop_metric!r}")
+    if cfg.max_grad_norm < 0:
+        bad(f"max_grad_norm must be >= 0, got {cfg.max_grad_norm}")
+
+
+__all__ = [
+    "RECOMMENDED",
+    "OpponentConfig",
+    "OpponentModels",
+    "OpponentState",
+    "holdout_split",
+    "make_head",
+    "recommended_config",
+]
