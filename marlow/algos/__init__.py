@@ -6,7 +6,12 @@ Optional parts of the protocol, used by the runner when an algorithm defines the
 - module constant ``TABULAR = True``: the algorithm needs a finite state space (``EnvSpec.num_states``);
 - ``Algorithm.observe(state, trans) -> state``: sees every batch of transitions as it is stored (e.g. to
   keep empirical action counts), also during warm-up;
-- ``Algorithm.diagnostics(state) -> dict`` of scalars, logged as ``diag/<name>`` at every evaluation.
+- ``Algorithm.diagnostics(state) -> dict`` of scalars, logged as ``diag/<name>`` at every evaluation;
+- ``Algorithm.prepare(state, buffer, key, step) -> (state, metrics)``: called before each round of
+  ``updates_per_step`` updates with the whole real replay buffer and the (unbatched) env-step count, e.g.
+  to train world and opponent models and to fill a model buffer with rollouts;
+- ``Algorithm.communications(state) -> scalar``: real-agent queries made outside the env (e.g. inside
+  model rollouts), counted into the logged ``agent_interactions``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ ALGORITHMS = (
     # model-free actor-critics (AORPO paper's bases)
     "masac",
     "maddpg",
+    # AORPO paper (model-based, opponent models)
+    "aorpo",
+    "aordpg",
     # ROMMEO paper (tabular, Fig. 1)
     "rommeo_q",
     "rommeo_q_emp",

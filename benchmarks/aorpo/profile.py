@@ -1,0 +1,147 @@
+"""Where AORPO's time goes on mpe/simple_spread at the paper's settings (conf/algo/aorpo.yaml): the cost
+of each part of one policy-update round, timed after compilation on a buffer of real transitions, and
+the projected time of the paper's budget (100 epochs x 300 episodes x 25 steps = 750k env steps, one
+round per 100 steps, a model retraining every ``model_train_every`` steps).
+
+    .venv/bin/python benchmarks/aorpo/profile.py [--seeds 1] [--buffer 100000] [key=value ...]
+
+Writes benchmarks/aorpo/profile.md. The projection sums measured parts; it is not a timed full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from marlow import envs
+from marlow.algos import get_algo
+from marlow.buffers import replay
+from marlow.envs.api import random_actions
+from marlow.experiment.config import resolve
+
+HERE = Path(__file__).resolve().parent
+TASK = "mpe/simple_spread"
+BUDGET = 750_000
+
+
+def real_buffer(env, n: int, capacity: int) -> replay.ReplayBuffer:
+    spec = env.spec
+    obs, st = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(1), n))
+    acts = jax.vmap(lambda k: random_actions(spec, k))(jax.random.split(jax.random.PRNGKey(2), n))
+    nobs, _, rew, _, info = jax.vmap(env.step)(jax.random.split(jax.random.PRNGKey(3), n), st, acts)
+    trans = {
+        "obs": obs,
+        "actions": acts,
+        "rewards": rew,
+        "next_obs": info["terminal_obs"],
+        "done": jnp.zeros(n),
+    }
+    return replay.add(replay.init(jax.tree.map(lambda x: x[0], trans), capacity), trans)
+
+
+def timed(fn, *args, repeat: int = 3) -> float:
+    jax.block_until_ready(fn(*args))  # compile
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - t0) / repeat
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--buffer", type=int, default=100_000, help="real transitions in the buffer")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    env = envs.make(TASK)
+    cfg = resolve(["algo=aorpo", f"task={TASK}", *args.overrides]).algo
+    algo = get_algo("aorpo").Algorithm(env.spec, cfg)
+    S = args.seeds
+    state = jax.vmap(algo.init)(jax.random.split(jax.random.PRNGKey(0), S))
+    buf = real_buffer(env, args.buffer, args.buffer)
+    bufs = jax.tree.map(lambda x: jnp.broadcast_to(x, (S,) + x.shape), buf)
+    keys = jax.random.split(jax.random.PRNGKey(5), S)
+    warm, every = cfg.model_warmup_steps, cfg.model_train_every
+
+    def prep(step):
+        return jax.jit(jax.vmap(lambda s, b, k: algo.prepare(s, b, k, step)))
+
+    # a step that trains the model (the end of warm-up), then rounds that only fit opponents and roll out,
+    # at the shortest and the longest rollouts of the schedule (rollout cost is linear in k)
+    with_model = prep(warm)
+    state_ready, _ = with_model(state, bufs, keys)
+    last = BUDGET - cfg.update_every
+    k_last = int(algo.rollout_length(last))
+    t_k1, t_kmax = (
+        timed(prep(warm + cfg.update_every), state_ready, bufs, keys),
+        timed(prep(last), state_ready, bufs, keys),
+    )
+    parts = {
+        "prepare with model training": timed(with_model, state, bufs, keys, repeat=1),
+        f"prepare at k = {int(algo.rollout_length(warm))} (opponent fit + rollouts)": t_k1,
+        f"prepare at k = {k_last}": t_kmax,
+    }
+    opp_fit = jax.jit(
+        jax.vmap(lambda s, b, k: algo.opp.fit(s.opp, replay.recent(b, cfg.opp_window), cfg.opp_window, k))
+    )
+    parts["opponent fit alone"] = timed(opp_fit, state_ready, bufs, keys)
+
+    def round_(s, b, k):
+        def one(st, kk):
+            batch = replay.sample(b, kk, cfg.batch_size)
+            return algo.update(st, batch, kk)[0], None
+
+        return jax.lax.scan(one, s, jax.random.split(k, cfg.updates_per_step))[0]
+
+    t_upd = timed(jax.jit(jax.vmap(round_)), state_ready, bufs, keys)
+    parts[f"{cfg.updates_per_step} policy updates (one round)"] = t_upd
+    steps = np.arange(warm, BUDGET, cfg.update_every)
+    ks = np.asarray(jax.vmap(algo.rollout_length)(jnp.asarray(steps)))
+    k0 = int(algo.rollout_length(warm))
+    per_k = (t_kmax - t_k1) / max(k_last - k0, 1)
+    prep_total = float(np.sum(t_k1 + (ks - k0) * per_k))
+    trainings = (BUDGET - warm) // every + 1
+    proj = {
+        "model trainings": trainings * (parts["prepare with model training"] - t_k1),
+        "opponent fits + rollouts": prep_total,
+        "policy updates": len(steps) * t_upd,
+        "warm-up rounds (opponent fit + 1 update)": (warm // cfg.update_every)
+        * (parts["opponent fit alone"] + t_upd / cfg.updates_per_step),
+    }
+    lines = [
+        "# AORPO cost profile on mpe/simple_spread",
+        "",
+        "`"
+        + " ".join(
+            ["benchmarks/aorpo/profile.py", f"--seeds {S}", f"--buffer {args.buffer}", *args.overrides]
+        )
+        + "`",
+        "",
+        f"{S} vmapped seed(s), {args.buffer} real transitions in the buffer, defaults of "
+        "conf/algo/aorpo.yaml. Seconds per call, compiled, 2-core CPU.",
+        "",
+        "| part | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v:.3f} |" for k, v in parts.items()],
+        "",
+        f"Projection for the paper's budget ({BUDGET} env steps, one round per {cfg.update_every} steps, "
+        f"{trainings} model trainings, the Table 1 rollout schedule; env stepping and evaluation not "
+        "included). A sum of the measured parts, not a timed run:",
+        "",
+        "| part | minutes |",
+        "|---|---:|",
+        *[f"| {k} | {v / 60:.1f} |" for k, v in proj.items()],
+        f"| total | {sum(proj.values()) / 60:.1f} |",
+    ]
+    out = HERE / f"profile_s{S}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
