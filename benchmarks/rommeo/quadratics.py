@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
     p.add_argument("--batch", type=int, default=0, help="minibatch size for every algorithm (0: defaults)")
+    p.add_argument("--note", default="", help="a remark about these runs, appended to the table file")
     args = p.parse_args()
     algos = [a for a in args.algos.split(",") if a]
     over = [f"total_steps={EPISODE * args.episodes}", "eval_every=125", "eval_episodes=1", "progress=false"]
@@ -142,10 +143,12 @@ def main() -> None:
         f"Whole sweep ({len(algos)} algorithms x {args.seeds} seeds): training {sum(times.values()):.1f} s; "
         f"with compilation and evaluation {fmt_total(totals)}.",
         "",
-        f"![Fig. 2a](quadratics{tag}_fig2a.png)",
         f"![Fig. 2b](quadratics{tag}_fig2b.png)",
-        f"![Fig. 2c](quadratics{tag}_fig2c.png)",
     ]
+    if "rommeo_ac" in runs:  # the learning paths and the means of pi and rho are ROMMEO-AC's
+        md += [f"![Fig. 2a](quadratics{tag}_fig2a.png)", f"![Fig. 2c](quadratics{tag}_fig2c.png)"]
+    if args.note:
+        md += ["", f"Note: {args.note}"]
     (HERE / f"quadratics{tag}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -121,7 +121,8 @@ class State:
     eps: dict[str, dict[str, jax.Array]]  # ego -> j -> eps_j of ego's model of j (Appendix E)
     n: dict[str, dict[str, jax.Array]]  # ego -> j -> n_j of the latest rollouts
     k: jax.Array  # rollout length of the latest rollouts
-    comm: jax.Array  # real-agent queries made inside rollouts so far (float32: exact below 2^24)
+    comm: jax.Array  # real-agent queries inside rollouts so far (float32: sums of multiples of M stay exact
+    # up to 2^24 x M, e.g. 1.7e10 for M = 1024, far above the paper's budgets)
     model_mse: jax.Array  # the dynamics model's latest holdout MSE (normalised units)
     model_trains: jax.Array
     round_update: jax.Array  # updates done in the current round (reset by prepare)
