@@ -5,9 +5,10 @@ go through the host loop (tests/test_host_loop.py).
 
 The model-based algorithms (AORPO, AORDPG) compile world-model training, opponent fits and rollouts for
 every task (about a minute each on 2 cores), so CI runs them on a representative subset, MODEL_TASKS:
-Box actions (games/climb), heterogeneous agents with multi-discrete actions (mpe/simple_schedule) and a
-competitive task with teams (mpe/simple_tag) for AORPO, games/climb for AORDPG (which shares all of
-AORPO's world-model code); their other pairs are marked ``exhaustive`` (``make test-all`` runs them)."""
+AORPO on Box actions (games/climb) and on heterogeneous agents with multi-discrete actions
+(mpe/simple_schedule); tests/test_aorpo.py covers a competitive task (simple_tag) and AORDPG (which shares
+all of AORPO's world-model code) on heterogeneous spaces. The other pairs are marked ``exhaustive``
+(``make test-all`` runs them)."""
 
 import numpy as np
 import pytest
@@ -23,8 +24,7 @@ JAX_TASKS = [t for t in envs.task_names() if envs.make(t).is_jax]
 PAIRS = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if unsupported(get_algo(a), envs.make(t).spec) is None]
 REFUSED = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if (a, t) not in PAIRS]
 MODEL_TASKS = {  # model-based algorithms (with world-model keys) -> tasks CI trains them on
-    "aorpo": {"games/climb", "mpe/simple_schedule", "mpe/simple_tag"},
-    "aordpg": {"games/climb"},  # the same world-model code as AORPO; tests/test_aorpo.py covers more
+    "aorpo": {"games/climb", "mpe/simple_schedule"},
 }
 MODEL_BASED = {a for a in ALGORITHMS if "model_hidden" in field_types(get_algo(a).Config)}
 TRAIN_PAIRS = [
