@@ -6,14 +6,12 @@ ready. The world-model pieces have their own tests (test_ensemble, test_opponent
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from marlow import envs
 from marlow.algos import get_algo
 from marlow.buffers import replay
-from marlow.envs.api import random_actions
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
 
@@ -56,19 +54,8 @@ class Setup:
 
     def collect(self, n: int) -> replay.ReplayBuffer:
         """``n`` real transitions of random joint actions (the runner's transition format)."""
-        env, spec = self.env, self.spec
-        obs, st = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(1), n))
-        acts = jax.vmap(lambda k: random_actions(spec, k))(jax.random.split(jax.random.PRNGKey(2), n))
-        nobs, _, rew, _, info = jax.vmap(env.step)(jax.random.split(jax.random.PRNGKey(3), n), st, acts)
-        trans = {
-            "obs": obs,
-            "actions": acts,
-            "rewards": rew,
-            "next_obs": info["terminal_obs"],
-            "done": jnp.zeros(n),
-        }
-        one = jax.tree.map(lambda x: x[0], trans)
-        return replay.add(replay.init(one, 1024), trans)
+        trans = replay.random_transitions(self.env, jax.random.PRNGKey(1), n)
+        return replay.add(replay.init(jax.tree.map(lambda x: x[0], trans), 1024), trans)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import numpy as np
 from marlow import envs
 from marlow.algos import get_algo
 from marlow.buffers import replay
-from marlow.envs.api import random_actions
 from marlow.experiment.config import resolve
 
 HERE = Path(__file__).resolve().parent
@@ -30,17 +29,7 @@ BUDGET = 750_000
 
 
 def real_buffer(env, n: int, capacity: int) -> replay.ReplayBuffer:
-    spec = env.spec
-    obs, st = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(1), n))
-    acts = jax.vmap(lambda k: random_actions(spec, k))(jax.random.split(jax.random.PRNGKey(2), n))
-    nobs, _, rew, _, info = jax.vmap(env.step)(jax.random.split(jax.random.PRNGKey(3), n), st, acts)
-    trans = {
-        "obs": obs,
-        "actions": acts,
-        "rewards": rew,
-        "next_obs": info["terminal_obs"],
-        "done": jnp.zeros(n),
-    }
+    trans = replay.random_transitions(env, jax.random.PRNGKey(1), n)
     return replay.add(replay.init(jax.tree.map(lambda x: x[0], trans), capacity), trans)
 
 

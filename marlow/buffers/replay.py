@@ -72,3 +72,22 @@ def add_masked(buf: ReplayBuffer, batch: Any, mask: jax.Array) -> ReplayBuffer:
 
     data = jax.tree.map(put, buf.data, batch)
     return ReplayBuffer(data, (buf.pos + kept) % cap, jnp.minimum(buf.size + kept, cap))
+
+
+def random_transitions(env, key: jax.Array, n: int) -> Any:
+    """``n`` one-step transitions of uniformly random joint actions from fresh episodes of a JAX ``env``,
+    in the runner's format (obs, actions, rewards, next_obs, done): data for tests and benchmarks of
+    models and updates that need a filled buffer without a training run."""
+    from marlow.envs.api import random_actions
+
+    k_reset, k_act, k_step = jax.random.split(key, 3)
+    obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, n))
+    acts = jax.vmap(lambda k: random_actions(env.spec, k))(jax.random.split(k_act, n))
+    _, _, rewards, _, info = jax.vmap(env.step)(jax.random.split(k_step, n), state, acts)
+    return {
+        "obs": obs,
+        "actions": acts,
+        "rewards": rewards,
+        "next_obs": info["terminal_obs"],
+        "done": jnp.zeros(n),
+    }
