@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos import tabular
-from marlow.algos.tabular import decayed, greedy_sample
+from marlow.algos.tabular import decayed
 from marlow.envs.api import EnvSpec
 
 NAME = "fmq"
@@ -114,14 +114,14 @@ class Algorithm:
         return jax.nn.softmax(self.expected_values(state, agent, s) / self.temperature(state), axis=-1)
 
     def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:
-        s = self.ix.state(obs)
-        out = {}
-        for a, k in zip(self.ix.agents, jax.random.split(key, len(self.ix.agents)), strict=True):
-            if explore:
-                out[a] = tabular.sample(k, self.policy(state, a, s))
-            else:
-                out[a] = greedy_sample(k, self.expected_values(state, a, s))
-        return out
+        return tabular.act(
+            self.ix,
+            key,
+            obs,
+            explore,
+            lambda a, s: self.policy(state, a, s),
+            lambda a, s: self.expected_values(state, a, s),
+        )
 
     # ---- learning ----------------------------------------------------------------------------------
     def observe(self, state: State, trans: dict) -> State:

@@ -75,14 +75,14 @@ class Algorithm:
         return tabular.greedy_probs(state.q[agent][s])
 
     def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:
-        s = self.ix.state(obs)
-        out = {}
-        for a, k in zip(self.ix.agents, jax.random.split(key, len(self.ix.agents)), strict=True):
-            if explore:
-                out[a] = tabular.sample(k, tabular.epsilon_mix(self.policy(state, a, s), self.cfg.epsilon))
-            else:
-                out[a] = tabular.greedy_sample(k, state.q[a][s])
-        return out
+        return tabular.act(
+            self.ix,
+            key,
+            obs,
+            explore,
+            lambda a, s: tabular.epsilon_mix(self.policy(state, a, s), self.cfg.epsilon),
+            lambda a, s: state.q[a][s],
+        )
 
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
         cfg, ix = self.cfg, self.ix

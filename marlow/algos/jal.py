@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos import tabular
-from marlow.algos.tabular import decayed, greedy_sample
+from marlow.algos.tabular import decayed
 from marlow.envs.api import EnvSpec
 
 NAME = "jal"
@@ -103,14 +103,14 @@ class Algorithm:
         return jax.nn.softmax(self.expected_values(state, agent, s) / self.temperature(state), axis=-1)
 
     def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:
-        s = self.ix.state(obs)
-        out = {}
-        for a, k in zip(self.ix.agents, jax.random.split(key, len(self.ix.agents)), strict=True):
-            if explore:
-                out[a] = tabular.sample(k, tabular.epsilon_mix(self.policy(state, a, s), self.cfg.epsilon))
-            else:
-                out[a] = greedy_sample(k, self.expected_values(state, a, s))
-        return out
+        return tabular.act(
+            self.ix,
+            key,
+            obs,
+            explore,
+            lambda a, s: tabular.epsilon_mix(self.policy(state, a, s), self.cfg.epsilon),
+            lambda a, s: self.expected_values(state, a, s),
+        )
 
     # ---- learning ----------------------------------------------------------------------------------
     def observe(self, state: State, trans: dict) -> State:

@@ -110,3 +110,14 @@ def normalise(counts: jax.Array) -> jax.Array:
     """Empirical distribution over the last axis (uniform where nothing was counted)."""
     total = jnp.sum(counts, axis=-1, keepdims=True)
     return jnp.where(total > 0, counts / jnp.maximum(total, 1e-30), 1.0 / counts.shape[-1])
+
+
+def act(ix, key: jax.Array, obs: dict, explore: bool, explore_probs, greedy_values) -> dict:
+    """Every agent's action in the state behind ``obs``: a sample of ``explore_probs(agent, s)`` when
+    ``explore`` (static), otherwise an argmax of ``greedy_values(agent, s)`` with random tie-breaking.
+    ``ix`` is the algorithm's :class:`Indexing`; one key per agent, split from ``key`` in agent order."""
+    s = ix.state(obs)
+    out = {}
+    for a, k in zip(ix.agents, jax.random.split(key, len(ix.agents)), strict=True):
+        out[a] = sample(k, explore_probs(a, s)) if explore else greedy_sample(k, greedy_values(a, s))
+    return out
