@@ -20,6 +20,7 @@ SMALL = [
     "hidden=16,16",
     "batch_size=32",
     "update_every=50",
+    "warmup_steps=50",
     "model_warmup_steps=100",
     "model_train_every=200",
     "model_num_members=2",
@@ -81,6 +82,18 @@ def test_model_training_cadence(spread):
         state, _ = s.prepare(state, s.buffer, jax.random.PRNGKey(step), step)
         trains.append(int(state.model_trains))
     assert trains == [0, 1, 1, 2, 2, 2, 2, 3, 3]
+
+
+def test_model_is_trained_at_the_first_round_when_the_policy_warmup_is_longer():
+    """warmup_steps = 250 > model_warmup_steps = 100: the runner's first round (step 250) trains the model
+    before any rollout, then the cadence goes on (400)."""
+    s = Setup("mpe/simple_spread", "warmup_steps=250")
+    state, trains = s.state, []
+    for step in range(250, 451, 50):
+        state, _ = s.prepare(state, s.buffer, jax.random.PRNGKey(step), step)
+        trains.append(int(state.model_trains))
+    assert trains == [1, 1, 1, 2, 2]
+    assert float(state.model_mse) > 0
 
 
 def expected_comm(s: Setup, state) -> int:

@@ -212,9 +212,12 @@ class Algorithm:
         step = jnp.asarray(step, jnp.int32)
         prev = step - cfg.update_every
         # line 3: (re)train the dynamics model every model_train_every real steps once warm-up is over;
-        # ``step`` is the same for every seed, so this cond is a real branch under vmap
+        # ``step`` is the same for every seed, so this cond is a real branch under vmap. The runner calls
+        # prepare only from the end of the policy warm-up (warmup_steps) on, so the first training is due
+        # at the first call at or after both warm-ups (else a policy warm-up longer than the model's would
+        # run rollouts in an untrained model until the next multiple of model_train_every).
         crossed = (step // cfg.model_train_every) > (prev // cfg.model_train_every)
-        first = (step >= cfg.model_warmup_steps) & (prev < cfg.model_warmup_steps)
+        first = (step >= cfg.model_warmup_steps) & (prev < max(cfg.model_warmup_steps, cfg.warmup_steps))
         train_now = (step >= cfg.model_warmup_steps) & (crossed | first)
 
         def train(s):
