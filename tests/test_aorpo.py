@@ -23,6 +23,7 @@ SMALL = [
     "warmup_steps=50",
     "model_warmup_steps=100",
     "model_train_every=200",
+    "model_lr_halve_every=200",
     "model_num_members=2",
     "model_num_elites=1",
     "model_hidden=16,16",
@@ -76,12 +77,15 @@ def test_policy_is_conditioned_on_opponent_predictions(spread):
 
 def test_model_training_cadence(spread):
     """Trained at the end of warm-up (step 100), then whenever a multiple of model_train_every (200) is
-    crossed: rounds at steps 50, 100, ..., 450 train at 100, 200 and 400."""
-    s, state, trains = spread, spread.state, []
+    crossed: rounds at steps 50, 100, ..., 450 train at 100, 200 and 400, the model lr halved every
+    model_lr_halve_every (200) steps (Appendix F)."""
+    s, state, trains, scales = spread, spread.state, [], []
     for step in range(50, 451, 50):
         state, _ = s.prepare(state, s.buffer, jax.random.PRNGKey(step), step)
         trains.append(int(state.model_trains))
+        scales.append(float(state.dyn.lr_scale))
     assert trains == [0, 1, 1, 2, 2, 2, 2, 3, 3]
+    assert scales == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
 
 
 def test_model_is_trained_at_the_first_round_when_the_policy_warmup_is_longer():
@@ -166,6 +170,7 @@ def test_aordpg_learns_on_mixed_batches_with_a_conditioned_deterministic_policy(
         ("rollout_end=0", "rollout schedule"),
         ("opp_holdout=middle", "holdout"),
         ("model_num_elites=9", "elites"),
+        ("model_lr_halve_every=-1", "model_lr_halve_every"),
     ],
 )
 def test_bad_world_config_is_a_one_line_error(override, match):

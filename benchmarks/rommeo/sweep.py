@@ -18,13 +18,20 @@ RUNS = HERE / "runs"  # git-ignored run directories
 
 
 def run_sweep(
-    algo: str, task: str, seeds: int, overrides: list[str], reuse: bool = False, tag: str = ""
+    algo: str,
+    task: str,
+    seeds: int,
+    overrides: list[str],
+    reuse: bool = False,
+    tag: str = "",
+    root: Path = RUNS,
 ) -> tuple[Path, float, float | None]:
     """Train ``seeds`` vmapped seeds of ``algo`` on ``task``; returns (run dir, training wall seconds as
     logged by the runner: the chunks' time, without compilation, and the whole call's seconds with
     compilation, None for a reused run). ``reuse``: keep a finished run of the same config. ``tag``: a
-    suffix of the run directory, to keep sweeps with different overrides apart."""
-    run_dir = RUNS / task.replace("/", "_") / f"{algo}{tag}"
+    suffix of the run directory, to keep sweeps with different overrides apart. ``root``: where the run
+    directories go (another benchmark's git-ignored runs/)."""
+    run_dir = root / task.replace("/", "_") / f"{algo}{tag}"
     cfg = resolve([f"algo={algo}", f"task={task}", f"num_seeds={seeds}", f"run_dir={run_dir}", *overrides])
     total = None
     if not (reuse and _finished(run_dir, cfg)):

@@ -42,7 +42,14 @@ from marlow.world.dynamics import DynamicsModel
 from marlow.world.ensemble import EnsembleConfig
 from marlow.world.model_env import ModelEnv
 from marlow.world.opponents import OpponentConfig, OpponentModels
-from marlow.world.rollout import SCHEMES, branched_rollout, flatten, opponent_steps, rollout_length
+from marlow.world.rollout import (
+    SCHEMES,
+    Rollout,
+    branched_rollout,
+    flatten,
+    opponent_steps,
+    rollout_length,
+)
 
 NAME = "aorpo"
 DESCRIPTION = "AORPO: MASAC on branched model rollouts with adaptive opponent-wise opponent models"
@@ -59,6 +66,7 @@ class WorldConfig:
     real_ratio: float
     model_warmup_steps: int
     model_train_every: int
+    model_lr_halve_every: int
     model_per_agent: bool
     model_buffer_size: int
     epoch_steps: int
@@ -142,6 +150,10 @@ class Algorithm:
             )
         if cfg.model_train_every < 1 or cfg.epoch_steps < 1 or cfg.rollout_batch < 1:
             raise ConfigError("model_train_every, epoch_steps and rollout_batch must be >= 1")
+        if cfg.model_lr_halve_every < 0:
+            raise ConfigError(
+                f"model_lr_halve_every must be >= 0 (0 = never), got {cfg.model_lr_halve_every}"
+            )
         if cfg.model_buffer_size < cfg.rollout_batch * cfg.rollout_max:
             raise ConfigError(
                 f"model_buffer_size={cfg.model_buffer_size} must hold one round of rollouts "
@@ -221,7 +233,11 @@ class Algorithm:
         train_now = (step >= cfg.model_warmup_steps) & (crossed | first)
 
         def train(s):
-            dyn, m = self.dyn.train(s.dyn, buffer, k_dyn)
+            dyn = s.dyn
+            if cfg.model_lr_halve_every > 0:  # Appendix F: the model lr is halved every 5,000 episodes
+                scale = 0.5 ** (step // cfg.model_lr_halve_every).astype(jnp.float32)
+                dyn = dyn.replace(lr_scale=jnp.full_like(dyn.lr_scale, scale))
+            dyn, m = self.dyn.train(dyn, buffer, k_dyn)
             return s.replace(dyn=dyn, model_mse=jnp.mean(m["holdout_mse"]), model_trains=s.model_trains + 1)
 
         state = jax.lax.cond(train_now, train, lambda s: s, state)
@@ -262,38 +278,50 @@ class Algorithm:
         for ego, key_e in zip(spec.agents, jax.random.split(key, spec.num_agents), strict=True):
             k_start, k_run = jax.random.split(key_e)
             start = replay.sample(buffer, k_start, cfg.rollout_batch)["obs"]
-            n = opponent_steps(state.eps[ego], k, simulate_only=spec.opponents(ego))
-            dyn_agent = ego if cfg.model_per_agent else None
-
-            def predict(key, obs, actions, dyn_agent=dyn_agent):
-                return self.dyn.step(state.dyn, obs, actions, key, agent=dyn_agent)
-
-            env = ModelEnv(spec, predict, batched=True)
-            model_act = {
-                j: (lambda obs, kk, j=j, ego=ego: self.opp.predict(state.opp, ego, j, obs[j], kk, False))
-                for j in self.others[ego]
-            }
-            real_act = {
-                j: (lambda obs, kk, j=j: self.agent_act(state, j, obs, kk, True)) for j in spec.teammates(ego)
-            }
-            r = branched_rollout(
-                k_run,
-                env,
-                start,
-                ego,
-                lambda obs, kk, ego=ego: self.agent_act(state, ego, obs, kk, True),
-                model_act,
-                real_act,
-                n,
-                k,
-                cfg.rollout_max,
-                cfg.rollout_scheme,
-            )
+            n, r = self.ego_rollout(state, ego, start, k_run, k)
             trans, valid = flatten(r)
             bufs[ego] = replay.add_masked(bufs[ego], trans, valid)
             ns[ego] = n
             comm = comm + sum(c.astype(jnp.float32) for c in r.communication.values())
         return state.replace(model_buf=bufs, n=ns, k=k, comm=comm)
+
+    def ego_rollout(
+        self, state: State, ego: str, start: dict, key: jax.Array, k, scheme: str | None = None, k_max=None
+    ) -> tuple[dict[str, jax.Array], Rollout]:
+        """One ego's branched rollouts (Algorithm 1 lines 8-19) from the start observations ``start``
+        (agent -> ``[M, d]``): the dynamics model, the ego's opponent models, its teammates' real
+        (exploring) policies and n_j from its opponent models' errors ``state.eps[ego]``. ``scheme``
+        defaults to ``rollout_scheme``, ``k_max`` to ``rollout_max``. Returns ``(n, rollout)``; used by
+        :meth:`rollouts` and by :mod:`marlow.world.compounding`."""
+        cfg, spec = self.cfg, self.spec
+        n = opponent_steps(state.eps[ego], k, simulate_only=spec.opponents(ego))
+        dyn_agent = ego if cfg.model_per_agent else None
+
+        def predict(key, obs, actions):
+            return self.dyn.step(state.dyn, obs, actions, key, agent=dyn_agent)
+
+        env = ModelEnv(spec, predict, batched=True)
+        model_act = {
+            j: (lambda obs, kk, j=j: self.opp.predict(state.opp, ego, j, obs[j], kk, False))
+            for j in self.others[ego]
+        }
+        real_act = {
+            j: (lambda obs, kk, j=j: self.agent_act(state, j, obs, kk, True)) for j in spec.teammates(ego)
+        }
+        r = branched_rollout(
+            key,
+            env,
+            start,
+            ego,
+            lambda obs, kk: self.agent_act(state, ego, obs, kk, True),
+            model_act,
+            real_act,
+            n,
+            k,
+            cfg.rollout_max if k_max is None else k_max,
+            cfg.rollout_scheme if scheme is None else scheme,
+        )
+        return n, r
 
     def communications(self, state: State) -> jax.Array:
         return state.comm

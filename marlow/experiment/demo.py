@@ -9,10 +9,11 @@ world-model keys only to AORPO).
 The demo budget is 50k env steps per seed, a fifteenth of the paper's simple_spread run (750k), so
 AORPO's epoch-based schedules are scaled by the same factor (``AORPO_DEMO``: an epoch of 500 steps
 instead of 7,500, so the rollout length grows from 1 to 6 over the run; model warm-up and retraining
-every 5,000 steps), and its models get smaller budgets than the paper's (a 3 x 200 world model with 7
-members, at most 5 x 100 gradient steps per retraining, at most 5 epochs per opponent-model refit, 512
-rollout start states, G = 10) so that it finishes in minutes on a 2-core CPU
-(benchmarks/aorpo/profile_s1.md shows where the time goes at the paper's settings).
+every 5,000 steps; the model lr halved every 8,333 instead of 125,000 steps), and its models get
+smaller budgets than the paper's (a 3 x 200 world model with 7 members, at most 5 x 100 gradient steps
+per retraining, at most 5 epochs per opponent-model refit, 512 rollout start states, G = 10) so that it
+finishes in minutes on a 2-core CPU (benchmarks/aorpo/profile_s1.md shows where the time goes at the
+paper's settings).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ AORPO_DEMO = {  # the paper's schedules scaled to the demo's 50k of 750k steps (
     "epoch_steps": "500",
     "model_warmup_steps": "5000",
     "model_train_every": "5000",
+    "model_lr_halve_every": "8333",  # 125,000 / 15
     "updates_per_step": "10",
     "rollout_batch": "512",
     "model_hidden": "200,200,200",
