@@ -3,6 +3,7 @@
     marlow train algo=masac task=mpe/simple_spread seed=0 num_seeds=4 total_steps=100000 [key=value ...]
     marlow train resume=<run_dir>
     marlow eval <run_dir> [episodes=N] [seed=N]
+    marlow crossplay <agent_run_dir> <adversary_run_dir> [episodes=N] [seed=N]
     marlow plot <run_dir> [<run_dir> ...] [out=FILE] [x=env_steps] [y=eval/team_return] [title=TEXT]
     marlow list
     marlow demo [total_steps=N]
@@ -66,6 +67,20 @@ def cmd_eval(args: list[str]) -> int:
     p.add_argument("--seed", type=int, default=12345)
     ns = p.parse_args(args)
     for line in evaluate_run(ns.run_dir, episodes=ns.episodes, seed=ns.seed):
+        print(line)
+    return 0
+
+
+def cmd_crossplay(args: list[str]) -> int:
+    from marlow.experiment.crossplay import crossplay, summary
+
+    p = _Parser(prog="marlow crossplay")
+    p.add_argument("agent_run")
+    p.add_argument("adversary_run")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=12345)
+    ns = p.parse_args(args)
+    for line in summary(crossplay(ns.agent_run, ns.adversary_run, episodes=ns.episodes, seed=ns.seed)):
         print(line)
     return 0
 
@@ -134,7 +149,14 @@ def cmd_demo(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list, "demo": cmd_demo}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "crossplay": cmd_crossplay,
+    "plot": cmd_plot,
+    "list": cmd_list,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

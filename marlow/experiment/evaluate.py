@@ -10,7 +10,8 @@ import numpy as np
 from marlow import envs
 from marlow.envs.api import random_actions
 from marlow.experiment import checkpoint
-from marlow.experiment.loop import Loop, evaluate_policy
+from marlow.experiment.config import RunConfig
+from marlow.experiment.loop import Loop, RunnerState, evaluate_policy
 from marlow.experiment.runner import build, cap_buffer, load_run_config, seed_keys
 
 
@@ -25,6 +26,34 @@ def summary(name: str, results: dict, spec) -> list[str]:
     return lines
 
 
+def eval_keys(seed: int, num_seeds: int) -> jax.Array:
+    """One evaluation key per seed of a run: ``split(PRNGKey(seed), num_seeds)`` (``marlow eval``)."""
+    return jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+
+
+def load_jax_run(run_dir: str | Path, cfg: RunConfig, env, algo) -> tuple[RunnerState, dict]:
+    """The checkpointed runner state of a JAX-env run (leading seed axis) and its meta data.
+
+    ``cfg``, ``env``, ``algo``: from ``load_run_config(run_dir)`` and ``build(cfg)``. The buffer size is
+    capped as the runner did when saving, so the template matches the checkpoint. Raises CheckpointError."""
+    cap_buffer(cfg)
+    loop = Loop(env, algo, cfg.experiment, cfg.algo)
+    return checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(cfg)))
+
+
+def evaluate_seeds(env, act, algo_states, episodes: int, seed: int) -> dict:
+    """Greedy evaluation of each seed's policy: ``act(algo_state, obs, key)`` for every seed of
+    ``algo_states`` (leading seed axis), ``episodes`` episodes per seed with :func:`eval_keys`; one jitted
+    program vmapped over seeds. Returns :func:`marlow.experiment.loop.evaluate_policy`'s metrics with a
+    leading seed axis."""
+    num_seeds = jax.tree.leaves(algo_states)[0].shape[0]
+
+    def one(algo_state, key):
+        return evaluate_policy(env, lambda o, k: act(algo_state, o, k), key, episodes)
+
+    return jax.device_get(jax.jit(jax.vmap(one))(algo_states, eval_keys(seed, num_seeds)))
+
+
 def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> list[str]:
     """Evaluate the checkpointed policies of every seed of a run on ``episodes`` fresh episodes."""
     cfg = load_run_config(run_dir)
@@ -33,15 +62,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
         from marlow.experiment.host import evaluate_host_run
 
         return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
-    cap_buffer(cfg)
-    loop = Loop(env, algo, cfg.experiment, cfg.algo)
-    rs, meta = checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(cfg)))
-
-    def one(algo_state, key):
-        return evaluate_policy(env, lambda o, k: algo.act(algo_state, o, k, False), key, episodes)
-
-    keys = jax.random.split(jax.random.PRNGKey(seed), cfg.experiment.num_seeds)
-    res = jax.device_get(jax.jit(jax.vmap(one))(rs.algo, keys))
+    rs, meta = load_jax_run(run_dir, cfg, env, algo)
+    res = evaluate_seeds(env, lambda s, o, k: algo.act(s, o, k, False), rs.algo, episodes, seed)
     e = cfg.experiment
     head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
     return summary(head, res, env.spec)
