@@ -7,8 +7,11 @@ The model-based algorithms (AORPO, AORDPG) compile world-model training, opponen
 every task (about a minute each on 2 cores), so CI runs them on a representative subset, MODEL_TASKS:
 AORPO on Box actions (games/climb) and on heterogeneous agents with multi-discrete actions
 (mpe/simple_schedule); tests/test_aorpo.py covers a competitive task (simple_tag) and AORDPG (which shares
-all of AORPO's world-model code) on heterogeneous spaces. The other pairs are marked ``exhaustive``
-(``make test-all`` runs them)."""
+all of AORPO's world-model code) on heterogeneous spaces. The model-free learners train in CI on every
+game and on three MPE tasks that span the MPE layouts, MPE_CI_TASKS: heterogeneous Discrete agents
+(speaker-listener), multi-discrete heterogeneous agents (scheduling) and two competitive teams (tag);
+simple_spread is also trained to beat a random policy by tests/test_learning.py. The other pairs are
+marked ``exhaustive`` (``make test-all`` runs them)."""
 
 import numpy as np
 import pytest
@@ -27,12 +30,16 @@ MODEL_TASKS = {  # model-based algorithms (with world-model keys) -> tasks CI tr
     "aorpo": {"games/climb", "mpe/simple_schedule"},
 }
 MODEL_BASED = {a for a in ALGORITHMS if "model_hidden" in field_types(get_algo(a).Config)}
-TRAIN_PAIRS = [
-    pytest.param(a, t, marks=pytest.mark.exhaustive)
-    if a in MODEL_BASED and t not in MODEL_TASKS.get(a, ())
-    else (a, t)
-    for a, t in PAIRS
-]
+MPE_CI_TASKS = {"mpe/simple_speaker_listener", "mpe/simple_schedule", "mpe/simple_tag"}
+
+
+def in_ci(algo: str, task: str) -> bool:
+    if algo in MODEL_BASED:
+        return task in MODEL_TASKS.get(algo, ())
+    return not task.startswith("mpe/") or task in MPE_CI_TASKS
+
+
+TRAIN_PAIRS = [(a, t) if in_ci(a, t) else pytest.param(a, t, marks=pytest.mark.exhaustive) for a, t in PAIRS]
 NETWORK = ["hidden=8,8"]  # only for algorithms with networks
 # model-based algorithms: tiny world models that are trained and rolled out within the 100 steps
 WORLD = [
