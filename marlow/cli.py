@@ -4,6 +4,7 @@
     marlow train resume=<run_dir>
     marlow eval <run_dir> [episodes=N] [seed=N]
     marlow crossplay <agent_run_dir> <adversary_run_dir> [episodes=N] [seed=N]
+    marlow compounding <aorpo_run_dir> [starts=M] [horizon=H] [seed=N]
     marlow plot <run_dir> [<run_dir> ...] [out=FILE] [x=env_steps] [y=eval/team_return] [title=TEXT]
     marlow list
     marlow demo [total_steps=N]
@@ -85,6 +86,20 @@ def cmd_crossplay(args: list[str]) -> int:
     return 0
 
 
+def cmd_compounding(args: list[str]) -> int:
+    from marlow.experiment.model_usage import measure_run, summary
+
+    p = _Parser(prog="marlow compounding")
+    p.add_argument("run_dir")
+    p.add_argument("--starts", type=int, default=256)
+    p.add_argument("--horizon", type=int, default=None)
+    p.add_argument("--seed", type=int, default=1234)
+    ns = p.parse_args(args)
+    for line in summary(ns.run_dir, measure_run(ns.run_dir, ns.starts, ns.horizon, ns.seed)):
+        print(line)
+    return 0
+
+
 def cmd_plot(args: list[str]) -> int:
     from marlow.experiment.report import plot_runs, summary_table
 
@@ -153,6 +168,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "crossplay": cmd_crossplay,
+    "compounding": cmd_compounding,
     "plot": cmd_plot,
     "list": cmd_list,
     "demo": cmd_demo,
