@@ -13,7 +13,8 @@ every 5,000 steps; the model lr halved every 8,333 instead of 125,000 steps), an
 smaller budgets than the paper's (a 3 x 200 world model with 7 members, at most 5 x 100 gradient steps
 per retraining, at most 5 epochs per opponent-model refit, 512 rollout start states, G = 10) so that it
 finishes in minutes on a 2-core CPU (benchmarks/aorpo/profile_s1.md shows where the time goes at the
-paper's settings).
+paper's settings). Both algorithms start learning after 5,000 random steps instead of MASAC's default
+25,600, which would be half of the budget. These are benchmarks/aorpo/fig2.py's simple_spread settings.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from marlow.experiment.runner import train
 
 DEMO_TASK = "mpe/simple_spread"
 DEMO_ALGOS = ("aorpo", "masac")
-DEMO_DEFAULTS = {"total_steps": "50000", "num_seeds": "2", "eval_every": "2500"}
+# both algorithms learn after 5,000 random steps (the default 25,600 would be half of the budget)
+DEMO_DEFAULTS = {"total_steps": "50000", "num_seeds": "2", "eval_every": "2500", "warmup_steps": "5000"}
 AORPO_DEMO = {  # the paper's schedules scaled to the demo's 50k of 750k steps (an epoch of 500 steps)
     "epoch_steps": "500",
     "model_warmup_steps": "5000",

@@ -1,7 +1,8 @@
 """Learning curves and summary tables from run directories written by :class:`RunLogger`.
 
 Curves: one per run dir, the mean over seeds with a 95% confidence band (Student-t interval on the
-seed mean; a single seed is drawn as a plain line).
+seed mean; a single seed is drawn as a plain line, two seeds with their min-max range, since a 2-seed
+t-interval is 12.7 standard errors wide and would swamp the plot).
 
 Seed alignment: seeds are put on a common x grid, the sorted union of all seeds' x values restricted
 to the range every seed covers (``[max of the seeds' first x, min of their last x]``); each seed is
@@ -228,10 +229,12 @@ def plot_grid(
             color = f"C{i % 10}"
             mean, half = mean_ci(values)
             n = values.shape[0]
-            label = f"{run.label} ({n} seed{'s' if n != 1 else ''})"
+            label = f"{run.label} ({n} seed{'s' if n != 1 else ''}{', band: min-max' if n == 2 else ''})"
             marker = "o" if grid.size == 1 else None
             ax.plot(grid, mean, color=color, label=label, marker=marker)
-            if half is not None:
+            if n == 2:  # a 2-seed t-interval is 12.7 standard errors wide: show the two seeds' range
+                ax.fill_between(grid, values.min(0), values.max(0), color=color, alpha=0.2, linewidth=0)
+            elif half is not None:
                 ax.fill_between(grid, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
         for j, (name, value) in enumerate((reference or {}).items()):
             ax.axhline(value, color="0.4", linestyle=("--", ":", "-.")[j % 3], linewidth=1, label=name)
@@ -333,8 +336,8 @@ def write_report(run_dir_or_dirs: str | Path | Sequence[str | Path], out_dir: st
         f"# {title}\n\n"
         f"{table}\n"
         f"Runs:\n\n{runs_md}\n\n"
-        f"Curves: mean over seeds, band = 95% Student-t confidence interval of the mean "
-        f"(metrics from `{CSV_NAME}`).\n\n"
+        f"Curves: mean over seeds, band = 95% Student-t confidence interval of the mean (with 2 seeds: "
+        f"their range) (metrics from `{CSV_NAME}`).\n\n"
         f"![learning curve]({png.name})\n"
     )
     path = out / REPORT_NAME
