@@ -33,7 +33,7 @@ import numpy as np
 
 from marlow.errors import ConfigError
 from marlow.experiment.evaluate import eval_keys, load_jax_run
-from marlow.experiment.loop import return_metrics
+from marlow.experiment.loop import episode_returns, return_metrics
 from marlow.experiment.runner import build, load_run_config
 
 AGENT, ADVERSARY = "agent", "adversary"
@@ -57,28 +57,6 @@ class CrossPlay:
     def episode_score(self) -> np.ndarray:
         """[seeds, episodes] score of every episode."""
         return self.episode_agent_return - self.episode_adversary_return
-
-
-def episode_returns(env, policy, key: jax.Array, episodes: int) -> dict[str, jax.Array]:
-    """Each agent's undiscounted return in ``episodes`` parallel episodes (``{agent: [episodes]}``) of
-    ``policy(obs, key) -> actions``, with :func:`marlow.experiment.loop.evaluate_policy`'s keys and steps
-    (which returns only means over episodes)."""
-    spec = env.spec
-    k_reset, k_run = jax.random.split(key)
-    obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
-
-    def step(carry, k):
-        obs, state, alive = carry
-        k_act, k_env = jax.random.split(k)
-        actions = policy(obs, k_act)
-        obs, state, rewards, dones, _ = jax.vmap(env.step)(jax.random.split(k_env, episodes), state, actions)
-        r = {a: rewards[a] * alive for a in spec.agents}
-        return (obs, state, alive * (1.0 - dones["__all__"])), r
-
-    _, rewards = jax.lax.scan(
-        step, (obs, state, jnp.ones(episodes)), jax.random.split(k_run, spec.episode_length)
-    )
-    return {a: jnp.sum(rewards[a], axis=0) for a in spec.agents}
 
 
 def _load(run_dir: str | Path):

@@ -216,6 +216,12 @@ def diagnostics(algo, algo_state) -> dict:
 def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
     """Run ``episodes`` parallel episodes of ``env.spec.episode_length`` steps with ``policy(obs, key)``
     and return team/per-agent/per-team returns (means over episodes) and each episode's team return."""
+    return return_metrics(env.spec, episode_returns(env, policy, key, episodes))
+
+
+def episode_returns(env, policy, key: jax.Array, episodes: int) -> dict:
+    """Each agent's undiscounted return in ``episodes`` parallel episodes of ``policy(obs, key)``:
+    ``{agent: [episodes]}`` (:func:`evaluate_policy`'s episodes and keys)."""
     spec = env.spec
     k_reset, k_run = jax.random.split(key)
     obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
@@ -231,7 +237,7 @@ def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
     _, rewards = jax.lax.scan(
         step, (obs, state, jnp.ones(episodes)), jax.random.split(k_run, spec.episode_length)
     )
-    return return_metrics(spec, {a: jnp.sum(rewards[a], axis=0) for a in spec.agents})
+    return {a: jnp.sum(rewards[a], axis=0) for a in spec.agents}
 
 
 def return_metrics(spec: EnvSpec, per_agent: dict) -> dict:
