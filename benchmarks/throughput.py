@@ -34,6 +34,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
     from marlow.experiment.config import resolve
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, jitted_program, seed_keys
+    from marlow.experiment.setup import learner
 
     cfg = resolve(
         [
@@ -50,7 +51,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str]) -> dict:
         ]
     )
     env, algo = build(cfg)
-    loop = Loop(env, algo, cfg.experiment, cfg.algo)
+    loop = Loop(env, learner(cfg, algo), cfg.experiment)
     init, chunk, _ = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
     rs = init(shard_seeds(seed_keys(cfg), num_seeds))
     t0 = time.perf_counter()

@@ -32,6 +32,7 @@ def test_resolve_defaults(algo):
         got = getattr(cfg.algo, k)
         assert (list(got) if isinstance(got, tuple) else got) == v, k
     exp = yaml.safe_load((CONF_DIR / "experiment.yaml").read_text())
+    exp.update(config_mod.algo_experiment_defaults(algo))  # e.g. an on-policy learner's num_envs
     for k, v in exp.items():
         if k != "algo":
             assert getattr(cfg.experiment, k) == v, k

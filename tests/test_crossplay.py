@@ -26,8 +26,9 @@ from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.crossplay import crossplay
 from marlow.experiment.evaluate import eval_keys, evaluate_seeds, load_jax_run
-from marlow.experiment.loop import Loop, evaluate_policy
+from marlow.experiment.loop import Loop
 from marlow.experiment.runner import CONFIG_NAME, build, prepare_run_dir, seed_keys
+from marlow.experiment.setup import evaluate_policy, learner
 
 TASK = "mpe/simple_push"  # adversary_0 (team "adversary"), agent_0 (team "agent"), Discrete(5) each
 SMALL = ["hidden=8,8", "batch_size=16", "num_envs=2", "update_every=50", "total_steps=100", "eval_every=100"]
@@ -43,9 +44,11 @@ def write_run(run_dir, algo, num_seeds, const=None):
     cfg = resolve([f"algo={algo}", f"task={TASK}", f"num_seeds={num_seeds}", f"run_dir={run_dir}", *SMALL])
     env, algo_obj = build(cfg)
     prepare_run_dir(cfg, run_dir)
-    state = checkpoint.template(jax.vmap(Loop(env, algo_obj, cfg.experiment, cfg.algo).init), seed_keys(cfg))
+    state = checkpoint.template(
+        jax.vmap(Loop(env, learner(cfg, algo_obj), cfg.experiment).init), seed_keys(cfg)
+    )
     rng = np.random.default_rng(0)
-    for a, params in state.algo.actor.items():
+    for a, params in state.learner.algo.actor.items():
         for layer in params["params"].values():  # hidden 8, 8 -> Dense_0, Dense_1, output Dense_2
             if const is None:
                 layer["kernel"][:] = rng.normal(size=layer["kernel"].shape) / np.sqrt(
@@ -73,7 +76,7 @@ def run_a(runs):
     cfg = resolve(["algo=masac", f"task={TASK}", "num_seeds=2", *SMALL])
     env, algo = build(cfg)
     rs, _ = load_jax_run(runs["A"], cfg, env, algo)
-    return env, algo, rs.algo
+    return env, algo, rs.learner.algo
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 
 from marlow import envs
 from marlow.algos import get_algo
-from marlow.algos.masql import rbf_kernel, svgd_direction, uniform_soft_value
+from marlow.algos.offpolicy.masql import rbf_kernel, svgd_direction, uniform_soft_value
 from marlow.envs.games import lookahead_toy_reward
 from marlow.experiment.config import resolve
 

@@ -27,6 +27,7 @@ from marlow.envs.spaces import Box, Discrete
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
 from marlow.experiment.runner import build, cap_buffer, seed_keys
+from marlow.experiment.setup import learner
 
 R = np.asarray(CLIMBING_PAYOFF)  # R[a0, a1], shared
 AGENTS = ("agent_0", "agent_1")
@@ -376,10 +377,12 @@ def test_learns_a_resting_point_of_the_climbing_game(name):
     )
     cap_buffer(cfg)  # as the runner does
     env, algo = build(cfg)
-    loop = Loop(env, algo, cfg.experiment, cfg.algo)
+    loop = Loop(env, learner(cfg, algo), cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
     rs, metrics = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)))(rs, jnp.int32(0))
-    joint = jax.vmap(lambda st: algo.act(st, {a: jnp.ones((1, 1)) for a in AGENTS}, KEY, False))(rs.algo)
+    joint = jax.vmap(lambda st: algo.act(st, {a: jnp.ones((1, 1)) for a in AGENTS}, KEY, False))(
+        rs.learner.algo
+    )
     joint = list(
         zip(
             np.asarray(joint["agent_0"])[:, 0].tolist(),

@@ -35,6 +35,7 @@ from marlow.experiment.config import resolve  # noqa: E402
 from marlow.experiment.demo import AORPO_DEMO  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
 from marlow.experiment.runner import build, seed_keys  # noqa: E402
+from marlow.experiment.setup import learner  # noqa: E402
 
 TASK = "games/climb"
 COMMON = ["warmup_steps=2000", "eval_every=1000"]
@@ -48,7 +49,7 @@ def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, fl
         [f"algo={algo}", f"task={TASK}", f"total_steps={steps}", f"num_seeds={seeds}", *COMMON, *extra]
     )
     env, alg = build(cfg)
-    loop = Loop(env, alg, cfg.experiment, cfg.algo)
+    loop = Loop(env, learner(cfg, alg), cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
     chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)))
     states = jnp.eye(2, dtype=jnp.float32)  # row s = the observation of state s (both agents see it)
@@ -66,7 +67,7 @@ def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, fl
     for c in range(steps // cfg.experiment.eval_every):
         rs, _ = chunk(rs, jnp.int32(c))
         xs.append((c + 1) * cfg.experiment.eval_every)
-        acts.append(np.asarray(greedy(rs.algo)))
+        acts.append(np.asarray(greedy(rs.learner.algo)))
     return np.asarray(xs), np.stack(acts), time.perf_counter() - t0
 
 

@@ -1,8 +1,17 @@
-"""Algorithms. Each module defines ``NAME``, ``DESCRIPTION``, ``SUPPORTED_ACTIONS``, a ``Config``
-dataclass (defaults in conf/algo/<name>.yaml) and an ``Algorithm(spec, cfg)`` class whose ``init``,
-``act`` and ``update`` are pure functions over an explicit state pytree.
+"""Algorithms, grouped by how they learn; names on the command line are flat (``algo=masac``).
 
-Optional parts of the protocol, used by the runner when an algorithm defines them:
+- ``offpolicy/``: model-free replay learners (MASAC, MADDPG, DDPG, DDPG-OM, MASQL, PR2-AC, ROMMEO-AC);
+- ``model_based/``: AORPO and AORDPG (world and opponent models, branched rollouts);
+- ``tabular/``: ROMMEO-Q and the tabular baselines of ROMMEO Fig. 1 (finite-state tasks);
+- ``onpolicy/``: the PPO family (IPPO; its shared pieces in ``onpolicy/ppo.py``).
+
+Every algorithm meets the runner through the learner protocol of :mod:`marlow.algos.learner`. An
+off-policy, model-based or tabular module defines ``NAME``, ``DESCRIPTION``, ``SUPPORTED_ACTIONS``, a
+``Config`` dataclass (defaults in conf/algo/<name>.yaml) and an ``Algorithm(spec, cfg)`` class whose
+``init``, ``act`` and ``update`` are pure functions over an explicit state pytree;
+:class:`~marlow.algos.learner.OffPolicyLearner` gives it a replay buffer and its update schedule.
+Optional parts of that protocol:
+
 - module constant ``TABULAR = True``: the algorithm needs a finite state space (``EnvSpec.num_states``);
 - ``Algorithm.observe(state, trans) -> state``: sees every batch of transitions as it is stored (e.g. to
   keep empirical action counts), also during warm-up;
@@ -10,8 +19,11 @@ Optional parts of the protocol, used by the runner when an algorithm defines the
 - ``Algorithm.prepare(state, buffer, key, step) -> (state, metrics)``: called before each round of
   ``updates_per_step`` updates with the whole real replay buffer and the (unbatched) env-step count, e.g.
   to train world and opponent models and to fill a model buffer with rollouts;
+- ``Algorithm.updates_applied(step) -> int``: fewer updates in some rounds (a real branch on ``step``);
 - ``Algorithm.communications(state) -> scalar``: real-agent queries made outside the env (e.g. inside
   model rollouts), counted into the logged ``agent_interactions``.
+
+An on-policy module sets ``KIND = "on_policy"``; its ``Algorithm`` is itself a learner.
 """
 
 from __future__ import annotations
@@ -21,34 +33,24 @@ from types import ModuleType
 
 from marlow.errors import ConfigError
 
-ALGORITHMS = (
-    # model-free actor-critics (AORPO paper's bases)
-    "masac",
-    "maddpg",
+GROUPS: dict[str, tuple[str, ...]] = {
+    # model-free actor-critics (AORPO paper's bases) and ROMMEO Fig. 2's continuous learners
+    "offpolicy": ("masac", "maddpg", "rommeo_ac", "ddpg", "ddpg_om", "masql", "pr2_ac"),
     # AORPO paper (model-based, opponent models)
-    "aorpo",
-    "aordpg",
+    "model_based": ("aorpo", "aordpg"),
     # ROMMEO paper (tabular, Fig. 1)
-    "rommeo_q",
-    "rommeo_q_emp",
-    "iql",
-    "jal",
-    "wolf_phc",
-    "fmq",
-    "pr2_q",
-    # ROMMEO paper (continuous, Fig. 2)
-    "rommeo_ac",
-    "ddpg",
-    "ddpg_om",
-    "masql",
-    "pr2_ac",
-)
+    "tabular": ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q"),
+    # the PPO family (Teammate Lookahead and MAG build on it)
+    "onpolicy": ("ippo",),
+}
+MODULES = {name: f"marlow.algos.{group}.{name}" for group, names in GROUPS.items() for name in names}
+ALGORITHMS = tuple(MODULES)
 
 
 def get_algo(name: str) -> ModuleType:
     if name not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {name!r}; known algorithms: {', '.join(ALGORITHMS)}")
-    return importlib.import_module(f"marlow.algos.{name}")
+    return importlib.import_module(MODULES[name])
 
 
 def unsupported(algo: ModuleType, spec) -> str | None:

@@ -7,28 +7,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from marlow.envs.api import EnvSpec
+from marlow.envs.api import EnvSpec, flat_actions  # noqa: F401  (used as common.flat_actions)
 from marlow.nn.distributions import make_dist
 from marlow.nn.mlp import MLP
-
-
-def make_optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
-    """Adam (AORPO paper Appendix F), with global-norm clipping when ``max_grad_norm > 0``."""
-    if max_grad_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
-    return optax.adam(lr)
-
-
-def opt_step(opt: optax.GradientTransformation, params, opt_state, grads):
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
-def soft_update(target, online, tau: float):
-    """Polyak averaging: target <- tau * online + (1 - tau) * target."""
-    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+from marlow.nn.optim import make_optimizer, opt_step, soft_update  # noqa: F401  (used as common.*)
 
 
 class Policies:
@@ -75,11 +58,6 @@ class Policies:
         for a, k in zip(self.spec.agents, keys, strict=True):
             out[a] = self.sample(params, a, obs[a], k).env if explore else self.mode(params, a, obs[a])[0]
         return out
-
-
-def flat_actions(spec: EnvSpec, actions: dict) -> dict[str, jax.Array]:
-    """Env-format actions -> flat (one-hot / float) actions, per agent."""
-    return {a: s.to_flat(actions[a]) for a, s in zip(spec.agents, spec.act_spaces, strict=True)}
 
 
 def joint(spec: EnvSpec, obs: dict, flat_acts: dict) -> jax.Array:

@@ -173,6 +173,11 @@ def random_actions(spec: EnvSpec, key: jax.Array) -> Actions:
     return {a: s.sample(k) for a, s, k in zip(spec.agents, spec.act_spaces, keys, strict=True)}
 
 
+def flat_actions(spec: EnvSpec, actions: dict) -> dict[str, jax.Array]:
+    """Env-format actions -> flat (one-hot / float) actions, per agent."""
+    return {a: s.to_flat(actions[a]) for a, s in zip(spec.agents, spec.act_spaces, strict=True)}
+
+
 def share_team_rewards(spec: EnvSpec, rewards: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Every agent of a team receives the sum of its team's rewards (the AORPO/MADDPG code's
     ``shared_reward`` convention for cooperative MPE tasks)."""
@@ -191,6 +196,7 @@ __all__ = [
     "Space",
     "EnvSpec",
     "MultiAgentEnv",
+    "flat_actions",
     "random_actions",
     "share_team_rewards",
 ]

@@ -8,7 +8,8 @@ shipped in ``marlow/conf`` (one place, with comments citing the paper table each
 - ``conf/task/<family>/<task>.yaml`` (optional): per-task overrides, with an ``experiment:`` section and
   one section per algorithm name.
 
-Resolution order: YAML defaults < task overrides < command line. Command-line keys are experiment
+Resolution order: YAML defaults < the algorithm's ``experiment:`` section (e.g. an on-policy learner's
+``num_envs``) < task overrides < command line. Command-line keys are experiment
 keys (``seed=1``) or algorithm keys, plain (``lr_actor=0.001``) or prefixed (``algo.lr_actor=0.001``).
 Unknown keys and values of the wrong type raise :class:`marlow.errors.ConfigError` with one line naming
 the problem.
@@ -154,9 +155,21 @@ def task_override_path(task: str) -> Path:
 
 
 def algo_defaults(algo: str) -> dict[str, Any]:
-    """``conf/algo/<algo>.yaml``; its optional ``_base`` list names YAML files (relative to ``conf/``)
-    whose values come first, e.g. AORPO = MASAC's defaults + the world-model ones + its own."""
-    return _with_bases(CONF_DIR / "algo" / f"{algo}.yaml")
+    """``conf/algo/<algo>.yaml`` without its ``experiment:`` section; its optional ``_base`` list names
+    YAML files (relative to ``conf/``) whose values come first, e.g. AORPO = MASAC's defaults + the
+    world-model ones + its own."""
+    data = _with_bases(CONF_DIR / "algo" / f"{algo}.yaml")
+    data.pop("experiment", None)
+    return data
+
+
+def algo_experiment_defaults(algo: str) -> dict[str, Any]:
+    """The ``experiment:`` section of ``conf/algo/<algo>.yaml``: experiment defaults of that algorithm
+    (an on-policy learner's ``num_envs``, say), above conf/experiment.yaml and below task overrides."""
+    section = _with_bases(CONF_DIR / "algo" / f"{algo}.yaml").get("experiment", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"conf/algo/{algo}.yaml: experiment must be a mapping")
+    return section
 
 
 def _with_bases(path: Path) -> dict[str, Any]:
@@ -222,7 +235,8 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
                 f"{algo_name} keys: {', '.join(sorted(algo_keys))}"
             )
     task_over = read_yaml(task_override_path(task))
-    exp = build(ExperimentConfig, exp_defaults, task_over.get("experiment", {}), exp_cli)
+    algo_exp = algo_experiment_defaults(algo_name)
+    exp = build(ExperimentConfig, exp_defaults, algo_exp, task_over.get("experiment", {}), exp_cli)
     algo_cfg = build(
         algo_mod.Config,
         algo_defaults(algo_name),

@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlow.errors import ConfigError
-from marlow.experiment.evaluate import eval_keys, load_jax_run
+from marlow.experiment.evaluate import algo_states, eval_keys, load_jax_run
 from marlow.experiment.loop import episode_returns, return_metrics
-from marlow.experiment.runner import build, load_run_config
+from marlow.experiment.setup import build, load_run_config
 
 AGENT, ADVERSARY = "agent", "adversary"
 
@@ -101,8 +101,8 @@ def crossplay(
     rs_g, _ = load_jax_run(agent_run, cfg_g, env, algo_g)
     rs_b, _ = load_jax_run(adversary_run, cfg_b, env, algo_b)
     num_seeds = max(n_g, n_b)
-    states_g, axis_g = _broadcast(rs_g.algo, n_g, num_seeds)
-    states_b, axis_b = _broadcast(rs_b.algo, n_b, num_seeds)
+    states_g, axis_g = _broadcast(algo_states(cfg_g, algo_g, rs_g), n_g, num_seeds)
+    states_b, axis_b = _broadcast(algo_states(cfg_b, algo_b, rs_b), n_b, num_seeds)
     agents = [a for a in spec.agents if spec.team_of(a) == AGENT]
 
     def one(state_g, state_b, key):

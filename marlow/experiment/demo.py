@@ -94,8 +94,8 @@ def run_demo(args: list[str], out_dir: str | Path = "runs/demo") -> Path:
 
 def _world_key(key: str) -> bool:
     """Keys only AORPO has (world models, rollouts)."""
-    from marlow.algos.aorpo import Config
-    from marlow.algos.masac import Config as Base
+    from marlow.algos.model_based.aorpo import Config
+    from marlow.algos.offpolicy.masac import Config as Base
 
     name = key.removeprefix("algo.")
     return name in Config.__dataclass_fields__ and name not in Base.__dataclass_fields__

@@ -5,25 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from marlow import envs
 from marlow.envs.api import random_actions
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import Loop, RunnerState, evaluate_policy
-from marlow.experiment.runner import build, cap_buffer, load_run_config, seed_keys
-
-
-def summary(name: str, results: dict, spec) -> list[str]:
-    team = np.asarray(results["eval/team_return"])
-    lines = [
-        f"{name}: team return {team.mean():.3f} (per seed: {', '.join(f'{v:.3f}' for v in np.ravel(team))})"
-    ]
-    if spec.competitive:
-        for t, _ in spec.teams:
-            lines.append(f"  team {t}: return {np.mean(results[f'eval/team_return/{t}']):.3f}")
-    return lines
+from marlow.experiment.setup import build, learner, load_run_config, seed_keys, summary
 
 
 def eval_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -35,10 +23,15 @@ def load_jax_run(run_dir: str | Path, cfg: RunConfig, env, algo) -> tuple[Runner
     """The checkpointed runner state of a JAX-env run (leading seed axis) and its meta data.
 
     ``cfg``, ``env``, ``algo``: from ``load_run_config(run_dir)`` and ``build(cfg)``. The buffer size is
-    capped as the runner did when saving, so the template matches the checkpoint. Raises CheckpointError."""
-    cap_buffer(cfg)
-    loop = Loop(env, algo, cfg.experiment, cfg.algo)
+    capped as the runner did when saving, so the template matches the checkpoint. Raises CheckpointError.
+    ``rs.learner`` is the learner's state; ``learner(cfg, algo).algo_state(rs.learner)`` the algorithm's."""
+    loop = Loop(env, learner(cfg, algo), cfg.experiment)
     return checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(cfg)))
+
+
+def algo_states(cfg: RunConfig, algo, rs: RunnerState):
+    """The algorithm's state inside a loaded runner state (leading seed axis kept)."""
+    return learner(cfg, algo).algo_state(rs.learner)
 
 
 def evaluate_seeds(env, act, algo_states, episodes: int, seed: int) -> dict:
@@ -63,7 +56,9 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
 
         return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
     rs, meta = load_jax_run(run_dir, cfg, env, algo)
-    res = evaluate_seeds(env, lambda s, o, k: algo.act(s, o, k, False), rs.algo, episodes, seed)
+    res = evaluate_seeds(
+        env, lambda s, o, k: algo.act(s, o, k, False), algo_states(cfg, algo, rs), episodes, seed
+    )
     e = cfg.experiment
     head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
     return summary(head, res, env.spec)

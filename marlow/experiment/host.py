@@ -1,14 +1,14 @@
-"""Training and evaluation on host-side (PettingZoo) envs: :mod:`marlow.experiment.loop`'s semantics with a
-Python loop around :class:`~marlow.envs.pettingzoo.PettingZooEnv` instances.
+"""Training and evaluation on host-side (PettingZoo) envs: only the collection is a Python loop around
+:class:`~marlow.envs.pettingzoo.PettingZooEnv` instances; everything else is the JAX loop's code.
 
-Everything but the env stepping is the JAX loop's code: the algorithm state, replay buffer, keys and
-counters are one :class:`HostState` stacked over seeds, and acting (``algo.act``, explore / greedy as two
-jitted closures), storing (``replay.add``) and learning (``Loop.updates``: ``replay.sample`` +
-``algo.update``) are jitted and vmapped over seeds, one call per vectorised env step / iteration for all
-seeds. The schedule is ``Loop``'s: ``update_every / num_envs`` steps of the ``num_envs`` envs of every seed
-per iteration, ``updates_per_step`` updates once ``(iteration + 1) * update_every >= warmup_steps``, a
-greedy evaluation every ``eval_every`` env steps, the same metric names; the run directory, logging,
-checkpoints, divergence check and report are :func:`marlow.experiment.runner.run_chunks`.
+The runner state is :class:`~marlow.experiment.loop.RunnerState` (without env states, which live on the
+host) stacked over seeds. Each vectorised step calls the learner's behaviour policy (jitted and vmapped
+over seeds, one call for all seeds and envs), steps every env, and the steps of an iteration form a
+:class:`~marlow.rollout.Trajectory` ``[steps_per_iter, num_envs]`` per seed; :meth:`Loop.learn`
+(counters, training returns, ``learner.learn``: the replay buffer and updates of an off-policy learner,
+the epochs of an on-policy one) then runs jitted and vmapped over seeds on it, and a chunk's metrics are
+:func:`~marlow.experiment.loop.summarize`'s. The run directory, logging, checkpoints, divergence check
+and report are :func:`marlow.experiment.session.run_chunks`.
 
 Seeding (host envs draw their own numpy randomness, so they are seeded with integers, not JAX keys):
 
@@ -27,33 +27,16 @@ continuation but not bit-identical to an uninterrupted one; evaluations stay on 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
-from marlow import envs
-from marlow.buffers import replay
+from marlow import envs, rollout
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.evaluate import summary
-from marlow.experiment.loop import Loop, agent_interactions, diagnostics, return_metrics
-from marlow.experiment.runner import cap_buffer, prepare_run_dir, run_chunks, seed_keys
-
-
-@struct.dataclass
-class HostState:
-    """Everything of a host run that lives on device (leading axis: seeds); the envs live on the host."""
-
-    algo: Any
-    buffer: replay.ReplayBuffer
-    key: jax.Array
-    eval_key: jax.Array
-    env_steps: jax.Array
-    episodes: jax.Array
-    evals: jax.Array
+from marlow.experiment.loop import Loop, RunnerState, diagnostics, return_metrics, summarize
+from marlow.experiment.session import run_chunks
+from marlow.experiment.setup import cap_buffer, learner, prepare_run_dir, seed_keys, summary
 
 
 def env_seed(base: int, chunk: int) -> int:
@@ -68,48 +51,33 @@ def _stack(outs: list[dict], agents) -> dict:
 class HostLoop:
     def __init__(self, cfg: RunConfig, env, algo, train_envs: bool = True):
         e = cfg.experiment
-        self.cfg, self.algo, self.spec = cfg, algo, env.spec
-        self.loop = Loop(env, algo, e, cfg.algo)  # the schedule and the update step of the JAX loop
+        self.cfg, self.spec = cfg, env.spec
+        self.learner = learner(cfg, algo)
+        self.loop = Loop(env, self.learner, e)  # the schedule and the learning step of the JAX loop
         self.S, self.E = e.num_seeds, e.num_envs
         n = self.S * self.E if train_envs else 0
         self.envs = [env] + [envs.make(e.task) for _ in range(n - 1)]  # env i of seed s: index s * E + i
         self.eval_envs: list = []
         self.obs: dict | None = None  # {agent: [S * E, obs_dim]}, None until the envs are reset
+        lrn = self.learner
 
-        def explore(algo_state, obs, key):
+        def behave(lstate, obs, t, key):
             key, k = jax.random.split(key)
-            return key, algo.act(algo_state, obs, k, True)
+            _, actions, extras = lrn.policy(lstate)(None, obs, t, k)
+            return key, actions, extras
 
-        def store(st: HostState, trans, new_episodes):
-            return self.loop.store(st, trans).replace(
-                episodes=st.episodes + new_episodes,
-                env_steps=st.env_steps + self.loop.steps_per_iter * self.E,
-            )
-
-        self._explore = jax.jit(jax.vmap(explore))
-        self._greedy = jax.jit(jax.vmap(lambda a, o, k: algo.act(a, o, k, False)))
-        self._store = jax.jit(jax.vmap(store), donate_argnums=0)
-        self._update = jax.jit(jax.vmap(self.loop.updates, in_axes=(0, None)), donate_argnums=0)
-        self._interactions = jax.jit(
-            jax.vmap(lambda st: agent_interactions(self.loop.spec, self.loop.algo, st.algo, st.env_steps))
-        )
-        self._diagnostics = jax.jit(jax.vmap(lambda a: diagnostics(algo, a)))
+        self._behave = jax.jit(jax.vmap(behave, in_axes=(0, 0, None, 0)))
+        self._greedy = jax.jit(jax.vmap(lambda s, o, k: lrn.act(s, o, k, False)))
+        self._learn = jax.jit(jax.vmap(self.loop.learn, in_axes=(0, 0, None)), donate_argnums=0)
+        self._interactions = jax.jit(jax.vmap(self.loop.interactions))
+        self._diagnostics = jax.jit(jax.vmap(lambda s: diagnostics(lrn, s)))
 
     # ---- state ------------------------------------------------------------------------------------
-    def init(self, key: jax.Array) -> HostState:
-        """One seed's state, with the JAX loop's key split (``k_env`` unused: host envs take int seeds)."""
-        k_algo, _k_env, k_eval, key = jax.random.split(key, 4)
-        algo_state = self.algo.init(k_algo)
-        obs = {a: jnp.zeros((1, self.spec.obs_dim(a))) for a in self.spec.agents}
-        actions = jax.tree.map(lambda x: x[0], self.algo.act(algo_state, obs, k_algo, True))
-        obs0 = {a: o[0] for a, o in obs.items()}
-        example = Loop._transition(
-            obs0, actions, {a: jnp.float32(0) for a in self.spec.agents}, obs0, jnp.float32(0)
-        )
-        zero = jnp.int32(0)
-        return HostState(algo_state, replay.init(example, self.loop.capacity), key, k_eval, zero, zero, zero)
+    def init(self, key: jax.Array) -> RunnerState:
+        """One seed's state (``Loop.init``: the JAX loop's key split; no env states)."""
+        return self.loop.init(key)
 
-    def template(self) -> HostState:
+    def template(self) -> RunnerState:
         """Zeros shaped like the seed-stacked state: a checkpoint template without compiling ``init``."""
         return checkpoint.template(jax.vmap(self.init), seed_keys(self.cfg))
 
@@ -122,83 +90,72 @@ class HostLoop:
         bases = [1000 * (self.cfg.experiment.seed + s) + i for s in range(self.S) for i in range(self.E)]
         obs = [env.reset(seed=env_seed(b, chunk)) for b, env in zip(bases, self.envs, strict=True)]
         self.obs = _stack(obs, self.spec.agents)
-        self.ep_return = np.zeros(len(self.envs), np.float32)
 
     def close(self) -> None:
         for env in self.envs + self.eval_envs:
             env.close()
 
-    def _step(self, st: HostState) -> tuple[HostState, dict, np.ndarray]:
-        """One exploring step of every env -> (state, transitions [S, E, ...], done flags [S * E])."""
+    def _step(self, st: RunnerState, t: int) -> tuple[RunnerState, dict]:
+        """One behaviour step of every env -> (state, the step's trajectory fields ``[S, E, ...]``)."""
         agents = self.spec.agents
         obs = {a: self._shape(o, self.E) for a, o in self.obs.items()}
-        key, actions = self._explore(st.algo, obs, st.key)
-        actions = jax.device_get(actions)
+        key, actions, extras = self._behave(st.learner, obs, np.int32(t), st.key)
+        actions, extras = jax.device_get((actions, extras))
         flat = {a: x.reshape((-1,) + x.shape[2:]) for a, x in actions.items()}
         outs = [env.step({a: flat[a][j] for a in agents}) for j, env in enumerate(self.envs)]
         self.obs = _stack([o[0] for o in outs], agents)
-        rewards = _stack([o[1] for o in outs], agents)
         done = np.array([o[2]["__all__"] for o in outs])
-        terminated = done & ~np.array([bool(o[3]["truncated"]) for o in outs])
-        terminal_obs = _stack([o[3]["terminal_obs"] for o in outs], agents)
-        trans = Loop._transition(
-            obs,
-            actions,
-            {a: self._shape(r, self.E) for a, r in rewards.items()},
-            {a: self._shape(o, self.E) for a, o in terminal_obs.items()},
-            self._shape(terminated.astype(np.float32), self.E),
-        )
-        self.ep_return += np.mean(np.stack([rewards[a] for a in agents]), axis=0)  # loop.team_reward
-        return st.replace(key=key), trans, done
+        truncated = np.array([bool(o[3]["truncated"]) for o in outs])
+        step = {
+            "obs": obs,
+            "actions": actions,
+            "rewards": {a: self._shape(r, self.E) for a, r in _stack([o[1] for o in outs], agents).items()},
+            "next_obs": {
+                a: self._shape(o, self.E)
+                for a, o in _stack([o[3]["terminal_obs"] for o in outs], agents).items()
+            },
+            "terminated": self._shape(done & ~truncated, self.E),
+            "truncated": self._shape(done & truncated, self.E),
+            "extras": extras,
+        }
+        return st.replace(key=key), step
 
-    def chunk(self, st: HostState, c: int) -> tuple[HostState, dict]:
+    def chunk(self, st: RunnerState, c: int) -> tuple[RunnerState, dict]:
         """``Loop.chunk`` on the host envs: ``iters_per_chunk`` iterations then an evaluation."""
         L = self.loop
         if self.obs is None:
             self.reset(c)
-        m_sum: dict[str, np.ndarray] = {}
-        m_cnt, ret_sum, ret_cnt = 0, np.zeros(self.S), np.zeros(self.S)
+        sums = None
         for it in range(c * L.iters_per_chunk, (c + 1) * L.iters_per_chunk):
-            steps, new_episodes = [], np.zeros(self.S, np.int32)
-            for _ in range(L.steps_per_iter):
-                st, trans, done = self._step(st)
-                steps.append(trans)
-                ret_sum += self._shape(np.where(done, self.ep_return, 0.0), self.E).sum(1)
-                ret_cnt += self._shape(done, self.E).sum(1)
-                new_episodes += self._shape(done, self.E).sum(1).astype(np.int32)
-                self.ep_return[done] = 0.0
-            # [S, steps, E, ...] -> [S, steps * E, ...]: the JAX loop's time-major order
-            trans = jax.tree.map(lambda *xs: np.stack(xs, 1).reshape((self.S, -1) + xs[0].shape[2:]), *steps)
-            st = self._store(st, trans, new_episodes)
-            if (it + 1) * L.update_every >= L.warmup:
-                st, m = self._update(st, np.int32((it + 1) * L.update_every))
-                for k, v in jax.device_get(m).items():
-                    m_sum[k] = m_sum.get(k, 0.0) + np.asarray(v, np.float64)
-                m_cnt += 1
-        if m_cnt:
-            metrics = {f"loss/{k}": v / m_cnt for k, v in m_sum.items()}
-        else:  # no update yet (warm-up): NaN, as Loop.chunk
-            metrics = {k: np.full(self.S, np.nan) for k in L.chunk_metric_names(st) if k.startswith("loss/")}
-        metrics["train/return"] = np.where(ret_cnt > 0, ret_sum / np.maximum(ret_cnt, 1), np.nan)
-        metrics["updates"] = np.full(self.S, float(m_cnt * L.updates_per_step))
+            steps = []
+            for t in range(L.steps_per_iter):
+                st, step = self._step(st, t)
+                steps.append(step)
+            # [S, T, E, ...]: per seed, the JAX loop's time-major trajectory
+            fields = jax.tree.map(lambda *xs: np.stack(xs, 1), *steps)
+            traj = rollout.Trajectory(valid=np.ones(fields["terminated"].shape, bool), states=None, **fields)
+            st, s = self._learn(st, traj, np.int32(it))
+            s = jax.device_get(s)
+            sums = s if sums is None else jax.tree.map(np.add, sums, s)
+        metrics = jax.device_get(summarize(sums))
         st, ev = self.evaluate(st)
         metrics.update(ev, env_steps=st.env_steps, episodes=st.episodes)
         metrics["agent_interactions"] = np.asarray(self._interactions(st))
         return st, metrics
 
     # ---- evaluation -------------------------------------------------------------------------------
-    def evaluate(self, st: HostState) -> tuple[HostState, dict]:
+    def evaluate(self, st: RunnerState) -> tuple[RunnerState, dict]:
         """``eval_episodes`` greedy episodes per seed on env instances seeded from ``fold_in(eval_key,
         evals)`` (``Loop.evaluate``'s stream)."""
         episodes = self.cfg.experiment.eval_episodes
         if not self.eval_envs:
             self.eval_envs = [envs.make(self.cfg.experiment.task) for _ in range(self.S * episodes)]
         keys = jax.vmap(jax.random.fold_in)(st.eval_key, st.evals)
-        ev = self.evaluate_policies(st.algo, keys, self.eval_envs, episodes)
-        ev.update(jax.device_get(self._diagnostics(st.algo)))
+        ev = self.evaluate_policies(st.learner, keys, self.eval_envs, episodes)
+        ev.update(jax.device_get(self._diagnostics(st.learner)))
         return st.replace(evals=st.evals + 1), ev
 
-    def evaluate_policies(self, algo_states, keys: jax.Array, env_list: list, episodes: int) -> dict:
+    def evaluate_policies(self, learner_states, keys: jax.Array, env_list: list, episodes: int) -> dict:
         """``episodes`` greedy episodes of at most ``episode_length`` steps for each seed's policy (key
         ``keys[s]``, envs ``env_list[s * episodes:(s + 1) * episodes]``); ``evaluate_policy``'s metrics."""
         spec, T = self.spec, self.spec.episode_length
@@ -217,7 +174,7 @@ class HostLoop:
             if not alive.any():
                 break
             actions = self._greedy(
-                algo_states, {a: self._shape(o, episodes) for a, o in obs.items()}, step_keys[:, t]
+                learner_states, {a: self._shape(o, episodes) for a, o in obs.items()}, step_keys[:, t]
             )
             flat = {a: x.reshape((-1,) + x.shape[2:]) for a, x in jax.device_get(actions).items()}
             for j in np.flatnonzero(alive):
@@ -252,7 +209,7 @@ def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, s
     env_list = [env] + [envs.make(e.task) for _ in range(e.num_seeds * episodes - 1)]
     keys = jax.random.split(jax.random.PRNGKey(seed), e.num_seeds)
     try:
-        res = host.evaluate_policies(state.algo, keys, env_list, episodes)
+        res = host.evaluate_policies(state.learner, keys, env_list, episodes)
     finally:
         for ev in env_list:
             ev.close()

@@ -1,14 +1,20 @@
-"""The jitted training program for JAX envs.
+"""The training loop of every learner (:mod:`marlow.algos.learner`): collect, learn, evaluate.
 
-One *iteration* = ``update_every / num_envs`` vectorised env steps with the exploring policy (stored in
-the on-device replay buffer) followed by ``updates_per_step`` gradient updates, once the buffer holds
-``warmup_steps`` transitions. One *chunk* = ``eval_every / update_every`` iterations followed by a
-greedy evaluation; ``Loop.chunk`` is a pure function of the runner state and is ``jit``-ed and
-``vmap``-ed over seeds by the runner, so the host only sees the program between evaluations (to log,
-checkpoint and draw progress); there is no host round trip per env step or update.
+One *iteration* = ``learner.steps_per_iter`` vectorised steps of the ``num_envs`` envs with the learner's
+behaviour policy (:func:`marlow.rollout.collect`), then ``learner.learn`` on that trajectory (an
+off-policy learner stores it and updates from its replay buffer once warmed up; an on-policy learner
+computes advantages and runs its minibatch epochs). One *chunk* = ``eval_every / iteration_steps``
+iterations followed by a greedy evaluation.
 
-The warm-up test depends only on the chunk/iteration counters, which are not batched over seeds, so
-under ``vmap`` the ``lax.cond`` stays a real branch instead of becoming a select of both branches.
+:meth:`Loop.chunk` is a pure function of the runner state, ``jit``-ed and ``vmap``-ed over seeds by the
+runner, so for JAX envs the host sees the program only between evaluations. For host envs
+(:mod:`marlow.experiment.host`) only the collection is a Python loop: the same :meth:`Loop.learn`
+(counters, training returns, ``learner.learn``) and :func:`summarize` run jitted on the trajectory it
+collects, so there is one schedule.
+
+``step`` (env steps per seed) is derived from the iteration counter, which is not batched over seeds, so
+under ``vmap`` a learner's ``lax.cond`` on it (warm-up, "retrain the world model every n steps") stays a
+real branch instead of becoming a select of both branches.
 """
 
 from __future__ import annotations
@@ -19,16 +25,14 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.buffers import replay
+from marlow import rollout
 from marlow.envs.api import EnvSpec
 
 
 @struct.dataclass
 class RunnerState:
-    algo: Any
-    buffer: replay.ReplayBuffer
-    env_state: Any  # [num_envs, ...]
-    obs: dict  # [num_envs, obs_dim] per agent
+    learner: Any
+    env: rollout.EnvCarry | None  # [num_envs] env states and observations (None for host envs)
     key: jax.Array
     eval_key: jax.Array
     ep_return: jax.Array  # [num_envs] running team return of the current training episodes
@@ -43,35 +47,21 @@ def team_reward(spec: EnvSpec, rewards: dict) -> jax.Array:
 
 
 class Loop:
-    def __init__(self, env, algo, exp, acfg):
-        self.env, self.algo, self.spec = env, algo, env.spec
+    def __init__(self, env, learner, exp):
+        self.env, self.learner, self.spec = env, learner, env.spec
         self.num_envs = exp.num_envs
-        self.steps_per_iter = acfg.update_every // exp.num_envs  # vectorised steps per iteration
-        self.iters_per_chunk = exp.eval_every // acfg.update_every
-        self.update_every = acfg.update_every
-        self.updates_per_step = acfg.updates_per_step
-        self.warmup = acfg.warmup_steps
-        self.batch_size = acfg.batch_size
+        self.steps_per_iter = learner.steps_per_iter
+        self.iteration_steps = self.steps_per_iter * self.num_envs  # env steps per iteration and seed
+        self.iters_per_chunk = exp.eval_every // self.iteration_steps
         self.eval_episodes = exp.eval_episodes
-        self.capacity = acfg.buffer_size
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> RunnerState:
         k_algo, k_env, k_eval, key = jax.random.split(key, 4)
-        obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.num_envs))
-        algo_state = self.algo.init(k_algo)
-        example = self._transition(
-            jax.tree.map(lambda x: x[0], obs),
-            jax.tree.map(lambda x: x[0], self.algo.act(algo_state, obs, k_algo, True)),
-            {a: jnp.float32(0) for a in self.spec.agents},
-            jax.tree.map(lambda x: x[0], obs),
-            jnp.float32(0),
-        )
+        env = rollout.reset(self.env, k_env, self.num_envs) if self.env.is_jax else None
         return RunnerState(
-            algo=algo_state,
-            buffer=replay.init(example, self.capacity),
-            env_state=env_state,
-            obs=obs,
+            learner=self.learner.init(k_algo),
+            env=env,
             key=key,
             eval_key=k_eval,
             ep_return=jnp.zeros(self.num_envs),
@@ -80,137 +70,142 @@ class Loop:
             evals=jnp.int32(0),
         )
 
-    @staticmethod
-    def _transition(obs, actions, rewards, next_obs, done):
-        return {"obs": obs, "actions": actions, "rewards": rewards, "next_obs": next_obs, "done": done}
+    # ---- one iteration: learn from what was collected (JAX and host envs) --------------------------
+    def learn(self, rs: RunnerState, traj: rollout.Trajectory, it) -> tuple[RunnerState, dict]:
+        """Counters and training returns of the collected ``traj`` ``[T, E]``, then ``learner.learn`` at
+        ``step = (it + 1) * iteration_steps``. Returns the state and this iteration's sums for
+        :func:`summarize`. ``it`` must not be batched over seeds."""
 
-    # ---- collection -------------------------------------------------------------------------------
-    def _env_step(self, carry, _):
-        rs, ret_sum, ret_cnt = carry
-        key, k_act, k_env = jax.random.split(rs.key, 3)
-        actions = self.algo.act(rs.algo, rs.obs, k_act, True)
-        obs, env_state, rewards, dones, infos = jax.vmap(self.env.step)(
-            jax.random.split(k_env, self.num_envs), rs.env_state, actions
-        )
-        done = dones["__all__"]
-        terminated = jnp.logical_and(done, jnp.logical_not(infos["truncated"])).astype(jnp.float32)
-        trans = self._transition(rs.obs, actions, rewards, infos["terminal_obs"], terminated)
-        ep_return = rs.ep_return + team_reward(self.spec, rewards)
-        ret_sum = ret_sum + jnp.sum(jnp.where(done, ep_return, 0.0))
-        ret_cnt = ret_cnt + jnp.sum(done)
+        def track(ep, inp):
+            r, done = inp
+            ep = ep + team_reward(self.spec, r)
+            finished = jnp.sum(jnp.where(done, ep, 0.0)), jnp.sum(done)
+            return jnp.where(done, 0.0, ep), finished
+
+        ep_return, (ret, cnt) = jax.lax.scan(track, rs.ep_return, (traj.rewards, traj.done))
+        step = ((jnp.asarray(it, jnp.int32) + 1) * self.iteration_steps).astype(jnp.int32)
+        ready = self.learner.ready(step)
+        key, k_learn = jax.lax.cond(ready, lambda k: tuple(jax.random.split(k)), lambda k: (k, k), rs.key)
+        learner_state, metrics = self.learner.learn(rs.learner, traj, step, k_learn)
+        metrics = dict(metrics)
+        updates = metrics.pop("updates")
+        learned = (updates > 0).astype(jnp.float32)
         rs = rs.replace(
+            learner=learner_state,
             key=key,
-            obs=obs,
-            env_state=env_state,
-            ep_return=jnp.where(done, 0.0, ep_return),
-            env_steps=rs.env_steps + self.num_envs,
-            episodes=rs.episodes + jnp.sum(done).astype(jnp.int32),
+            ep_return=ep_return,
+            env_steps=rs.env_steps + self.iteration_steps,
+            episodes=rs.episodes + jnp.sum(cnt).astype(jnp.int32),
         )
-        return (rs, ret_sum, ret_cnt), trans
+        sums = {
+            "metrics": jax.tree.map(lambda v: v * learned, metrics),
+            "learned": learned,
+            "updates": updates,
+            "ret_sum": jnp.sum(ret),
+            "ret_cnt": jnp.sum(cnt).astype(jnp.float32),
+        }
+        return rs, sums
 
-    def store(self, rs, trans):
-        """Add a batch of transitions to the replay buffer and show them to the algorithm's optional
-        ``observe`` hook (also during warm-up). ``rs`` is a RunnerState or the host loop's HostState."""
-        algo_state = rs.algo
-        if hasattr(self.algo, "observe"):
-            algo_state = self.algo.observe(algo_state, trans)
-        return rs.replace(buffer=replay.add(rs.buffer, trans), algo=algo_state)
-
-    def updates(self, rs: RunnerState, step: jax.Array):
-        """The algorithm's optional ``prepare`` (given the whole real buffer), then ``updates_per_step``
-        updates on batches sampled from ``rs.buffer``; returns the new state and the metrics averaged
-        over the updates (also used by the host loop). ``step``: env steps per seed done so far, the
-        same for every seed (not batched under vmap, so an algorithm's ``lax.cond`` on it, e.g. "retrain
-        the world model every n steps", stays a real branch)."""
-        key, k_upd = jax.random.split(rs.key)
-        algo_state, prep_metrics = rs.algo, {}
-        if hasattr(self.algo, "prepare"):
-            k_upd, k_prep = jax.random.split(k_upd)
-            algo_state, prep_metrics = self.algo.prepare(algo_state, rs.buffer, k_prep, step)
-
-        def one(carry, key):
-            algo_state = carry
-            batch = replay.sample(rs.buffer, key, self.batch_size)
-            return self.algo.update(algo_state, batch, key)
-
-        algo_state, metrics = jax.lax.scan(one, algo_state, jax.random.split(k_upd, self.updates_per_step))
-        metrics = jax.tree.map(jnp.mean, metrics)
-        metrics.update(prep_metrics)
-        return rs.replace(algo=algo_state, key=key), metrics
-
-    def metric_shapes(self, rs: RunnerState):
-        return jax.eval_shape(lambda r: self.updates(r, jnp.int32(0))[1], rs)
+    def zero_sums(self, rs: RunnerState) -> dict:
+        """Zeros shaped like :meth:`learn`'s sums (the start of a chunk's accumulation)."""
+        traj = dummy_trajectory(self.spec, self.learner, rs.learner, self.steps_per_iter, self.num_envs)
+        shapes = jax.eval_shape(lambda r: self.learn(r, traj, jnp.int32(0))[1], rs)
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def chunk_metric_names(self, rs_batched: RunnerState) -> list[str]:
         """Names of the non-evaluation metrics of :meth:`chunk` (for a seed-batched state)."""
-        shapes = jax.eval_shape(
-            lambda r: self.updates(jax.tree.map(lambda x: x[0], r), jnp.int32(0))[1], rs_batched
-        )
-        return [f"loss/{k}" for k in shapes] + ["train/return", "updates"]
+        sums = self.zero_sums(jax.tree.map(lambda x: x[0], rs_batched))
+        return [f"loss/{k}" for k in sums["metrics"]] + ["train/return", "updates"]
 
+    # ---- JAX envs: a whole chunk in one program ----------------------------------------------------
     def _iteration(self, carry, it):
-        rs, ret_sum, ret_cnt, m_sum, m_cnt = carry
-        (rs, ret_sum, ret_cnt), trans = jax.lax.scan(
-            self._env_step, (rs, ret_sum, ret_cnt), None, length=self.steps_per_iter
+        rs, sums = carry
+        env_carry, key, traj = rollout.collect(
+            self.env, self.learner.policy(rs.learner), rs.env, rs.key, self.steps_per_iter
         )
-        trans = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), trans)
-        rs = self.store(rs, trans)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.metric_shapes(rs))
-        ready = (it + 1) * self.update_every >= self.warmup  # unbatched: a real branch under vmap
-        step = ((it + 1) * self.update_every).astype(jnp.int32)
-        rs, metrics = jax.lax.cond(ready, lambda r: self.updates(r, step), lambda r: (r, zeros), rs)
-        m_sum = jax.tree.map(jnp.add, m_sum, metrics)
-        return (rs, ret_sum, ret_cnt, m_sum, m_cnt + ready.astype(jnp.float32)), None
+        rs, s = self.learn(rs.replace(env=env_carry, key=key), traj, it)
+        return (rs, jax.tree.map(jnp.add, sums, s)), None
 
     def chunk(self, rs: RunnerState, chunk_index: jax.Array) -> tuple[RunnerState, dict]:
         """``iters_per_chunk`` iterations then an evaluation. ``chunk_index`` must not be batched."""
         first_iter = chunk_index * self.iters_per_chunk
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.metric_shapes(rs))
-        carry = (rs, jnp.float32(0), jnp.float32(0), zeros, jnp.float32(0))
-        (rs, ret_sum, ret_cnt, m_sum, m_cnt), _ = jax.lax.scan(
-            self._iteration, carry, first_iter + jnp.arange(self.iters_per_chunk)
+        (rs, sums), _ = jax.lax.scan(
+            self._iteration, (rs, self.zero_sums(rs)), first_iter + jnp.arange(self.iters_per_chunk)
         )
-        metrics = {
-            f"loss/{k}": jnp.where(m_cnt > 0, v / jnp.maximum(m_cnt, 1.0), jnp.nan) for k, v in m_sum.items()
-        }
-        metrics["train/return"] = jnp.where(ret_cnt > 0, ret_sum / jnp.maximum(ret_cnt, 1.0), jnp.nan)
-        metrics["updates"] = m_cnt * self.updates_per_step
+        metrics = summarize(sums)
         rs, ev = self.evaluate(rs)
         metrics.update(ev)
         metrics["env_steps"] = rs.env_steps
         metrics["episodes"] = rs.episodes
-        metrics["agent_interactions"] = agent_interactions(self.spec, self.algo, rs.algo, rs.env_steps)
+        metrics["agent_interactions"] = self.interactions(rs)
         return rs, metrics
+
+    def interactions(self, rs: RunnerState) -> jax.Array:
+        return agent_interactions(self.spec, self.learner.communications(rs.learner), rs.env_steps)
 
     # ---- evaluation -------------------------------------------------------------------------------
     def evaluate(self, rs: RunnerState) -> tuple[RunnerState, dict]:
         """``eval_episodes`` greedy episodes on envs seeded from a separate key stream."""
         key = jax.random.fold_in(rs.eval_key, rs.evals)
         returns = evaluate_policy(
-            self.env, lambda obs, k: self.algo.act(rs.algo, obs, k, False), key, self.eval_episodes
+            self.env, lambda obs, k: self.learner.act(rs.learner, obs, k, False), key, self.eval_episodes
         )
-        returns.update(diagnostics(self.algo, rs.algo))
+        returns.update(diagnostics(self.learner, rs.learner))
         return rs.replace(evals=rs.evals + 1), returns
 
 
-def agent_interactions(spec: EnvSpec, algo, algo_state, env_steps) -> jax.Array:
+def summarize(sums: dict) -> dict:
+    """A chunk's metrics from its iterations' summed :meth:`Loop.learn` sums: losses averaged over the
+    iterations that learned (NaN when none did), the mean return of the training episodes that ended,
+    and the number of updates applied."""
+    cnt = sums["learned"]
+    metrics = {
+        f"loss/{k}": jnp.where(cnt > 0, v / jnp.maximum(cnt, 1.0), jnp.nan)
+        for k, v in sums["metrics"].items()
+    }
+    n = sums["ret_cnt"]
+    metrics["train/return"] = jnp.where(n > 0, sums["ret_sum"] / jnp.maximum(n, 1.0), jnp.nan)
+    metrics["updates"] = sums["updates"]
+    return metrics
+
+
+def dummy_trajectory(spec: EnvSpec, learner, learner_state, steps: int, num_envs: int):
+    """Zeros shaped like the trajectory ``collect`` gives the learner (for shape-only tracing)."""
+    obs = {a: jnp.zeros((num_envs, spec.obs_dim(a))) for a in spec.agents}
+    _, actions, extras = jax.eval_shape(
+        lambda s, o: learner.policy(s)(None, o, jnp.int32(0), jax.random.PRNGKey(0)), learner_state, obs
+    )
+
+    def tile(x):
+        return jnp.zeros((steps,) + tuple(x.shape), x.dtype)
+
+    flags = jnp.zeros((steps, num_envs), jnp.bool_)
+    return rollout.Trajectory(
+        obs=jax.tree.map(tile, obs),
+        actions=jax.tree.map(tile, actions),
+        rewards={a: jnp.zeros((steps, num_envs)) for a in spec.agents},
+        next_obs=jax.tree.map(tile, obs),
+        terminated=flags,
+        truncated=flags,
+        valid=~flags,
+        extras=jax.tree.map(tile, extras),
+    )
+
+
+def agent_interactions(spec: EnvSpec, communications, env_steps) -> jax.Array:
     """The AORPO paper's *normalised agent interactions* (Sec. 6.2, Fig. 2; Appendix F): the number of
     times the agent group completes a full interaction (every agent takes an action), divided by the
     episode length (25 in MPE). Every real env step is one full interaction; an algorithm that queries
     real agents inside model rollouts reports the count of those single-agent queries with the optional
     ``communications(state)``, each counting 1/N of a full interaction (N agents; ours: the paper does
     not weigh them, the reference code weighs each agent by its input and action size)."""
-    full = env_steps.astype(jnp.float32)
-    if hasattr(algo, "communications"):
-        full = full + algo.communications(algo_state).astype(jnp.float32) / spec.num_agents
+    full = env_steps.astype(jnp.float32) + jnp.asarray(communications, jnp.float32) / spec.num_agents
     return full / spec.episode_length
 
 
-def diagnostics(algo, algo_state) -> dict:
-    """The algorithm's optional ``diagnostics(state)`` scalars as ``diag/<name>`` metrics."""
-    if not hasattr(algo, "diagnostics"):
-        return {}
-    return {f"diag/{k}": v for k, v in algo.diagnostics(algo_state).items()}
+def diagnostics(learner, learner_state) -> dict:
+    """The learner's ``diagnostics(state)`` scalars as ``diag/<name>`` metrics."""
+    return {f"diag/{k}": v for k, v in learner.diagnostics(learner_state).items()}
 
 
 def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
@@ -221,23 +216,18 @@ def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
 
 def episode_returns(env, policy, key: jax.Array, episodes: int) -> dict:
     """Each agent's undiscounted return in ``episodes`` parallel episodes of ``policy(obs, key)``:
-    ``{agent: [episodes]}`` (:func:`evaluate_policy`'s episodes and keys)."""
+    ``{agent: [episodes]}``. The envs are reset with ``split(k_reset, episodes)`` and step ``t`` uses
+    ``split(k_run, episode_length)[t]`` (``k_reset, k_run = split(key)``), so an evaluation's keys depend on
+    ``key`` only; the rewards after an episode's end are not counted."""
     spec = env.spec
     k_reset, k_run = jax.random.split(key)
-    obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
-
-    def step(carry, k):
-        obs, state, alive = carry
-        k_act, k_env = jax.random.split(k)
-        actions = policy(obs, k_act)
-        obs, state, rewards, dones, _ = jax.vmap(env.step)(jax.random.split(k_env, episodes), state, actions)
-        r = {a: rewards[a] * alive for a in spec.agents}
-        return (obs, state, alive * (1.0 - dones["__all__"])), r
-
-    _, rewards = jax.lax.scan(
-        step, (obs, state, jnp.ones(episodes)), jax.random.split(k_run, spec.episode_length)
+    carry = rollout.reset(env, k_reset, episodes)
+    T = spec.episode_length
+    _, _, traj = rollout.collect(
+        env, rollout.stateless(policy), carry, jax.random.split(k_run, T), T, step_keys=True
     )
-    return {a: jnp.sum(rewards[a], axis=0) for a in spec.agents}
+    alive = rollout.episode_mask(traj)
+    return {a: jnp.sum(traj.rewards[a] * alive, axis=0) for a in spec.agents}
 
 
 def return_metrics(spec: EnvSpec, per_agent: dict) -> dict:

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 
 from marlow.errors import ConfigError
-from marlow.experiment.evaluate import eval_keys, load_jax_run
-from marlow.experiment.runner import build, load_run_config
+from marlow.experiment.evaluate import algo_states, eval_keys, load_jax_run
+from marlow.experiment.setup import build, load_run_config
 from marlow.world.compounding import make_measure
 from marlow.world.rollout import SCHEMES
 
@@ -35,7 +35,7 @@ def measure_run(
     rs, _ = load_jax_run(run_dir, cfg, env, algo)
     h = horizon or cfg.algo.rollout_max
     measure = measure or make_measure(algo, env, starts, h, SCHEMES, seeds=True)
-    out = jax.device_get(measure(rs.algo, eval_keys(seed, cfg.experiment.num_seeds)))
+    out = jax.device_get(measure(algo_states(cfg, algo, rs), eval_keys(seed, cfg.experiment.num_seeds)))
     return {
         s: {f: np.asarray(out[s][f], np.float64) for f in ("eps_c", "comm", "eps_c_ego")} for s in SCHEMES
     }

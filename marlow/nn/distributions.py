@@ -69,6 +69,10 @@ class Categorical:
     def log_prob(self, out: jax.Array, action: jax.Array) -> jax.Array:
         return _categorical_stats(out, action.astype(jnp.int32))[0]
 
+    def entropy(self, out: jax.Array) -> jax.Array:
+        logp_all = jax.nn.log_softmax(out, axis=-1)
+        return -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+
 
 class MultiCategorical:
     """MultiDiscrete(nvec): ``out`` is the concatenation of each component's logits. The log-prob is the
@@ -108,6 +112,10 @@ class MultiCategorical:
         return sum(
             _categorical_stats(p, action[..., i].astype(jnp.int32))[0] for i, p in enumerate(self._parts(out))
         )
+
+    def entropy(self, out: jax.Array) -> jax.Array:
+        parts = [jax.nn.log_softmax(p, axis=-1) for p in self._parts(out)]
+        return sum(-jnp.sum(jnp.exp(lp) * lp, axis=-1) for lp in parts)
 
 
 class TanhGaussian:
@@ -182,6 +190,34 @@ class DeterministicTanh:
         a = jnp.clip(a, self._low, self._high)
         zero = jnp.zeros(a.shape[:-1])
         return Sample(a.reshape(a.shape[:-1] + self.space.shape), a, zero, zero)
+
+
+class DiagGaussian:
+    """Box actions for the PPO family: a Gaussian with a state-independent log-std (a learned parameter per
+    action dimension, not a network output; cleanrl / MAPPO). ``out`` = the mean (d). The env receives the
+    sample clipped to the bounds; log-probabilities and the entropy are those of the unclipped sample
+    (the common PPO practice)."""
+
+    def __init__(self, space: Box):
+        self.space = space
+        self.dim = space.flat_dim
+        self.out_dim = self.dim
+        self._low = space.low_array.reshape(-1)
+        self._high = space.high_array.reshape(-1)
+
+    def sample(self, mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.Array:
+        return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+
+    def log_prob(self, mean: jax.Array, log_std: jax.Array, raw: jax.Array) -> jax.Array:
+        z = (raw - mean) / jnp.exp(log_std)
+        return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+    def entropy(self, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+        return jnp.broadcast_to(jnp.sum(log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e)), mean.shape[:-1])
+
+    def to_env(self, raw: jax.Array) -> jax.Array:
+        a = jnp.clip(raw, self._low, self._high)
+        return a.reshape(a.shape[:-1] + self.space.shape)
 
 
 def make_dist(space: Space, *, deterministic: bool = False, temperature: float = 1.0, noise: float = 0.1):

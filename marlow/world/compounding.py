@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from marlow import rollout as engine
 from marlow.errors import ConfigError
 from marlow.world.rollout import SCHEMES, compounding_error, rollout
 
@@ -57,33 +58,43 @@ def start_states(algo, state, env, key: jax.Array, m: int, max_warmup: int | Non
     steps with the agents' exploring policies ``algo.act(state, obs, key, True)``.
 
     Returns ``(env_states [M], obs {agent: [M, d]}, w [M])``; the env states carry a step counter of 0
-    (when they have one) so that a rollout from them does not hit the time limit."""
+    so that a rollout from them does not hit the time limit (an env state without a ``step`` counter is
+    refused: its rollouts would end at the time limit part-way)."""
     spec = env.spec
     w_max = spec.episode_length - 1 if max_warmup is None else int(max_warmup)
     if not 0 <= w_max < spec.episode_length:
         raise ConfigError(f"max_warmup must lie in [0, episode_length - 1 = {spec.episode_length - 1}]")
     k_reset, k_w, k_run = jax.random.split(key, 3)
-    obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, m))
+    carry = engine.reset(env, k_reset, m)
     w = jax.random.randint(k_w, (m,), 0, w_max + 1)
+    if w_max == 0:
+        env_state, obs = carry.env_state, carry.obs
+    else:
+        # w_max steps of every start (the rollout engine, no auto-reset: w_max < episode_length), then
+        # start m's state after its first w_m steps
+        last, _, traj = engine.collect(
+            env,
+            engine.stateless(lambda obs, k: algo.act(state, obs, k, True)),
+            carry,
+            jax.random.split(k_run, w_max),
+            w_max,
+            step_keys=True,
+            auto_reset=False,
+            record_states=True,
+        )
 
-    def body(carry, inp):
-        obs, env_state = carry
-        t, k = inp
-        k_act, k_env = jax.random.split(k)
-        actions = algo.act(state, obs, k_act, True)
-        nobs, nstate, _, _, _ = jax.vmap(env.step_env)(jax.random.split(k_env, m), env_state, actions)
-        go = t < w  # start m stops after w_m steps
+        def pick(before, after):  # before: [w_max, M, ...] states before each step; after: [M, ...]
+            seq = jnp.concatenate([before, after[None]], axis=0)
+            return seq[w, jnp.arange(m)]
 
-        def pick(new, old):
-            return jnp.where(go.reshape(go.shape + (1,) * (new.ndim - 1)), new, old)
-
-        return (jax.tree.map(pick, nobs, obs), jax.tree.map(pick, nstate, env_state)), None
-
-    (obs, env_state), _ = jax.lax.scan(
-        body, (obs, env_state), (jnp.arange(w_max), jax.random.split(k_run, w_max))
-    )
-    if hasattr(env_state, "step"):
-        env_state = env_state.replace(step=jnp.zeros_like(env_state.step))
+        env_state = jax.tree.map(pick, traj.states, last.env_state)
+        obs = jax.tree.map(pick, traj.obs, last.obs)
+    if not hasattr(env_state, "step"):
+        raise ConfigError(
+            f"the compounding measurement needs env states with a step counter to restart the time limit "
+            f"from each start state; {type(env_state).__name__} has none"
+        )
+    env_state = env_state.replace(step=jnp.zeros_like(env_state.step))
     return env_state, obs, w
 
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from marlow.algos.common import flat_actions
 from marlow.buffers.replay import ReplayBuffer
-from marlow.envs.api import EnvSpec
+from marlow.envs.api import EnvSpec, flat_actions
 from marlow.world.ensemble import Ensemble, EnsembleConfig, EnsembleState
 
 

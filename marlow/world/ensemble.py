@@ -38,9 +38,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from marlow.algos.common import make_optimizer
 from marlow.errors import ConfigError
 from marlow.nn.mlp import ACTIVATIONS
+from marlow.nn.optim import make_optimizer
 
 STD_EPS = 1e-6  # a normaliser std below this is a constant feature: divide by 1 instead (PETS / mbrl-lib)
 

@@ -66,12 +66,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.algos.common import make_optimizer, opt_step
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
 from marlow.nn.distributions import LOG_STD_MAX, LOG_STD_MIN
 from marlow.nn.mlp import MLP
+from marlow.nn.optim import make_optimizer, opt_step
 
 STOP_METRICS = ("loss", "greedy_error")
 HOLDOUTS = ("newest", "oldest")

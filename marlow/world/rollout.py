@@ -12,7 +12,7 @@ communication per start state and step):
 
   where eps_j is the error of the opponent model of j (Appendix E: mismatch rate for discrete actions,
   E||a - a_hat||_2 for continuous ones). The condition is the paper's ``p <= n_j``; the reference code's
-  ``step + 1 < n_j`` uses the model one step fewer (a bug, see /work/shared/reference/aorpo.md).
+  ``step + 1 < n_j`` uses the model one step fewer (a bug).
 - ``"real_to_simu"`` (Appendix G.6, Fig. 9b): the real policy for the first k - n_j steps, the opponent
   model for the last n_j.
 - ``"all_models"``: opponent models at every step (no communication; the "opponent models" usage of
@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from marlow import rollout as engine
 from marlow.errors import ConfigError
 
 SCHEMES = ("adaptive", "real_to_simu", "all_models", "all_real")
@@ -217,36 +218,25 @@ def _start(env, start):
 
 
 def _scan(key, env, start, act, k, k_max: int):
-    """Shared loop: ``act(p, obs, key) -> actions`` (p 1-based, traced). Returns (transitions, valid)."""
+    """``k_max`` steps of the rollout engine (:func:`marlow.rollout.collect`) from ``start`` with
+    ``act(t, obs, key) -> actions`` (t 0-based, traced); steps t >= k are invalid. Returns (transitions in
+    the replay format, valid ``[k_max, M]``)."""
     _check_lengths(k, k_max)
-    state0 = _start(env, start)
-    obs0, state0 = env.reset_to(state0) if getattr(env, "batched", False) else jax.vmap(env.reset_to)(state0)
-    m = jax.tree.leaves(obs0)[0].shape[0]
+    carry = engine.from_states(env, _start(env, start))
     k = jnp.minimum(jnp.asarray(k, jnp.int32), k_max)
 
-    def body(carry, p):
-        obs, state, key = carry
-        key, k_act, k_env = jax.random.split(key, 3)
-        actions = act(p, obs, k_act)
-        if getattr(env, "batched", False):  # a batched ModelEnv steps all M envs at once
-            next_obs, state, rewards, dones, infos = env.step(k_env, state, actions)
-        else:
-            env_keys = jax.random.split(k_env, m)
-            next_obs, state, rewards, dones, infos = jax.vmap(env.step)(env_keys, state, actions)
-        truncated = infos.get("truncated", jnp.zeros_like(dones["__all__"]))
-        terminated = (dones["__all__"] & ~truncated).astype(jnp.float32)
-        trans = {
-            "obs": obs,
-            "actions": actions,
-            "rewards": rewards,
-            "next_obs": infos["terminal_obs"],
-            "done": terminated,
-        }
-        return (next_obs, state, key), trans
+    def policy(pstate, obs, t, key):
+        return pstate, act(t, obs, key), None
 
-    _, trans = jax.lax.scan(body, (obs0, state0, key), jnp.arange(1, k_max + 1))
-    valid = jnp.broadcast_to((jnp.arange(1, k_max + 1) <= k)[:, None], (k_max, m))
-    return trans, valid
+    _, _, traj = engine.collect(env, policy, carry, key, k_max, horizon=k)
+    trans = {
+        "obs": traj.obs,
+        "actions": traj.actions,
+        "rewards": traj.rewards,
+        "next_obs": traj.next_obs,
+        "done": traj.terminated.astype(jnp.float32),
+    }
+    return trans, traj.valid
 
 
 def rollout(key: jax.Array, env, start, policy, k, k_max: int) -> Rollout:
@@ -255,7 +245,7 @@ def rollout(key: jax.Array, env, start, policy, k, k_max: int) -> Rollout:
     With the real env and the real policies this gives the real trajectories that
     :func:`compounding_error` compares a branched rollout with. ``env.step`` auto-resets at the time
     limit, so real env states should carry a fresh step counter (e.g. ``state.replace(step=0)`` in MPE)."""
-    trans, valid = _scan(key, env, start, lambda p, obs, key: policy(obs, key), k, k_max)
+    trans, valid = _scan(key, env, start, lambda t, obs, key: policy(obs, key), k, k_max)
     return Rollout(transitions=trans, valid=valid, real_steps={}, communication={})
 
 
@@ -326,7 +316,7 @@ def branched_rollout(
 
     agent_idx = {a: i for i, a in enumerate(spec.agents)}
 
-    def act(p, obs, key):
+    def act(t, obs, key):
         keys = jax.random.split(key, spec.num_agents)
         m = obs[ego].shape[0]
         out = {ego: ego_act(obs, keys[agent_idx[ego]])}
@@ -344,7 +334,7 @@ def branched_rollout(
                 def real(o, kk, a=a, space=space):
                     return jnp.asarray(real_act[a](o, kk), space.dtype)
 
-                out[a] = jax.lax.cond(real_steps[a][p - 1], real, model, obs, k_a)
+                out[a] = jax.lax.cond(real_steps[a][t], real, model, obs, k_a)
             else:
                 out[a] = model(obs, k_a)
         return out

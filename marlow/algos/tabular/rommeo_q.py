@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.algos import tabular
+from marlow.algos.tabular import common as tabular
 from marlow.envs.api import EnvSpec
 
 NAME = "rommeo_q"

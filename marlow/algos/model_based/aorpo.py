@@ -1,6 +1,6 @@
 """AORPO: adaptive opponent-wise rollout policy optimisation (AORPO paper, Algorithm 1, Sec. 5, App. E-F).
 
-MASAC (``marlow.algos.masac``, Eqs. 4-5) trained on a mix of real transitions and branched model
+MASAC (``marlow.algos.offpolicy.masac``, Eqs. 4-5) trained on a mix of real transitions and branched model
 rollouts. Every agent i (the "ego") has
 - the shared probabilistic ensemble dynamics model (``marlow.world.dynamics``; ``model_per_agent`` gives
   every agent its own, the reference code's layout), trained on the real buffer D_env (line 3);
@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.algos import common, masac
+from marlow.algos import common
+from marlow.algos.offpolicy import masac
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.algos import tabular
-from marlow.algos.tabular import decayed
+from marlow.algos.tabular import common as tabular
+from marlow.algos.tabular.common import decayed
 from marlow.envs.api import EnvSpec
 
 NAME = "jal"

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.algos import tabular
+from marlow.algos.tabular import common as tabular
 from marlow.envs.api import EnvSpec
 
 NAME = "iql"

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos import common
-from marlow.algos.ddpg import first_scalar, from_unit, to_unit
+from marlow.algos.offpolicy.ddpg import first_scalar, from_unit, to_unit
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.nn.mlp import MLP

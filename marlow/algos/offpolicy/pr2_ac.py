@@ -23,7 +23,7 @@ Actor, PR2's deterministic policy gradient (Sec. 4):
     i.e. minimise -E_{D, xi}[ Q_i(o, mu_i(o), g_i(o, mu_i(o), xi)) ] + policy_reg E[ mu_i^raw(o)^2 ];
     the gradient flows into a_i through Q and through rho's reply (rho's own parameters held fixed).
 Opponent model (PR2 Sec. 4, SVGD update of rho), amortised SVGD as in soft Q-learning (Haarnoja et
-al. 2017, Eqs. 13-14; helpers in ``marlow.algos.masql``), on the replayed (o, a_i):
+al. 2017, Eqs. 13-14; helpers in ``marlow.algos.offpolicy.masql``), on the replayed (o, a_i):
     phi(a_-i) = mean_j [ kappa(a'_j, a_-i) grad log p(a'_j) + grad kappa(a'_j, a_-i) ],
     log p(a') = Q_i(o, a_i, a') / alpha + sum log(1 - a'^2 + 1e-6)   (a' unit actions, SQL's squash term)
 Targets: theta' <- tau theta + (1 - tau) theta' after every update, for Q and mu.
@@ -33,7 +33,8 @@ Choices the paper leaves open (defaults in conf/algo/pr2_ac.yaml; "maci" = the a
 ``learners/mavb_ac.py``, ``get_agents.pr2ac_agent`` with k = 1, ``experiment/run_baselines.py``):
 - rho: amortised SVGD sampler (maci's choice, kept: a tanh-Gaussian trained by reverse KL is cheaper but
   unimodal and mode-seeking). K = ``kernel_particles`` per state, half fixed, half updated; adaptive
-  Gaussian kernel, median bandwidth; as in ``marlow.algos.masql``. Its observation weights start at 0
+  Gaussian kernel, median bandwidth; as in ``marlow.algos.offpolicy.masql``. Its observation weights
+  start at 0
   (ours: our games observe the constant 1 where maci observes 0; this keeps the initial reply centred).
 - Networks see actions in [-1, 1] (ours, as in rommeo_ac/ddpg: the games' [-10, 10] would dominate the
   inputs; maci acts in [-1, 1] and the game multiplies by 10).
@@ -66,7 +67,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos import common
-from marlow.algos.masql import (
+from marlow.algos.offpolicy.masql import (
     box_bounds,
     flat,
     from_unit,

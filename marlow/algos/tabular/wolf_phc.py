@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marlow.algos import tabular
-from marlow.algos.tabular import decayed, greedy_sample
+from marlow.algos.tabular import common as tabular
+from marlow.algos.tabular.common import decayed, greedy_sample
 from marlow.envs.api import EnvSpec
 
 NAME = "wolf_phc"

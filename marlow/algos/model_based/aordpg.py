@@ -1,8 +1,8 @@
 """AORDPG: AORPO's model-based scheme on MADDPG (AORPO paper Sec. 6, Fig. 2: "AORDPG").
 
-Everything of :mod:`marlow.algos.aorpo` (world models, opponent models, adaptive opponent-wise branched
-rollouts, mixed real/model batches, policies conditioned on the opponent models' predictions), with
-MADDPG's deterministic actors and single centralised critics as the learner:
+Everything of :mod:`marlow.algos.model_based.aorpo` (world models, opponent models, adaptive
+opponent-wise branched rollouts, mixed real/model batches, policies conditioned on the opponent models'
+predictions), with MADDPG's deterministic actors and single centralised critics as the learner:
 
 Critic:  y_i = c r_i + gamma (1 - d) Qbar_i(s', mubar_i(o'_i, a_hat'_-i), a_hat'_-i),
          a_hat'_-i sampled from agent i's opponent models (agent i never reads the others' policies);
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marlow.algos import aorpo, common, maddpg
+from marlow.algos import common
+from marlow.algos.model_based import aorpo
+from marlow.algos.offpolicy import maddpg
 
 NAME = "aordpg"
 DESCRIPTION = "AORDPG: MADDPG on branched model rollouts with adaptive opponent-wise opponent models"

@@ -1,0 +1,161 @@
+"""The learner protocol: what the runner needs of every algorithm, off-policy, tabular or on-policy.
+
+A learner has
+
+- ``steps_per_iter``: vectorised env steps collected per iteration (per env);
+- ``init(key) -> state``;
+- ``act(state, obs, key, explore) -> actions`` (greedy evaluation, cross-play);
+- ``policy(state)``: the behaviour policy, a :data:`marlow.rollout.Policy`
+  ``(pstate, obs, t, key) -> (pstate, actions, extras)`` that :func:`marlow.rollout.collect` runs;
+- ``ready(step) -> bool``: whether ``learn`` at env step ``step`` will draw randomness (learn); ``step``
+  is a Python int or an unbatched scalar, so a branch on it stays a real branch under ``vmap``;
+- ``learn(state, trajectory, step, key) -> (state, metrics)``: learn from the ``[T, E]`` trajectory just
+  collected; ``metrics["updates"]`` is the number of updates applied (0: nothing learned, e.g. warm-up,
+  and the other metrics are then ignored);
+- ``diagnostics(state) -> dict`` and ``communications(state) -> scalar`` (may return ``{}`` / 0);
+- ``algo_state(state)``: the algorithm's own state inside the learner's (what ``act`` of the algorithm
+  object reads; tools such as cross-play use it).
+
+Two kinds implement it:
+
+- **off-policy** (:class:`OffPolicyLearner`, wrapping every algorithm with the ``init``/``act``/``update``
+  protocol of :mod:`marlow.algos`, tabular ones included): owns the replay buffer, the warm-up and the
+  update rounds (``update_every`` env steps per iteration, then ``updates_per_step`` updates of
+  ``batch_size`` sampled transitions once ``warmup_steps`` have been collected);
+- **on-policy** (``KIND = "on_policy"`` modules, e.g. :mod:`marlow.algos.onpolicy.ippo`, whose
+  ``Algorithm`` is itself a learner): learns from each ``rollout_steps x num_envs`` trajectory of its
+  behaviour policy, whose log-probabilities and values it keeps in the trajectory's extras.
+
+The runner (:mod:`marlow.experiment.loop`) only alternates ``collect`` and ``learn``, evaluates, logs and
+checkpoints, the same for both kinds and for JAX and host envs.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from marlow import rollout
+from marlow.buffers import replay
+from marlow.envs.api import EnvSpec
+from marlow.errors import ConfigError
+
+OFF_POLICY, ON_POLICY = "off_policy", "on_policy"
+
+
+def kind_of(algo_mod: ModuleType) -> str:
+    return getattr(algo_mod, "KIND", OFF_POLICY)
+
+
+@struct.dataclass
+class OffPolicyState:
+    algo: Any
+    buffer: replay.ReplayBuffer
+
+
+class OffPolicyLearner:
+    """An ``init``/``act``/``update`` algorithm with its replay buffer and update schedule.
+
+    Per iteration (``update_every / num_envs`` vectorised steps): the transitions are shown to the
+    algorithm's optional ``observe`` hook and stored (also during warm-up); then, once
+    ``step >= warmup_steps``, the optional ``prepare(state, buffer, key, step)`` (world models,
+    rollouts) and ``updates_per_step`` updates on batches sampled from the buffer. An algorithm that
+    applies fewer updates in some rounds says so with ``updates_applied(step) -> int`` (AORPO before its
+    world model is trained)."""
+
+    kind = OFF_POLICY
+
+    def __init__(self, algo, cfg, num_envs: int, capacity: int):
+        self.algo, self.cfg, self.spec = algo, cfg, algo.spec
+        if cfg.update_every % num_envs:
+            raise ConfigError(
+                f"update_every ({cfg.update_every}) must be a multiple of num_envs ({num_envs})"
+            )
+        self.steps_per_iter = cfg.update_every // num_envs
+        self.updates_per_step = cfg.updates_per_step
+        self.warmup = cfg.warmup_steps
+        self.batch_size = cfg.batch_size
+        self.capacity = capacity
+
+    # ---- state ------------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> OffPolicyState:
+        algo_state = self.algo.init(key)
+        obs = {a: jnp.zeros((1, self.spec.obs_dim(a))) for a in self.spec.agents}
+        actions = jax.tree.map(lambda x: x[0], self.algo.act(algo_state, obs, key, True))
+        obs0 = {a: o[0] for a, o in obs.items()}
+        example = {
+            "obs": obs0,
+            "actions": actions,
+            "rewards": {a: jnp.float32(0) for a in self.spec.agents},
+            "next_obs": obs0,
+            "done": jnp.float32(0),
+        }
+        return OffPolicyState(algo_state, replay.init(example, self.capacity))
+
+    def algo_state(self, state: OffPolicyState):
+        return state.algo
+
+    def act(self, state: OffPolicyState, obs: dict, key: jax.Array, explore: bool) -> dict:
+        return self.algo.act(state.algo, obs, key, explore)
+
+    def policy(self, state: OffPolicyState) -> rollout.Policy:
+        return rollout.stateless(lambda obs, key: self.algo.act(state.algo, obs, key, True))
+
+    def diagnostics(self, state: OffPolicyState) -> dict:
+        return self.algo.diagnostics(state.algo) if hasattr(self.algo, "diagnostics") else {}
+
+    def communications(self, state: OffPolicyState) -> jax.Array:
+        if hasattr(self.algo, "communications"):
+            return self.algo.communications(state.algo)
+        return jnp.float32(0)
+
+    # ---- learning ---------------------------------------------------------------------------------
+    def ready(self, step) -> Any:
+        return step >= self.warmup
+
+    def store(self, state: OffPolicyState, trans: dict) -> OffPolicyState:
+        """Show a batch of transitions to the optional ``observe`` hook and add it to the buffer."""
+        algo_state = state.algo
+        if hasattr(self.algo, "observe"):
+            algo_state = self.algo.observe(algo_state, trans)
+        return OffPolicyState(algo_state, replay.add(state.buffer, trans))
+
+    def updates(self, state: OffPolicyState, step, key: jax.Array) -> tuple[OffPolicyState, dict]:
+        """``prepare`` (given the whole real buffer) then ``updates_per_step`` updates; metrics are
+        averaged over the updates."""
+        algo_state, prep_metrics = state.algo, {}
+        if hasattr(self.algo, "prepare"):
+            key, k_prep = jax.random.split(key)
+            algo_state, prep_metrics = self.algo.prepare(algo_state, state.buffer, k_prep, step)
+
+        def one(algo_state, key):
+            batch = replay.sample(state.buffer, key, self.batch_size)
+            return self.algo.update(algo_state, batch, key)
+
+        algo_state, metrics = jax.lax.scan(one, algo_state, jax.random.split(key, self.updates_per_step))
+        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics.update(prep_metrics)
+        return state.replace(algo=algo_state), metrics
+
+    def learn(self, state: OffPolicyState, traj: rollout.Trajectory, step, key: jax.Array):
+        state = self.store(state, rollout.transitions(traj))
+        shapes = jax.eval_shape(lambda s: self.updates(s, step, key)[1], state)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        state, metrics = jax.lax.cond(
+            self.ready(step), lambda s: self.updates(s, step, key), lambda s: (s, zeros), state
+        )
+        n = jnp.float32(self.updates_per_step)
+        metrics = dict(metrics, updates=jnp.where(self.ready(step), n, 0.0))
+        return state, metrics
+
+
+def make_learner(algo_mod: ModuleType, algo, cfg, spec: EnvSpec, num_envs: int, total_steps: int):
+    """The learner of a built algorithm (``algo = algo_mod.Algorithm(spec, cfg.algo)``)."""
+    if kind_of(algo_mod) == ON_POLICY:
+        algo.bind(num_envs=num_envs, total_steps=total_steps)
+        return algo
+    return OffPolicyLearner(algo, cfg, num_envs, capacity=cfg.buffer_size)

@@ -1,0 +1,261 @@
+"""IPPO: independent PPO (de Witt et al. 2020; JaxMARL's ``baselines/IPPO/ippo_ff_mpe.py`` settings).
+
+Every agent i has its own actor pi_i(a_i | o_i) and critic V_i(o_i) on its local observation (no
+parameter sharing, so heterogeneous agents need nothing special), trained by PPO on its own reward:
+
+- collection: ``rollout_steps`` steps of ``num_envs`` envs with the current policies, keeping the
+  behaviour log-probability log pi_i(a_i|o_i) and the value V_i(o_i) of every step (the trajectory's
+  extras);
+- advantages: GAE(gamma, lambda) (``ppo.gae``) with V_i of the observation each step reached, so an
+  episode truncated by its time limit (every MPE episode) bootstraps from its last state and a
+  terminated one does not; advantages normalised over the batch (MAPPO);
+- value targets A + V, normalised by a running ValueNorm (MAPPO) when ``value_norm``;
+- ``epochs`` passes of ``num_minibatches`` permuted minibatches, each minimising per agent
+
+      L_i = L^CLIP(theta_i) + vf_coef L^V(phi_i) - ent_coef H[pi_i(.|o_i)]
+
+  with PPO's clipped surrogate (Schulman et al. 2017, Eq. 7; ``ppo.clipped_surrogate``), the clipped
+  Huber value loss (MAPPO; ``ppo.value_loss``), one Adam per agent over actor and critic with global-norm
+  gradient clipping, and the learning rate decayed linearly over the run when ``anneal_lr``.
+
+Actions: Discrete and MultiDiscrete are categorical (multi-discrete log-probs and entropies summed over
+components); Box actions are a Gaussian with a state-independent log-std (``nn.distributions.
+DiagGaussian``), clipped to the bounds in the env. Logged: policy and value losses, entropy, approx-KL,
+clip fraction, explained variance and the learning rate. Defaults: conf/algo/ippo.yaml, each value with
+its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from marlow import rollout
+from marlow.algos.onpolicy import ppo
+from marlow.envs.api import EnvSpec
+from marlow.envs.spaces import Box
+from marlow.errors import ConfigError
+from marlow.nn.distributions import DiagGaussian, make_dist
+from marlow.nn.mlp import MLP
+
+NAME = "ippo"
+KIND = "on_policy"
+DESCRIPTION = "Independent PPO: per-agent actor and critic on local observations (JaxMARL's IPPO settings)"
+SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
+
+
+@dataclass
+class Config:
+    """Defaults in conf/algo/ippo.yaml, each with its source."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    lr: float
+    anneal_lr: bool
+    adam_eps: float
+    gamma: float
+    gae_lambda: float
+    clip_eps: float
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    rollout_steps: int
+    epochs: int
+    num_minibatches: int
+    value_norm: bool
+    value_norm_beta: float
+    value_clip: bool
+    huber_delta: float
+    normalize_advantages: bool
+    log_std_init: float
+
+
+@struct.dataclass
+class State:
+    params: dict[str, Any]  # agent -> {"actor": ..., "critic": ..., ["log_std": [d]]}
+    opt: dict[str, Any]
+    vnorm: dict[str, ppo.ValueNorm]
+    updates: jax.Array  # learn calls so far
+
+
+class Algorithm:
+    """IPPO as a learner (:mod:`marlow.algos.learner`): pure functions over an explicit :class:`State`."""
+
+    def __init__(self, spec: EnvSpec, cfg: Config):
+        self.spec, self.cfg = spec, cfg
+        self.box = {a: isinstance(s, Box) for a, s in zip(spec.agents, spec.act_spaces, strict=True)}
+        self.dists = {
+            a: DiagGaussian(s) if self.box[a] else make_dist(s)
+            for a, s in zip(spec.agents, spec.act_spaces, strict=True)
+        }
+        act = cfg.activation
+        self.actor = {
+            a: MLP(tuple(cfg.hidden), self.dists[a].out_dim, act, out_scale=0.01) for a in spec.agents
+        }
+        self.critic = MLP(tuple(cfg.hidden), 1, act)
+        clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
+        self.opt = optax.chain(*clip, optax.scale_by_adam(eps=cfg.adam_eps))
+        self.steps_per_iter = cfg.rollout_steps
+        self.num_envs, self.total_steps = None, None
+
+    def bind(self, num_envs: int, total_steps: int) -> None:
+        """The run's number of envs and length (the batch size and the learning-rate schedule)."""
+        batch = self.cfg.rollout_steps * num_envs
+        if batch < self.cfg.num_minibatches:
+            raise ConfigError(
+                f"ippo: a batch of rollout_steps x num_envs = {batch} transitions cannot be split into "
+                f"num_minibatches = {self.cfg.num_minibatches}"
+            )
+        self.num_envs, self.total_steps = num_envs, total_steps
+
+    # ---- state ------------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> State:
+        params = {}
+        for a, k in zip(self.spec.agents, jax.random.split(key, self.spec.num_agents), strict=True):
+            k_pi, k_v = jax.random.split(k)
+            x = jnp.zeros((1, self.spec.obs_dim(a)))
+            p = {"actor": self.actor[a].init(k_pi, x), "critic": self.critic.init(k_v, x)}
+            if self.box[a]:
+                p["log_std"] = jnp.full((self.dists[a].dim,), self.cfg.log_std_init, jnp.float32)
+            params[a] = p
+        return State(
+            params=params,
+            opt={a: self.opt.init(params[a]) for a in self.spec.agents},
+            vnorm={a: ppo.ValueNorm.init() for a in self.spec.agents},
+            updates=jnp.int32(0),
+        )
+
+    def algo_state(self, state: State) -> State:
+        return state
+
+    # ---- acting -----------------------------------------------------------------------------------
+    def _dist_out(self, p, a: str, obs):
+        return self.actor[a].apply(p["actor"], obs)
+
+    def _sample(self, p, a: str, obs, key):
+        """(env action, learning action, log-prob) of agent ``a``'s policy at ``obs``."""
+        out = self._dist_out(p, a, obs)
+        d = self.dists[a]
+        if self.box[a]:
+            raw = d.sample(out, p["log_std"], key)
+            return d.to_env(raw), raw, d.log_prob(out, p["log_std"], raw)
+        s = d.sample(out, key)
+        return s.env, s.env, s.log_prob
+
+    def _logp_entropy(self, p, a: str, obs, action):
+        out = self._dist_out(p, a, obs)
+        d = self.dists[a]
+        if self.box[a]:
+            return d.log_prob(out, p["log_std"], action), d.entropy(out, p["log_std"])
+        return d.log_prob(out, action), d.entropy(out)
+
+    def value(self, state: State, a: str, obs) -> jax.Array:
+        """V_a(obs) in return units (denormalised)."""
+        v = self.critic.apply(state.params[a]["critic"], obs)[..., 0]
+        return state.vnorm[a].denormalize(v) if self.cfg.value_norm else v
+
+    def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:
+        keys = jax.random.split(key, self.spec.num_agents)
+        out = {}
+        for a, k in zip(self.spec.agents, keys, strict=True):
+            p = state.params[a]
+            if explore:
+                out[a] = self._sample(p, a, obs[a], k)[0]
+            elif self.box[a]:
+                out[a] = self.dists[a].to_env(self._dist_out(p, a, obs[a]))
+            else:
+                out[a] = self.dists[a].mode(self._dist_out(p, a, obs[a]))[0]
+        return out
+
+    def policy(self, state: State) -> rollout.Policy:
+        """The behaviour policy; extras: per agent the learning action, its log-prob and V(o)."""
+
+        def behave(pstate, obs, t, key):
+            actions, extras = {}, {"action": {}, "log_prob": {}, "value": {}}
+            for a, k in zip(self.spec.agents, jax.random.split(key, self.spec.num_agents), strict=True):
+                env_a, learn_a, logp = self._sample(state.params[a], a, obs[a], k)
+                actions[a] = env_a
+                extras["action"][a], extras["log_prob"][a] = learn_a, logp
+                extras["value"][a] = self.value(state, a, obs[a])
+            return pstate, actions, extras
+
+        return behave
+
+    def diagnostics(self, state: State) -> dict:
+        return {}
+
+    def communications(self, state: State) -> jax.Array:
+        return jnp.float32(0)
+
+    # ---- learning ---------------------------------------------------------------------------------
+    def ready(self, step) -> jax.Array:
+        return jnp.asarray(True)
+
+    def learn(self, state: State, traj: rollout.Trajectory, step, key: jax.Array) -> tuple[State, dict]:
+        cfg = self.cfg
+        lr = cfg.lr * (
+            ppo.linear_decay(step, self.total_steps, self.iteration_steps) if cfg.anneal_lr else 1.0
+        )
+        data, vnorm, ev = {}, {}, {}
+        for a in self.spec.agents:
+            x = traj.extras
+            next_v = self.value(state, a, traj.next_obs[a])
+            adv, target = ppo.gae(
+                traj.rewards[a], x["value"][a], next_v, traj.terminated, traj.done, cfg.gamma, cfg.gae_lambda
+            )
+            ev[a] = ppo.explained_variance(x["value"][a], target)
+            vn = state.vnorm[a].update(target, cfg.value_norm_beta) if cfg.value_norm else state.vnorm[a]
+            vnorm[a] = vn
+            if cfg.normalize_advantages:
+                adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+            norm = vn.normalize if cfg.value_norm else (lambda v: v)
+            data[a] = {
+                "obs": traj.obs[a],
+                "action": x["action"][a],
+                "log_prob": x["log_prob"][a],
+                "adv": adv,
+                "target": norm(target),
+                "value": norm(x["value"][a]),
+            }
+        data = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), data)
+
+        def minibatch(carry, mb):
+            params, opt = carry
+            new_p, new_o, metrics = {}, {}, {}
+            for a in self.spec.agents:
+                grads, m = jax.grad(self._loss, has_aux=True)(params[a], a, mb[a])
+                updates, new_o[a] = self.opt.update(grads, opt[a], params[a])
+                new_p[a] = optax.apply_updates(params[a], jax.tree.map(lambda u: -lr * u, updates))
+                metrics[a] = m
+            return (new_p, new_o), jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *metrics.values())
+
+        (params, opt), metrics = ppo.minibatch_epochs(
+            (state.params, state.opt), data, key, cfg.epochs, cfg.num_minibatches, minibatch
+        )
+        metrics["explained_variance"] = jnp.mean(jnp.stack(list(ev.values())))
+        metrics["lr"] = jnp.asarray(lr, jnp.float32)
+        metrics["updates"] = jnp.float32(cfg.epochs * cfg.num_minibatches)
+        state = State(params=params, opt=opt, vnorm=vnorm, updates=state.updates + 1)
+        return state, metrics
+
+    @property
+    def iteration_steps(self) -> int:
+        return self.cfg.rollout_steps * self.num_envs
+
+    def _loss(self, p, a: str, mb: dict):
+        """Agent ``a``'s PPO loss on a minibatch (module docstring) and its statistics."""
+        cfg = self.cfg
+        logp, ent = self._logp_entropy(p, a, mb["obs"], mb["action"])
+        pg, stats = ppo.clipped_surrogate(logp, mb["log_prob"], mb["adv"], cfg.clip_eps)
+        v = self.critic.apply(p["critic"], mb["obs"])[..., 0]
+        vf = ppo.value_loss(
+            v, mb["value"], mb["target"], cfg.clip_eps if cfg.value_clip else None, cfg.huber_delta or None
+        )
+        entropy = jnp.mean(ent)
+        loss = pg + cfg.vf_coef * vf - cfg.ent_coef * entropy
+        return loss, {"policy_loss": pg, "value_loss": vf, "entropy": entropy, **stats}

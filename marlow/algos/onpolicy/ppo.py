@@ -1,0 +1,155 @@
+"""The pieces of the PPO family, shared by IPPO and (next) MAPPO, HAPPO and Teammate Lookahead.
+
+- :func:`gae`: generalised advantage estimation (Schulman et al. 2016, Eq. 16) over a ``[T, B]``
+  trajectory with terminations and time-limit truncations kept apart;
+- :func:`clipped_surrogate`: PPO's clipped objective (Schulman et al. 2017, Eq. 7) with a multiplicative
+  factor outside the min (HAPPO's M, Kuba et al. 2022, Eq. 11 / HARL ``happo.py``; 1 for PPO);
+- :func:`value_loss`: the clipped value loss with the Huber loss (MAPPO, Yu et al. 2022, Sec. 3 and its
+  code's ``cal_value_loss``);
+- :class:`ValueNorm`: running mean / variance of the value targets (MAPPO's ValueNorm: debiased EMA);
+- :func:`minibatch_epochs`: epochs of permuted minibatches, one ``lax.scan`` each;
+- :func:`explained_variance`, :func:`linear_decay`.
+
+Everything is a pure function of arrays, jittable and vmappable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
+    """Advantages and value targets of a ``[T, B]`` trajectory (reverse scan).
+
+        delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t)
+        A_t     = delta_t + gamma lam (1 - done_t) A_{t+1}
+        target_t = A_t + V(s_t)
+
+    ``next_values`` = V(s'_t) of the observation step t reached (the finished episode's last observation
+    where an episode ended), so a truncated episode (done, not terminated) bootstraps from its last
+    state while the advantage recursion stops there; a terminated one does neither.
+    ``done = terminated | truncated``. Returns ``(advantages, targets)``, both ``[T, B]``."""
+    not_term = 1.0 - terminated.astype(jnp.float32)
+    not_done = 1.0 - done.astype(jnp.float32)
+    deltas = rewards + gamma * not_term * next_values - values
+
+    def back(a_next, x):
+        delta, nd = x
+        a = delta + gamma * lam * nd * a_next
+        return a, a
+
+    _, adv = jax.lax.scan(back, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
+    return adv, adv + values
+
+
+def clipped_surrogate(logp, logp_old, adv, clip_eps: float, factor=1.0):
+    """PPO's clipped surrogate as a loss to minimise (Schulman et al. 2017, Eq. 7), with HAPPO's factor:
+
+        L = -mean( factor * min(r A, clip(r, 1 - eps, 1 + eps) A) ),   r = exp(logp - logp_old)
+
+    ``factor`` (HAPPO's M of the earlier agents in the order) multiplies outside the min, unclipped, as
+    in HARL. Returns ``(loss, {"approx_kl", "clip_frac"})`` with approx-KL = mean((r - 1) - log r)
+    (Schulman's low-variance estimator, as cleanrl)."""
+    log_ratio = logp - logp_old
+    ratio = jnp.exp(log_ratio)
+    surr = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    loss = -jnp.mean(factor * surr)
+    stats = {
+        "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+        "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
+    }
+    return loss, stats
+
+
+def value_loss(v, v_old, target, clip_eps: float | None, huber_delta: float | None):
+    """MAPPO's value loss: the error of the new prediction ``v`` and, with ``clip_eps``, of the prediction
+    clipped to ``v_old +- clip_eps``; the larger of the two (PPO2's clipped value loss), through the Huber
+    loss with ``huber_delta`` (or half the squared error without), averaged."""
+
+    def err(pred):
+        if huber_delta:
+            return optax.huber_loss(pred, target, delta=huber_delta)
+        return 0.5 * (pred - target) ** 2
+
+    loss = err(v)
+    if clip_eps:
+        loss = jnp.maximum(loss, err(v_old + jnp.clip(v - v_old, -clip_eps, clip_eps)))
+    return jnp.mean(loss)
+
+
+@struct.dataclass
+class ValueNorm:
+    """Running statistics of value targets (MAPPO's ValueNorm, Yu et al. 2022 App. B: a debiased EMA of
+    the mean and the mean square with weight ``beta``); the critic predicts normalised targets."""
+
+    mean: jax.Array
+    mean_sq: jax.Array
+    debias: jax.Array
+
+    @staticmethod
+    def init() -> ValueNorm:
+        return ValueNorm(jnp.float32(0), jnp.float32(0), jnp.float32(0))
+
+    def update(self, x: jax.Array, beta: float) -> ValueNorm:
+        return ValueNorm(
+            self.mean * beta + jnp.mean(x) * (1 - beta),
+            self.mean_sq * beta + jnp.mean(x**2) * (1 - beta),
+            self.debias * beta + (1 - beta),
+        )
+
+    def stats(self, eps: float = 1e-5, min_var: float = 1e-2):
+        d = jnp.maximum(self.debias, eps)
+        mean = self.mean / d
+        var = jnp.maximum(self.mean_sq / d - mean**2, min_var)
+        return mean, jnp.sqrt(var)
+
+    def normalize(self, x):
+        mean, std = self.stats()
+        return (x - mean) / std
+
+    def denormalize(self, x):
+        mean, std = self.stats()
+        return x * std + mean
+
+
+def minibatch_epochs(
+    carry: Any,
+    data: Any,
+    key: jax.Array,
+    epochs: int,
+    num_minibatches: int,
+    step: Callable[[Any, Any], tuple[Any, dict]],
+) -> tuple[Any, dict]:
+    """``epochs`` passes over ``data`` (leaves ``[N, ...]``), each in ``num_minibatches`` minibatches of a
+    fresh permutation (the last ``N mod num_minibatches`` rows of a permutation are left out);
+    ``step(carry, minibatch) -> (carry, metrics)``. Returns the carry and the metrics averaged over all
+    minibatch steps."""
+    n = jax.tree.leaves(data)[0].shape[0]
+    size = n // num_minibatches
+
+    def epoch(carry, k):
+        perm = jax.random.permutation(k, n)[: size * num_minibatches]
+        mbs = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, size) + x.shape[1:]), data)
+        return jax.lax.scan(step, carry, mbs)
+
+    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, epochs))
+    return carry, jax.tree.map(jnp.mean, metrics)
+
+
+def explained_variance(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """1 - Var[target - pred] / Var[target] (NaN-free: 0 when the targets are constant)."""
+    var = jnp.var(target)
+    return jnp.where(var > 0, 1.0 - jnp.var(target - pred) / jnp.where(var > 0, var, 1.0), 0.0)
+
+
+def linear_decay(step, total_steps: int, iteration_steps: int) -> jax.Array:
+    """The learning-rate factor of the iteration that ends at env step ``step``: 1 for the first iteration,
+    falling linearly to 1 / (number of iterations) for the last (JaxMARL / PureJaxRL's annealing)."""
+    done_before = jnp.asarray(step, jnp.float32) - iteration_steps
+    return jnp.clip(1.0 - done_before / total_steps, 0.0, 1.0)

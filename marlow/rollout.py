@@ -1,0 +1,234 @@
+"""The rollout engine: the one "choose actions, step the env" loop of marlow.
+
+Training collection, greedy evaluation, cross-play, AORPO's branched model rollouts, the compounding-error
+measurement and (later) lookahead rounds and imagination are all calls of :func:`collect`. It depends on
+the env protocol only (:mod:`marlow.envs.api`): a real JAX env, a learned model behind the same protocol
+(:class:`marlow.world.model_env.ModelEnv`, whose state is opaque to the engine) or any other env.
+
+A *policy* is a pure function
+
+    policy(pstate, obs, t, key) -> (pstate, actions, extras)
+
+of an opaque policy state ``pstate`` (a recurrent state, or ``None``), the batched joint observation
+``obs`` (agent -> ``[B, ...]``), the step index ``t`` (int32, 0-based, traced) and a key. ``actions`` are
+env-format actions (agent -> ``[B, ...]``); ``extras`` is any pytree of per-step outputs the learner
+wants to keep (the behaviour policy's log-probabilities and values for PPO), stored in
+:attr:`Trajectory.extras`.
+
+The result is a :class:`Trajectory` with leaves ``[T, B, ...]``. ``terminated`` and ``truncated`` are
+kept apart: a value target bootstraps from ``next_obs`` where an episode was truncated by its time limit
+and not where it terminated. ``next_obs`` is the observation each step reached, i.e. the finished
+episode's last observation where an episode ended (the env auto-resets; ``obs`` of the next step is then
+the new episode's first).
+
+Keys. By default the key is carried through the scan and split as ``key, k_act, k_env = split(key, 3)``
+at every step (``k_env`` split over the B envs); the final key is returned so the caller can continue
+the stream. ``step_keys=True`` instead takes ``key`` as ``[T]`` per-step keys, each split as
+``k_act, k_env = split(key_t)`` (the evaluation stream, whose keys do not depend on anything before).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Policy = Callable[[Any, dict, jax.Array, jax.Array], tuple[Any, dict, Any]]
+"""``policy(pstate, obs, t, key) -> (pstate, actions, extras)`` (module docstring)."""
+
+
+@struct.dataclass
+class EnvCarry:
+    """The part of a rollout that continues across :func:`collect` calls: ``B`` env states, their current
+    observations (agent -> ``[B, ...]``) and the policy state."""
+
+    env_state: Any
+    obs: dict
+    pstate: Any = None
+
+
+@struct.dataclass
+class Trajectory:
+    """``T`` steps of ``B`` envs; every leaf ``[T, B, ...]``.
+
+    obs, actions, rewards, next_obs: dicts keyed by agent (actions in the env's format).
+    terminated: bool, the episode reached a true terminal state at this step (no bootstrap).
+    truncated: bool, the episode ended by its time limit at this step (bootstrap from ``next_obs``).
+    valid: bool, the step belongs to the requested horizon (``collect``'s ``horizon``; all true otherwise).
+    extras: the policy's per-step extras.
+    states: the env states *before* each step (only with ``record_states``; else None).
+    """
+
+    obs: dict
+    actions: dict
+    rewards: dict
+    next_obs: dict
+    terminated: jax.Array
+    truncated: jax.Array
+    valid: jax.Array
+    extras: Any = None
+    states: Any = None
+
+    @property
+    def done(self) -> jax.Array:
+        """The episode ended at this step (terminated or truncated)."""
+        return self.terminated | self.truncated
+
+    @property
+    def length(self) -> int:
+        return self.valid.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.valid.shape[1]
+
+
+def reset(env, key: jax.Array, num_envs: int, pstate: Any = None) -> EnvCarry:
+    """``num_envs`` fresh episodes of a JAX env, reset with ``split(key, num_envs)``."""
+    obs, state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    return EnvCarry(state, obs, pstate)
+
+
+def from_states(env, states: Any, pstate: Any = None) -> EnvCarry:
+    """Start from stored env states ``[B]`` (``env.reset_to``; a batched ModelEnv takes the batch)."""
+    if getattr(env, "batched", False):
+        obs, states = env.reset_to(states)
+    else:
+        obs, states = jax.vmap(env.reset_to)(states)
+    return EnvCarry(states, obs, pstate)
+
+
+def num_envs_of(carry: EnvCarry) -> int:
+    return jax.tree.leaves(carry.obs)[0].shape[0]
+
+
+def _env_step(env, key, state, actions, num_envs: int, auto_reset: bool):
+    """One step of all ``num_envs`` envs: vmapped over them, or one call of a batched env."""
+    step = env.step if auto_reset else env.step_env
+    if getattr(env, "batched", False):
+        return step(key, state, actions)
+    return jax.vmap(step)(jax.random.split(key, num_envs), state, actions)
+
+
+def collect(
+    env,
+    policy: Policy,
+    carry: EnvCarry,
+    key: jax.Array,
+    steps: int,
+    *,
+    t0: int | jax.Array = 0,
+    horizon: int | jax.Array | None = None,
+    step_keys: bool = False,
+    auto_reset: bool = True,
+    record_states: bool = False,
+) -> tuple[EnvCarry, jax.Array, Trajectory]:
+    """Run ``policy`` in ``env`` for ``steps`` (static) steps from ``carry``.
+
+    Args:
+        env: an env with the marlow protocol (``step``/``step_env``; ``batched`` envs step all B at once).
+        policy: ``policy(pstate, obs, t, key) -> (pstate, actions, extras)`` (module docstring).
+        carry: the env states, observations and policy state to start from (:func:`reset`,
+            :func:`from_states`, or the carry a previous call returned).
+        key: a key, carried and split per step; ``[steps]`` per-step keys with ``step_keys``.
+        steps: the scan length T.
+        t0: the step index of the first step (``t`` passed to the policy is ``t0 + i``).
+        horizon: steps ``t >= horizon`` (relative to ``t0``) are computed but marked invalid (a traced
+            rollout length inside a static scan, e.g. AORPO's k <= k_max); default: all valid.
+        step_keys: ``key`` holds one key per step (module docstring).
+        auto_reset: step with ``env.step`` (auto-reset at episode ends); False uses ``env.step_env``.
+        record_states: keep the env state before every step in :attr:`Trajectory.states`.
+
+    Returns ``(carry, key, trajectory)``: the carry after the last step, the next key of the carried
+    stream (``key`` unchanged with ``step_keys``) and the :class:`Trajectory` ``[T, B, ...]``.
+    """
+    b = num_envs_of(carry)
+
+    def body(inner, xs):
+        c, key = inner
+        t, k_step = xs
+        if step_keys:
+            k_act, k_env = jax.random.split(k_step)
+        else:
+            key, k_act, k_env = jax.random.split(key, 3)
+        pstate, actions, extras = policy(c.pstate, c.obs, t, k_act)
+        obs, state, rewards, dones, infos = _env_step(env, k_env, c.env_state, actions, b, auto_reset)
+        done = jnp.broadcast_to(jnp.asarray(dones["__all__"], jnp.bool_), (b,))
+        truncated = jnp.broadcast_to(jnp.asarray(infos.get("truncated", False), jnp.bool_), (b,))
+        next_obs = infos["terminal_obs"] if auto_reset else obs
+        out = {
+            "obs": c.obs,
+            "actions": actions,
+            "rewards": rewards,
+            "next_obs": next_obs,
+            "terminated": done & ~truncated,
+            "truncated": done & truncated,
+            "extras": extras,
+        }
+        if record_states:
+            out["states"] = c.env_state
+        return (EnvCarry(state, obs, pstate), key), out
+
+    ts = jnp.asarray(t0, jnp.int32) + jnp.arange(steps, dtype=jnp.int32)
+    per_step = key if step_keys else jnp.zeros((steps,), jnp.int32)
+    (carry, key_out), out = jax.lax.scan(body, (carry, key), (ts, per_step))
+    rel = jnp.arange(steps)
+    valid = rel < (steps if horizon is None else jnp.asarray(horizon, jnp.int32))
+    traj = Trajectory(
+        obs=out["obs"],
+        actions=out["actions"],
+        rewards=out["rewards"],
+        next_obs=out["next_obs"],
+        terminated=out["terminated"],
+        truncated=out["truncated"],
+        valid=jnp.broadcast_to(valid[:, None], (steps, b)),
+        extras=out["extras"],
+        states=out.get("states"),
+    )
+    return carry, key_out, traj
+
+
+def stateless(act: Callable[[dict, jax.Array], dict]) -> Policy:
+    """A :data:`Policy` from ``act(obs, key) -> actions`` (no policy state, no extras)."""
+
+    def policy(pstate, obs, t, key):
+        return pstate, act(obs, key), None
+
+    return policy
+
+
+def episode_mask(traj: Trajectory) -> jax.Array:
+    """float ``[T, B]``: 1 while the episode that was running at step 0 has not ended before step t (the
+    steps of each env's first episode; an evaluation's episodes start at step 0)."""
+    ended_before = jnp.cumsum(traj.done.astype(jnp.int32), axis=0) - traj.done.astype(jnp.int32)
+    return (ended_before == 0).astype(jnp.float32)
+
+
+def transitions(traj: Trajectory) -> dict[str, Any]:
+    """The replay format of off-policy learners, flattened time-major to ``[T * B, ...]``: obs, actions,
+    rewards, next_obs and ``done`` = terminated (float; truncation bootstraps)."""
+    trans = {
+        "obs": traj.obs,
+        "actions": traj.actions,
+        "rewards": traj.rewards,
+        "next_obs": traj.next_obs,
+        "done": traj.terminated.astype(jnp.float32),
+    }
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), trans)
+
+
+__all__ = [
+    "EnvCarry",
+    "Policy",
+    "Trajectory",
+    "collect",
+    "episode_mask",
+    "from_states",
+    "num_envs_of",
+    "reset",
+    "stateless",
+    "transitions",
+]
