@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import marlow  # noqa: F401  (device set-up before JAX starts)
+from marlow.devices import configure_host_devices
 from marlow.experiment.config import resolve
 from marlow.experiment.runner import train
 
@@ -110,12 +110,12 @@ def compare(before: Path, after: Path) -> None:
         if (before / f"{name}.csv").exists() and (after / f"{name}.csv").exists():
             d, where, n = diff(before / f"{name}.csv", after / f"{name}.csv")
             d2, where2, _ = diff(before / f"{name}.csv", after / f"{name}.csv", skip=AGGREGATES)
-            print(
-                f"| {name} | {n} | {d:.3g} | {where or '-'} | {d2:.3g} {('(' + where2 + ')') if where2 else ''} |"
-            )
+            inner = f"{d2:.3g} ({where2})" if where2 else f"{d2:.3g}"
+            print(f"| {name} | {n} | {d:.3g} | {where or '-'} | {inner} |")
 
 
 def main() -> None:
+    configure_host_devices()  # one XLA host device per core, before JAX starts
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path)
     p.add_argument("--only", nargs="*", default=list(CONFIGS))

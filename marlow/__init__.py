@@ -1,7 +1,7 @@
-"""marlow: Multi-Agent Reinforcement Learning with Opponent and World models."""
+"""marlow: Multi-Agent Reinforcement Learning with Opponent and World models.
 
-from marlow.devices import configure_host_devices
-
-configure_host_devices()  # before JAX initialises its backends (see marlow/devices.py)
+Importing marlow changes nothing in the process: the command line (``marlow.cli.main``) asks XLA for one
+host device per core (:func:`marlow.devices.configure_host_devices`) before JAX starts; a script or
+notebook that wants the same seed sharding calls it itself, first."""
 
 __version__ = "0.1.0"

@@ -125,23 +125,25 @@ def cmd_list(args: list[str]) -> int:
 
     from marlow import envs
     from marlow.algos import ALGORITHMS, get_algo, unsupported
+    from marlow.algos.learner import kind_of
     from marlow.envs.spaces import describe
 
     console = Console()
     t = Table(title="algorithms")
-    for col in ("algo", "discrete", "multi_discrete", "box", "states", "description"):
+    for col in ("algo", "learner", "discrete", "multi_discrete", "box", "states", "description"):
         t.add_column(col)
     for name in ALGORITHMS:
         m = get_algo(name)
         t.add_row(
             name,
+            kind_of(m).replace("_", "-"),
             *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
             "finite" if getattr(m, "TABULAR", False) else "any",
             m.DESCRIPTION,
         )
     console.print(t)
     t = Table(title="tasks")
-    for col in ("task", "agents: obs -> action", "teams", "T", "algorithms"):
+    for col in ("task", "agents: obs -> action", "teams", "T", "global state", "masks", "algorithms"):
         t.add_column(col, overflow="fold")
     for name in envs.task_names():
         spec = envs.make(name).spec
@@ -151,7 +153,9 @@ def cmd_list(args: list[str]) -> int:
         )
         teams = "\n".join(f"{n}: {', '.join(m)}" for n, m in spec.teams)
         ok = [a for a in ALGORITHMS if unsupported(get_algo(a), spec) is None]
-        t.add_row(name, agents, teams, str(spec.episode_length), ", ".join(ok))
+        state = str(spec.global_state_dim) if spec.global_state_dim else "-"
+        masks = "yes" if spec.action_masks else "-"
+        t.add_row(name, agents, teams, str(spec.episode_length), state, masks, ", ".join(ok))
     console.print(t)
     console.print("Any PettingZoo Parallel env: task=pettingzoo:<module>[:<factory>]")
     return 0
@@ -176,6 +180,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from marlow.devices import configure_host_devices
+
+    configure_host_devices()  # one XLA host device per core, before JAX starts (marlow/devices.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)

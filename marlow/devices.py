@@ -3,7 +3,8 @@
 XLA's CPU backend runs the small matrix products of MARL updates on one core: measured on the 2-core
 benchmark machine, a second core changed a MASAC update's time by less than the run-to-run noise. Seeds
 never interact, so the seed axis of a vmapped run can be split across devices with no communication.
-:func:`configure_host_devices` (called when ``marlow`` is imported, before JAX initialises its backends)
+:func:`configure_host_devices` (called by the command line and the test suite's conftest before JAX
+initialises its backends; importing ``marlow`` does not touch ``XLA_FLAGS``)
 exposes one CPU device per core; :func:`shard_seeds` places a seed-batched pytree so that each device
 holds an equal share of the seeds, and the jitted program then runs the shares in parallel. On a GPU
 the default backend has its own devices and the same code spreads seeds over them.

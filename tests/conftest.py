@@ -1,4 +1,6 @@
-"""Import marlow before any test module touches JAX, so that marlow.devices can ask XLA for one host
-device per core before the backend starts (as the CLI does)."""
+"""Ask XLA for one host device per core before any test module touches JAX (as the CLI does), so that
+seed sharding over devices is exercised."""
 
-import marlow  # noqa: F401
+from marlow.devices import configure_host_devices
+
+configure_host_devices()

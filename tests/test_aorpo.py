@@ -1,7 +1,7 @@
 """AORPO (Algorithm 1) wiring: the policy conditioned on opponent predictions, the model-training cadence,
 exact communication counts of a round of rollouts (cooperative and competitive), the model buffer
-receiving exactly M x k rollout transitions per ego, and MASAC's one-update-per-round before the model is
-ready. The world-model pieces have their own tests (test_ensemble, test_opponents, test_rollout)."""
+receiving exactly M x k rollout transitions per ego, and MASAC's one update per round before the model is
+trained. The world-model pieces have their own tests (test_ensemble, test_opponents, test_rollout)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from marlow.algos import get_algo
 from marlow.buffers import replay
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
+from marlow.experiment.logging import read_metrics
+from marlow.experiment.runner import train
 
 M = 8
 SMALL = [
@@ -132,19 +134,32 @@ def test_competitive_egos_never_query_the_other_team():
     assert float(state.comm) == expected_comm(s, state)  # the prey has no teammate: queries nobody
 
 
-def test_before_the_model_only_the_first_update_of_a_round_counts(spread):
+def test_before_the_model_a_round_is_one_real_update(spread, tmp_path):
+    """Before the world model is trained a round makes MASAC's single update (a real branch, no update
+    computed and discarded); afterwards G. The logged ``updates`` count the updates applied."""
     s = spread
-    state, _ = s.prepare(s.state, s.buffer, jax.random.PRNGKey(1), 50)  # warm-up round
-    batch = replay.sample(s.buffer, jax.random.PRNGKey(2), s.cfg.batch_size)
-    first, _ = s.update(state, batch, jax.random.PRNGKey(3))
-    second, _ = s.update(first, batch, jax.random.PRNGKey(4))
-    leaves = jax.tree.leaves
-    assert any(not np.array_equal(x, y) for x, y in zip(leaves(state.base), leaves(first.base), strict=True))
-    assert all(np.array_equal(x, y) for x, y in zip(leaves(first.base), leaves(second.base), strict=True))
-    ready, _ = s.prepare(s.state, s.buffer, jax.random.PRNGKey(1), 200)  # model rollouts exist
-    a, _ = s.update(ready, batch, jax.random.PRNGKey(3))
-    b, _ = s.update(a, batch, jax.random.PRNGKey(4))
-    assert any(not np.array_equal(x, y) for x, y in zip(leaves(a.base), leaves(b.base), strict=True))
+    assert not bool(s.algo.full_round(50)) and bool(s.algo.full_round(100)) and s.algo.REDUCED_UPDATES == 1
+    run = train(
+        resolve(
+            [
+                "algo=aorpo",
+                "task=mpe/simple_spread",
+                f"run_dir={tmp_path / 'run'}",
+                *SMALL,
+                "num_envs=2",
+                "updates_per_step=4",
+                "eval_every=200",
+                "total_steps=400",
+                "eval_episodes=2",
+                "progress=false",
+                "model_warmup_steps=200",
+                "model_train_every=200",
+            ]
+        )
+    )
+    m = read_metrics(run)[0]
+    # 50-step rounds from the warm-up (50) on: one update each at 50, 100, 150, then G = 4 from 200 on
+    assert list(m["updates"]) == [0, 1 + 1 + 1 + 4, 4 * 4]
 
 
 def test_aordpg_learns_on_mixed_batches_with_a_conditioned_deterministic_policy():
@@ -179,3 +194,10 @@ def test_bad_world_config_is_a_one_line_error(override, match):
     with pytest.raises(ConfigError, match=match) as err:
         get_algo("aorpo").Algorithm(spec, cfg)
     assert "\n" not in str(err.value)
+
+
+def test_an_opponent_holdout_without_rows_is_refused():
+    """eps_j needs held-out transitions at the first fit: a ratio that holds out none is a config error
+    (eps_j used to become 1.0 silently)."""
+    with pytest.raises(ConfigError, match="opp_holdout_ratio"):
+        Setup("mpe/simple_spread", "opp_holdout_ratio=0.001")

@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from marlow import envs
 from marlow.envs import mpe
 from marlow.envs.api import MultiAgentEnv, random_actions
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete
+from marlow.errors import ConfigError
 
 FACTORIES = {
     "mpe/simple_spread": mpe.simple_spread,
@@ -315,3 +317,24 @@ def test_reset_to_reproduces_obs_and_step_is_deterministic(name):
     for x, y in zip(jax.tree.leaves(out1), jax.tree.leaves(out2), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert int(out1[1].step) == 6
+
+
+@pytest.mark.parametrize("task", ["mpe/simple_spread", "mpe/simple_schedule", "mpe/simple_tag"])
+def test_global_state_and_action_masks(task):
+    """MPE's global state is the concatenated observations (spec.global_state_dim); it has no action
+    masks, so every action is available; the games say they have no global state."""
+    env = envs.make(task)
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    g = env.global_state(state)
+    assert g.shape == (env.spec.global_state_dim,)
+    np.testing.assert_array_equal(g, np.concatenate([obs[a] for a in env.spec.agents]))
+    assert not env.spec.action_masks
+    masks = env.avail_actions(state)
+    assert all(
+        bool(np.all(m)) and m.shape == (s.flat_dim,)
+        for m, s in zip(masks.values(), env.spec.act_spaces, strict=True)
+    )
+    game = envs.make("games/climbing")
+    assert game.spec.global_state_dim is None
+    with pytest.raises(ConfigError, match="no global state"):
+        game.global_state(game.reset(jax.random.PRNGKey(0))[1])

@@ -40,7 +40,10 @@ CI_TASKS = {  # model-free network learners -> tasks CI trains them on
     "ddpg_om": {"games/climb"},
     "masql": {"games/lookahead_toy"},
     "pr2_ac": {"games/max_of_two_quadratics"},
+    # on-policy: heterogeneous multi-discrete agents, competitive teams, Box actions
+    "ippo": {"mpe/simple_schedule", "mpe/simple_tag", "games/lookahead_toy"},
 }
+ON_POLICY = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "on_policy"}
 
 
 def in_ci(algo: str, task: str) -> bool:
@@ -72,17 +75,10 @@ WORLD = [
     "opp_max_epochs=2",
     "opp_window=64",
 ]
-TINY = [
-    "batch_size=16",
-    "num_envs=2",
-    "update_every=50",
-    "updates_per_step=1",
-    "warmup_steps=50",
-    "eval_every=100",
-    "total_steps=100",
-    "eval_episodes=2",
-    "progress=false",
-]
+RUN = ["num_envs=2", "eval_every=100", "total_steps=100", "eval_episodes=2", "progress=false"]
+TINY = ["batch_size=16", "update_every=50", "updates_per_step=1", "warmup_steps=50", *RUN]
+# on-policy: two iterations of 25 steps x 2 envs, one epoch of two minibatches each
+TINY_ON_POLICY = ["rollout_steps=25", "epochs=1", "num_minibatches=2", *RUN]
 
 
 def test_every_algorithm_fits_some_task():
@@ -102,8 +98,9 @@ def test_ci_trains_every_algorithm_and_every_task():
 
 @pytest.mark.parametrize(("algo", "task"), REFUSED)
 def test_unfitting_pair_is_refused(tmp_path, algo, task):
+    tiny = TINY_ON_POLICY if algo in ON_POLICY else TINY
     with pytest.raises(ConfigError, match=algo):
-        train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *TINY]))
+        train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny]))
     assert not (tmp_path / "run").exists()
 
 
@@ -113,10 +110,12 @@ def test_algorithm_trains_on_task(tmp_path, algo, task):
     types = field_types(get_algo(algo).Config)
     net = NETWORK if "hidden" in types else []
     world = WORLD if "model_hidden" in types else []
-    run = train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *TINY, *net, *world]))
+    tiny = TINY_ON_POLICY if algo in ON_POLICY else TINY
+    run = train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny, *net, *world]))
     m = read_metrics(run)[0]
     assert list(m["env_steps"]) == [0, 100]
-    assert m["updates"][-1] == 2  # two iterations of 50 steps, warm-up reached at the first
+    # off-policy: two iterations of 50 steps, warm-up reached at the first; on-policy: 2 x 2 minibatches
+    assert m["updates"][-1] == (4 if algo in ON_POLICY else 2)
     losses = [k for k in m if k.startswith("loss/")]
     assert losses and all(np.isfinite(m[k][-1]) for k in losses)
     assert np.isfinite(m["eval/team_return"]).all()

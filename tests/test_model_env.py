@@ -236,3 +236,52 @@ def test_bad_predict_output_is_reported():
         env.step(jax.random.key(0), env.start({"a": jnp.zeros(2), "b": jnp.zeros(3)}), {"a": 0, "b": 0})
     with pytest.raises(ConfigError):
         ModelEnv(toy_spec(), None)
+
+
+def _toy_spec(length: int = 10) -> EnvSpec:
+    return EnvSpec(
+        name="toy",
+        agents=("a", "b"),
+        obs_spaces=(Box(-jnp.inf, jnp.inf, (1,)), Box(-jnp.inf, jnp.inf, (1,))),
+        act_spaces=(Discrete(2), Discrete(2)),
+        teams=(("team", ("a", "b")),),
+        episode_length=length,
+    )
+
+
+def test_predicted_termination_and_an_opaque_latent_through_the_rollout_engine():
+    """A stateful model (a counter in its latent) that predicts termination when the counter reaches 3:
+    the engine reports terminated (no bootstrap) rather than truncated, and never reads the latent."""
+    from marlow import rollout as engine
+
+    spec = _toy_spec()
+
+    def predict(key, latent, obs, actions):
+        latent = latent + 1
+        nxt = {a: obs[a] + 1.0 for a in spec.agents}
+        return latent, nxt, {a: jnp.ones(()) for a in spec.agents}, latent == 3
+
+    env = ModelEnv(spec, predict, stateful=True)
+    with pytest.raises(ConfigError, match="latent"):
+        env.start({a: jnp.zeros((2, 1)) for a in spec.agents})
+    start = env.start({a: jnp.zeros((2, 1)) for a in spec.agents}, latent=jnp.array([0, 1]))
+    carry = engine.from_states(env, start)
+    policy = engine.stateless(lambda obs, k: {a: jnp.zeros(2, jnp.int32) for a in spec.agents})
+    carry, _, traj = engine.collect(env, policy, carry, jax.random.PRNGKey(0), 4)
+    # env 0 terminates at its 3rd step (t = 2), env 1 at its 2nd (t = 1); the latent keeps counting
+    np.testing.assert_array_equal(traj.terminated[:, 0], [False, False, True, False])
+    np.testing.assert_array_equal(traj.terminated[:, 1], [False, True, False, False])
+    assert not bool(traj.truncated.any())
+    np.testing.assert_array_equal(carry.env_state.latent, [4, 5])
+
+
+def test_time_limit_is_a_truncation():
+    from marlow import rollout as engine
+
+    spec = _toy_spec(length=2)
+    env = ModelEnv(spec, lambda key, obs, actions: (obs, {a: jnp.zeros(()) for a in spec.agents}))
+    carry = engine.from_states(env, env.start({a: jnp.zeros((3, 1)) for a in spec.agents}))
+    policy = engine.stateless(lambda obs, k: {a: jnp.zeros(3, jnp.int32) for a in spec.agents})
+    _, _, traj = engine.collect(env, policy, carry, jax.random.PRNGKey(0), 4)
+    np.testing.assert_array_equal(traj.truncated[:, 0], [False, True, False, True])
+    assert not bool(traj.terminated.any())

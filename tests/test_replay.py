@@ -138,3 +138,12 @@ def test_jit_and_vmap_over_seeds_match_unbatched():
         _check_consistent(one[1])
     # seeds sample independently
     assert not np.array_equal(np.asarray(samples["id"][0]) % 100, np.asarray(samples["id"][1]) % 100)
+
+
+def test_sample_from_an_empty_buffer_is_nan_not_zeros():
+    buf = replay.init(_example(), 4)
+    batch = replay.sample(buf, jax.random.PRNGKey(0), 3)
+    assert np.isnan(np.asarray(batch["obs"]["a"])).all() and np.isnan(np.asarray(batch["done"])).all()
+    assert (np.asarray(batch["id"]) == -1).all()
+    full = replay.add(buf, jax.tree.map(lambda x: jnp.stack([x + 1] * 2), _example()))
+    assert np.isfinite(np.asarray(replay.sample(full, jax.random.PRNGKey(0), 3)["obs"]["a"])).all()

@@ -21,6 +21,7 @@ import numpy as np
 from marlow import envs
 from marlow.algos import get_algo
 from marlow.buffers import replay
+from marlow.devices import configure_host_devices
 from marlow.experiment.config import resolve
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +43,7 @@ def timed(fn, *args, repeat: int = 3) -> float:
 
 
 def main() -> None:
+    configure_host_devices()  # one XLA host device per core, before JAX starts
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--buffer", type=int, default=100_000, help="real transitions in the buffer")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marlow.devices import configure_host_devices
 from marlow.experiment.config import resolve
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import load_run_config, train
@@ -31,6 +32,7 @@ def run_sweep(
     compilation, None for a reused run). ``reuse``: keep a finished run of the same config. ``tag``: a
     suffix of the run directory, to keep sweeps with different overrides apart. ``root``: where the run
     directories go (another benchmark's git-ignored runs/)."""
+    configure_host_devices()  # one XLA host device per core, before JAX starts
     run_dir = root / task.replace("/", "_") / f"{algo}{tag}"
     cfg = resolve([f"algo={algo}", f"task={task}", f"num_seeds={seeds}", f"run_dir={run_dir}", *overrides])
     total = None

@@ -19,7 +19,8 @@ Optional parts of that protocol:
 - ``Algorithm.prepare(state, buffer, key, step) -> (state, metrics)``: called before each round of
   ``updates_per_step`` updates with the whole real replay buffer and the (unbatched) env-step count, e.g.
   to train world and opponent models and to fill a model buffer with rollouts;
-- ``Algorithm.updates_applied(step) -> int``: fewer updates in some rounds (a real branch on ``step``);
+- ``Algorithm.full_round(step) -> bool`` and ``Algorithm.REDUCED_UPDATES``: rounds with fewer updates
+  (a real branch on the unbatched ``step``; AORPO before its world model is trained);
 - ``Algorithm.communications(state) -> scalar``: real-agent queries made outside the env (e.g. inside
   model rollouts), counted into the logged ``agent_interactions``.
 

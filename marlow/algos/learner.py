@@ -64,8 +64,9 @@ class OffPolicyLearner:
     algorithm's optional ``observe`` hook and stored (also during warm-up); then, once
     ``step >= warmup_steps``, the optional ``prepare(state, buffer, key, step)`` (world models,
     rollouts) and ``updates_per_step`` updates on batches sampled from the buffer. An algorithm that
-    applies fewer updates in some rounds says so with ``updates_applied(step) -> int`` (AORPO before its
-    world model is trained)."""
+    applies fewer updates in some rounds defines ``full_round(step) -> bool`` and ``REDUCED_UPDATES``
+    (AORPO: MASAC's one update per round until its world model is trained); the two round sizes are two
+    branches of a real ``lax.cond``, so no update is computed and thrown away."""
 
     kind = OFF_POLICY
 
@@ -125,19 +126,32 @@ class OffPolicyLearner:
         return OffPolicyState(algo_state, replay.add(state.buffer, trans))
 
     def updates(self, state: OffPolicyState, step, key: jax.Array) -> tuple[OffPolicyState, dict]:
-        """``prepare`` (given the whole real buffer) then ``updates_per_step`` updates; metrics are
-        averaged over the updates."""
+        """``prepare`` (given the whole real buffer) then the round's updates; metrics are averaged over
+        the updates applied, plus ``updates``, their number. Each update samples its batch and draws its
+        own noise from two independent keys."""
         algo_state, prep_metrics = state.algo, {}
         if hasattr(self.algo, "prepare"):
             key, k_prep = jax.random.split(key)
             algo_state, prep_metrics = self.algo.prepare(algo_state, state.buffer, k_prep, step)
 
         def one(algo_state, key):
-            batch = replay.sample(state.buffer, key, self.batch_size)
-            return self.algo.update(algo_state, batch, key)
+            k_sample, k_update = jax.random.split(key)
+            batch = replay.sample(state.buffer, k_sample, self.batch_size)
+            return self.algo.update(algo_state, batch, k_update)
 
-        algo_state, metrics = jax.lax.scan(one, algo_state, jax.random.split(key, self.updates_per_step))
-        metrics = jax.tree.map(jnp.mean, metrics)
+        def rounds(n: int):
+            def run(algo_state):
+                algo_state, metrics = jax.lax.scan(one, algo_state, jax.random.split(key, n))
+                return algo_state, dict(jax.tree.map(jnp.mean, metrics), updates=jnp.float32(n))
+
+            return run
+
+        full = rounds(self.updates_per_step)
+        if hasattr(self.algo, "full_round"):  # a real branch: the step is not batched over seeds
+            reduced = rounds(min(self.algo.REDUCED_UPDATES, self.updates_per_step))
+            algo_state, metrics = jax.lax.cond(self.algo.full_round(step), full, reduced, algo_state)
+        else:
+            algo_state, metrics = full(algo_state)
         metrics.update(prep_metrics)
         return state.replace(algo=algo_state), metrics
 
@@ -145,12 +159,9 @@ class OffPolicyLearner:
         state = self.store(state, rollout.transitions(traj))
         shapes = jax.eval_shape(lambda s: self.updates(s, step, key)[1], state)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        state, metrics = jax.lax.cond(
+        return jax.lax.cond(
             self.ready(step), lambda s: self.updates(s, step, key), lambda s: (s, zeros), state
         )
-        n = jnp.float32(self.updates_per_step)
-        metrics = dict(metrics, updates=jnp.where(self.ready(step), n, 0.0))
-        return state, metrics
 
 
 def make_learner(algo_mod: ModuleType, algo, cfg, spec: EnvSpec, num_envs: int, total_steps: int):

@@ -40,9 +40,22 @@ def add(buf: ReplayBuffer, batch: Any) -> ReplayBuffer:
 
 
 def sample(buf: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
-    """Uniform sample with replacement from the valid entries (the buffer must not be empty)."""
+    """Uniform sample with replacement from the valid entries. From an empty buffer (which jitted code
+    cannot refuse) every float entry is NaN and every integer entry -1, so a batch that is used by
+    mistake shows up as a NaN loss (the runner stops with exit code 3) instead of plausible zeros."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buf.size, 1))
-    return jax.tree.map(lambda d: d[idx], buf.data)
+    empty = buf.size == 0
+
+    def take(d):
+        rows = d[idx]
+        bad = (
+            jnp.nan
+            if jnp.issubdtype(d.dtype, jnp.floating)
+            else (-1 if jnp.issubdtype(d.dtype, jnp.integer) else 0)
+        )
+        return jnp.where(empty, jnp.asarray(bad, d.dtype), rows)
+
+    return jax.tree.map(take, buf.data)
 
 
 def recent(buf: ReplayBuffer, n: int) -> Any:

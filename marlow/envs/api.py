@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
+from marlow.errors import ConfigError
 
 Obs = dict[str, jax.Array]
 Actions = dict[str, jax.Array]
@@ -42,6 +43,11 @@ class EnvSpec:
     ``num_states`` is set for tasks with a small finite state space that tabular algorithms can index:
     every agent's observation is then the one-hot of the state (a single-state game may observe a
     constant), so the state index is its argmax; ``None`` for continuous observations.
+
+    ``action_masks``: whether the env's ``avail_actions(state)`` can rule actions out (SMAX-style
+    available actions); False: every action is always available (the default ``avail_actions`` is all
+    ones). ``global_state_dim``: the width of ``global_state(state)``, the input of centralised critics
+    (MAPPO, HAPPO); ``None``: the task has no global state and says so (``global_state`` raises).
     """
 
     name: str
@@ -54,6 +60,8 @@ class EnvSpec:
     description: str = ""
     extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     num_states: int | None = None
+    action_masks: bool = False
+    global_state_dim: int | None = None
 
     def __post_init__(self):
         if not (len(self.agents) == len(self.obs_spaces) == len(self.act_spaces)):
@@ -148,6 +156,24 @@ class MultiAgentEnv(SpecSurface):
 
     def get_obs(self, state: Any) -> Obs:
         raise NotImplementedError
+
+    # ---- optional (tasks that have them override; the spec says which) ----------------------------
+    def avail_actions(self, state: Any) -> dict[str, jax.Array]:
+        """Per agent, a bool mask of the actions available in ``state`` (``[n]`` for Discrete(n), the
+        concatenated component masks ``[sum nvec]`` for MultiDiscrete; Box agents are not listed). The
+        default: all available (``spec.action_masks`` False)."""
+        return {
+            a: jnp.ones((s.flat_dim,), jnp.bool_)
+            for a, s in zip(self.spec.agents, self.spec.act_spaces, strict=True)
+            if s.kind != "box"
+        }
+
+    def global_state(self, state: Any) -> jax.Array:
+        """The global state ``[spec.global_state_dim]`` for centralised critics."""
+        raise ConfigError(
+            f"task {self.spec.name!r} has no global state (its spec's global_state_dim is None); a "
+            "centralised critic can use the concatenated observations instead"
+        )
 
     # ---- provided -------------------------------------------------------------------------------
     def reset_to(self, state: Any) -> tuple[Obs, Any]:

@@ -192,7 +192,14 @@ class JaxMARLMPE(MultiAgentEnv):
             episode_length=self.episode_length,
             shared_reward=cooperative,
             description=description,
+            global_state_dim=sum(int(jaxmarl_env.observation_spaces[a].shape[0]) for a in agents),
         )
+
+    def global_state(self, state: State) -> jax.Array:
+        """MPE has no world-state vector: the concatenated observations of all agents in spec order, as
+        MAPPO's MPE runs use (Yu et al. 2022, App. C). No action masks: every move is always allowed."""
+        obs = self.get_obs(state)
+        return jnp.concatenate([obs[a] for a in self.spec.agents], axis=-1)
 
     def reset(self, key: jax.Array) -> tuple[Obs, State]:
         obs, state = self.jaxmarl_env.reset(key)
@@ -348,6 +355,7 @@ class SimpleScheduleMPE(MultiAgentEnv):
             episode_length=self.episode_length,
             shared_reward=True,
             description=_SCHEDULE,
+            global_state_dim=obs_leader + 2 * obs_follower,
             extra=(("leader", self.LEADER),),
         )
 
@@ -382,6 +390,11 @@ class SimpleScheduleMPE(MultiAgentEnv):
             goal=jax.random.permutation(key_g, m).astype(jnp.int32),
         )
         return self.get_obs(state), state
+
+    def global_state(self, state: State) -> jax.Array:
+        """The concatenated observations of leader and followers (as the other MPE tasks; no masks)."""
+        obs = self.get_obs(state)
+        return jnp.concatenate([obs[a] for a in self.spec.agents], axis=-1)
 
     def get_obs(self, state: State) -> Obs:
         n, k = self.NUM_AGENTS, self.DIM_MSG

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from marlow.envs.api import EnvSpec, SpecSurface
-from marlow.envs.registry import register
+from marlow.envs.registry import register, register_prefix
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
 
@@ -373,6 +373,9 @@ def make_pettingzoo(task: str, **kwargs) -> PettingZooEnv:
             "ParallelEnv"
         )
     return PettingZooEnv(pz_env, name=task, **adapter_kwargs)
+
+
+register_prefix("pettingzoo:", make_pettingzoo)
 
 
 @register("pettingzoo/mpe2_simple_spread")

@@ -1,9 +1,10 @@
 """Task registry: ``marlow.envs.make("mpe/simple_spread")``.
 
 Tasks register a zero-argument-or-kwargs factory under a name ``family/task``. Modules holding tasks
-are imported lazily on first use so that importing ``marlow`` stays cheap. A task string of the form
+are imported lazily on first use (by name, so this module imports none of them) so that importing
+``marlow`` stays cheap. A module may also register a *prefix* handler: a task string of the form
 ``pettingzoo:module:factory`` (or ``pettingzoo:module`` with a ``parallel_env`` factory) builds a
-host-side adapter around any PettingZoo Parallel env.
+host-side adapter around any PettingZoo Parallel env (``marlow.envs.pettingzoo`` registers it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class TaskEntry:
 
 
 _REGISTRY: dict[str, TaskEntry] = {}
+_PREFIXES: dict[str, Callable] = {}
 _loaded = False
 
 
@@ -40,6 +42,14 @@ def register(name: str, description: str = ""):
         return factory
 
     return deco
+
+
+def register_prefix(prefix: str, factory: Callable) -> None:
+    """Route every task name starting with ``prefix`` (e.g. ``"pettingzoo:"``) to
+    ``factory(name, **kwargs)``."""
+    if prefix in _PREFIXES and _PREFIXES[prefix] is not factory:
+        raise ValueError(f"task prefix {prefix!r} registered twice")
+    _PREFIXES[prefix] = factory
 
 
 def _load():
@@ -58,10 +68,9 @@ def task_names() -> list[str]:
 def make(name: str, **kwargs):
     """Build the env registered as ``name`` (or a PettingZoo adapter for ``pettingzoo:...``)."""
     _load()
-    if name.startswith("pettingzoo:"):
-        from marlow.envs.pettingzoo import make_pettingzoo
-
-        return make_pettingzoo(name, **kwargs)
+    for prefix, factory in _PREFIXES.items():
+        if name.startswith(prefix):
+            return factory(name, **kwargs)
     if name not in _REGISTRY:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
     try:

@@ -14,7 +14,7 @@ J_T / out_dim, which fixes the weight of the two regularisers below relative to 
 with the log-variance softly bounded by learnable bounds (PETS):
     lv <- max_logvar - softplus(max_logvar - lv);   lv <- min_logvar + softplus(lv - min_logvar).
 
-What the AORPO code does differently and what we do instead (``/work/shared/reference/aorpo.md``,
+What the AORPO code does differently and what we do instead (``docs/reference/aorpo.md``,
 "better practice" list, MBPO / PETS / mbrl-lib): inputs *and* targets are normalised (refit on every
 ``train`` call); early stopping and elite choice use the holdout MSE of the predicted mean; the
 ``num_elites`` best members are the only ones used at prediction time; each predicted row is served by
@@ -50,7 +50,7 @@ class EnsembleConfig:
     """Hyperparameters of the probabilistic ensemble. No defaults here: they live in the AORPO YAML.
 
     Recommended values and their sources ("paper" = AORPO paper, "code" = the AORPO reference code as
-    summarised in ``/work/shared/reference/aorpo.md``):
+    summarised in ``docs/reference/aorpo.md``):
 
     - ``num_members`` B: 10 (paper Table 1, cooperative communication / navigation; Table 2 predator-prey),
       8 (Table 1 scheduling, Table 2 keep-away / deception; code).

@@ -25,18 +25,28 @@ argument of ``jax.jit``: that would compile once per parameter set.
 
 Episode ends
 ------------
-The model predicts no terminal states (MPE tasks have none, and branched rollouts are much shorter than
-an episode), so ``dones`` only signal the time limit: after ``spec.episode_length`` steps counted from
-:meth:`ModelEnv.start`, every done is true and ``infos["truncated"]`` is true. A learned model has no
-start-state distribution, so the auto-reset of the env protocol starts the new episode *at the last
-predicted observation* (the counter goes back to 0, the observation is kept; ``infos["terminal_obs"]``
-holds it too). :meth:`ModelEnv.reset` therefore raises; start rollouts with
-``env.reset_to(env.start(obs))`` from stored observations.
+``predict`` may also return a third value, ``terminated`` (bool, one per env; a learned termination or
+continuation head, e.g. MAMBA's): the step's ``dones`` are then true with ``infos["truncated"]`` false,
+so a value target does not bootstrap there. Without it the model predicts no terminal states (MPE tasks
+have none, and branched rollouts are much shorter than an episode), so ``dones`` only signal the time
+limit: after ``spec.episode_length`` steps counted from :meth:`ModelEnv.start`, every done is true and
+``infos["truncated"]`` is true. A learned model has no start-state distribution, so the auto-reset of the
+env protocol starts the new episode *at the last predicted observation* (the counter goes back to 0, the
+observation is kept; ``infos["terminal_obs"]`` holds it too). :meth:`ModelEnv.reset` therefore raises;
+start rollouts with ``env.reset_to(env.start(obs))`` from stored observations.
+
+An opaque model state
+---------------------
+A model with a state of its own beyond the observations (a recurrent latent, say) is built with
+``stateful=True``: ``predict(key, latent, obs, actions) -> (latent, next_obs, rewards[, terminated])``,
+and the latent lives in :attr:`ModelState.latent` (start it with ``env.start(obs, latent=...)``). The
+rollout engine never looks inside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +65,7 @@ class ModelState:
 
     obs: dict[str, jax.Array]
     step: jax.Array  # int32
+    latent: Any = None  # the model's own state (``stateful`` models), opaque to the env and the engine
 
 
 class ModelEnv(SpecSurface):
@@ -72,15 +83,16 @@ class ModelEnv(SpecSurface):
 
     is_jax = True
 
-    def __init__(self, spec: EnvSpec, predict: Predict, batched: bool = False):
+    def __init__(self, spec: EnvSpec, predict: Predict, batched: bool = False, stateful: bool = False):
         if not callable(predict):
             raise ConfigError(f"ModelEnv needs a callable predict(key, obs, actions), got {predict!r}")
         self.spec = spec
         self.predict = predict
         self.batched = bool(batched)
+        self.stateful = bool(stateful)
 
     # ---- starting ---------------------------------------------------------------------------------
-    def start(self, obs: Obs, step: int | jax.Array = 0) -> ModelState:
+    def start(self, obs: Obs, step: int | jax.Array = 0, latent: Any = None) -> ModelState:
         """A state at the stored joint observation ``obs`` (dict keyed by agent, with or without leading
         batch axes, e.g. ``[M, d_j]`` for M start states sampled from the real buffer). ``step`` is the
         number of steps already taken in the episode (0: the model's time limit counts from here)."""
@@ -91,7 +103,9 @@ class ModelEnv(SpecSurface):
         nd = jnp.ndim(obs[first]) - len(self.spec.obs_space(first).shape)
         batch = jnp.shape(obs[first])[:nd]
         obs = {a: jnp.asarray(obs[a]) for a in self.spec.agents}
-        return ModelState(obs=obs, step=jnp.broadcast_to(jnp.asarray(step, jnp.int32), batch))
+        if self.stateful and latent is None:
+            raise ConfigError("a stateful ModelEnv starts from a latent: env.start(obs, latent=...)")
+        return ModelState(obs=obs, step=jnp.broadcast_to(jnp.asarray(step, jnp.int32), batch), latent=latent)
 
     def reset(self, key: jax.Array):
         """Not available: a learned model has no start-state distribution."""
@@ -109,7 +123,14 @@ class ModelEnv(SpecSurface):
     # ---- stepping ---------------------------------------------------------------------------------
     def step_env(self, key: jax.Array, state: ModelState, actions: Actions):
         """One model step without the episode restart: ``(obs, state, rewards, dones, infos)``."""
-        next_obs, rewards = self.predict(key, state.obs, actions)
+        latent = state.latent
+        if self.stateful:
+            latent, *out = self.predict(key, state.latent, state.obs, actions)
+        else:
+            out = self.predict(key, state.obs, actions)
+        if len(out) not in (2, 3):
+            raise ValueError("predict must return (next_obs, rewards) or (next_obs, rewards, terminated)")
+        next_obs, rewards = out[0], out[1]
         if set(next_obs) != set(self.spec.agents) or set(rewards) != set(self.spec.agents):
             raise ValueError(
                 f"predict must return next_obs and rewards for agents {self.spec.agents}, got "
@@ -119,10 +140,13 @@ class ModelEnv(SpecSurface):
         next_obs = {a: jnp.asarray(next_obs[a], state.obs[a].dtype) for a in self.spec.agents}
         rewards = {a: jnp.asarray(rewards[a], jnp.float32) for a in self.spec.agents}
         step = state.step + 1
-        done = step >= self.spec.episode_length  # time limit only: the model predicts no terminals
+        truncated = step >= self.spec.episode_length  # the time limit
+        terminated = jnp.broadcast_to(jnp.asarray(out[2], jnp.bool_), step.shape) if len(out) == 3 else False
+        done = truncated | terminated
         dones = {a: done for a in self.spec.agents}
         dones["__all__"] = done
-        return next_obs, ModelState(obs=next_obs, step=step), rewards, dones, {"truncated": done}
+        infos = {"truncated": truncated & ~jnp.asarray(terminated)}
+        return next_obs, ModelState(obs=next_obs, step=step, latent=latent), rewards, dones, infos
 
     def step(self, key: jax.Array, state: ModelState, actions: Actions):
         """One step with the protocol's episode restart: at the time limit the counter restarts at 0 from

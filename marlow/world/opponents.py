@@ -38,7 +38,7 @@ For ``MultiDiscrete`` a match means *every* component matches (the action is one
 a_hat is sampled as the paper says (not the argmax the code's match rate uses), so a model that is
 exactly right about a stochastic opponent still has eps = 1 - sum_a p(a|o)^2 > 0.
 
-Training follows the reference code (shared/reference/aorpo.md): warm-started at every call (the
+Training follows the reference code (docs/reference/aorpo.md): warm-started at every call (the
 previous fit's best parameters and last Adam state), 80/20 split of the window, "epochs" of
 ``steps_per_epoch`` gradient steps, early stopping with ``patience`` inside a ``lax.while_loop`` bounded
 by ``max_epochs``, and the best parameters by the holdout criterion restored at the end (the warm start
@@ -80,7 +80,7 @@ HOLDOUTS = ("newest", "oldest")
 @dataclass
 class OpponentConfig:
     """Opponent-model settings. Recommended defaults (``RECOMMENDED``) and their sources; T1/T2 = AORPO
-    paper Tables 1/2, F = Appendix F, code = the reference code (shared/reference/aorpo.md):
+    paper Tables 1/2, F = Appendix F, code = the reference code (docs/reference/aorpo.md):
 
     - ``hidden`` (64, 64): F "three-layer MLP ... 64 units"; code MLPNetwork 2 x 64 ReLU.
     - ``lr`` 5e-4: code ``--opp_lr 0.0005`` (T1: 1e-3 communication, 3e-4 navigation, 5e-4 scheduling;

@@ -84,7 +84,7 @@ PAPER_SCHEDULES: dict[str, Schedule] = {
     "mpe/simple_tag": Schedule(1, 5, 20, 100),
 }
 """Branched rollout length k of the AORPO paper's Tables 1-2 per task (the reference code uses other
-values and a compounding ramp; see /work/shared/reference/aorpo.md)."""
+values and a compounding ramp; see docs/reference/aorpo.md)."""
 
 
 def rollout_length(epoch, x, y, a, b) -> jax.Array:

@@ -19,8 +19,8 @@ D_model^i. In agent i's update the critic target's next actions of the others ar
 opponent models (agent i never reads the others' policies; Eq. 5) and its own from pi_i; Eq. 4 takes the
 others' actions from the batch. Before the dynamics model is first trained (``model_warmup_steps`` of
 model-free data, the reference code's 1500 episodes) AORPO makes MASAC's one update per round on real data
-only (the other G - 1 updates of the round are skipped), so the warm-up is not a G-times-more-updates
-advantage over the model-free baseline.
+only (``full_round``: the learner runs one update instead of G, a real branch, and logs the updates
+applied), so the warm-up is not a G-times-more-updates advantage over the model-free baseline.
 
 Choices the paper leaves open are marked in conf/algo/aorpo.yaml ("ours" with the reason).
 """
@@ -134,7 +134,6 @@ class State:
     # up to 2^24 x M, e.g. 1.7e10 for M = 1024, far above the paper's budgets)
     model_mse: jax.Array  # the dynamics model's latest holdout MSE (normalised units)
     model_trains: jax.Array
-    round_update: jax.Array  # updates done in the current round (reset by prepare)
 
 
 class Algorithm:
@@ -159,6 +158,16 @@ class Algorithm:
             raise ConfigError(
                 f"model_buffer_size={cfg.model_buffer_size} must hold one round of rollouts "
                 f"(rollout_batch x rollout_max = {cfg.rollout_batch * cfg.rollout_max})"
+            )
+        # eps_j is measured on the held-out rows of the latest window: at the first fit the buffer holds
+        # at least max(warmup_steps, update_every) transitions, so the holdout is never empty (an empty one
+        # would make eps_j undefined)
+        first_fit = min(cfg.opp_window, max(cfg.warmup_steps, cfg.update_every))
+        if int(cfg.opp_holdout_ratio * first_fit) < 1:
+            raise ConfigError(
+                f"opp_holdout_ratio={cfg.opp_holdout_ratio} holds out no transition of the first opponent "
+                f"model fit ({first_fit} transitions: min(opp_window, max(warmup_steps, update_every))); "
+                "eps_j would be undefined"
             )
         self.spec, self.cfg = spec, cfg
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
@@ -196,7 +205,6 @@ class Algorithm:
             comm=zero,
             model_mse=jnp.float32(0),  # 0 until the first training (a NaN would read as divergence)
             model_trains=jnp.int32(0),
-            round_update=jnp.int32(0),
         )
 
     # ---- acting -----------------------------------------------------------------------------------
@@ -248,15 +256,12 @@ class Algorithm:
         data = replay.recent(buffer, window)
         n_valid = jnp.minimum(buffer.size, window)
         opp, om = self.opp.fit(state.opp, data, n_valid, k_opp)
-        eps = {
-            a: {j: jnp.nan_to_num(om["eps"][a][j], nan=1.0) for j in self.others[a]} for a in self.spec.agents
-        }
+        eps = om["eps"]  # finite: __init__ checks that every fit has holdout rows
         state = state.replace(opp=opp, eps=eps)
 
         # lines 8-20: branched rollouts into every ego's model buffer, once the model is trained
         ready = step >= cfg.model_warmup_steps
         state = jax.lax.cond(ready, lambda s: self.rollouts(s, buffer, k_roll, step), lambda s: s, state)
-        state = state.replace(round_update=jnp.int32(0))
         metrics = {
             "model_mse": state.model_mse,
             "opp_eps": jnp.mean(jnp.stack([e for a in eps for e in eps[a].values()])),
@@ -328,9 +333,18 @@ class Algorithm:
         return state.comm
 
     # ---- policy learning (line 21) -----------------------------------------------------------------
+    # Before the dynamics model is first trained a round is MASAC's one update on real data
+    # (OffPolicyLearner runs REDUCED_UPDATES instead of G when full_round is false: a real branch).
+    REDUCED_UPDATES = 1
+
+    def full_round(self, step) -> jax.Array:
+        """Whether the round at env step ``step`` makes all G updates: from the first model training on
+        (``prepare`` trains the model and fills the model buffers at the first round at or after both
+        warm-ups, so from ``model_warmup_steps`` on)."""
+        return jnp.asarray(step) >= self.cfg.model_warmup_steps
+
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        """One MASAC update per agent on its mixed batch. Before the model is ready only the first update
-        of a round counts (MASAC's one update per round); the others leave the state unchanged."""
+        """One MASAC update per agent on its mixed batch (real only while the model buffers are empty)."""
         spec = self.spec
         k_model, k_next, k_pi = jax.random.split(key, 3)
         ready = state.model_buf[spec.agents[0]].size > 0
@@ -353,9 +367,7 @@ class Algorithm:
             pol_in = self.policy_input(state.opp, a, b["obs"])
             parts.append(self.agent_step(state.base, a, b, flats, pol_next, pol_in, k_own, kp))
         base, metrics = self.base.combine(state.base, parts)
-        active = ready | (state.round_update == 0)
-        base = jax.tree.map(lambda n, o: jnp.where(active, n, o), base, state.base)
-        return state.replace(base=base, round_update=state.round_update + 1), metrics
+        return state.replace(base=base), metrics
 
     def agent_step(self, base_state, a: str, batch: dict, next_flats: dict, pol_next, pol_in, k_own, key):
         """MASAC's Eqs. (4)-(5) for agent ``a``: a'_i ~ pi_i(.|o'_i, a_hat'_-i) with its entropy term."""

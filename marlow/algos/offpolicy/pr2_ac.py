@@ -52,7 +52,7 @@ Choices the paper leaves open (defaults in conf/algo/pr2_ac.yaml; "maci" = the a
   1e-3 x mean squared pre-tanh output as our ddpg/maddpg (maci has none; it keeps tanh out of float32
   saturation, where the policy gradient vanishes). No gradient clipping (maci's MAVBAC has none).
 - alpha constant 0.1 (maci run_baselines.py).
-- Known issue (sii-yingwen/rommeo #25, shared/reference/rommeo.md): on Max of Two Quadratics PR2-AC was
+- Known issue (sii-yingwen/rommeo #25, docs/reference/rommeo.md): on Max of Two Quadratics PR2-AC was
   reported to converge to the local optimum 0 in others' hands, not 10 as published. Implemented as
   specified, not tuned for either outcome.
 """

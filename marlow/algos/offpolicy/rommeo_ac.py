@@ -18,7 +18,7 @@ Eq. (19), opponent:    J_rho = E_{(o, a_i) ~ D}[ log rho_i(g(eps; o)|o) - log P_
 Algorithm 2, prior:    J_P = -E_D[ log P_i(a_-i|o) ]  (the real actions of the others)
 Eqs. (20)-(22) are the gradients of these losses; autodiff computes them.
 
-Choices (the reference code's, shared/reference/rommeo.md, unless marked ours):
+Choices (the reference code's, docs/reference/rommeo.md, unless marked ours):
 - Q, pi, rho and P are 2 x 100 ReLU MLPs; log sigma clipped to [-20, 2]; pi and rho carry the code's
   regulariser ``policy_reg x 0.5 (mean log sigma^2 + mean mu^2)``.
 - Networks see actions rescaled to [-1, 1] (ours: the games' [-10, 10] actions would otherwise dominate
