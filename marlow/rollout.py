@@ -207,9 +207,9 @@ def episode_mask(traj: Trajectory) -> jax.Array:
     return (ended_before == 0).astype(jnp.float32)
 
 
-def transitions(traj: Trajectory) -> dict[str, Any]:
-    """The replay format of off-policy learners, flattened time-major to ``[T * B, ...]``: obs, actions,
-    rewards, next_obs and ``done`` = terminated (float; truncation bootstraps)."""
+def transitions(traj: Trajectory, flat: bool = True) -> dict[str, Any]:
+    """The replay format of off-policy learners: obs, actions, rewards, next_obs and ``done`` = terminated
+    (float; truncation bootstraps), flattened time-major to ``[T * B, ...]`` (``flat``) or ``[T, B, ...]``."""
     trans = {
         "obs": traj.obs,
         "actions": traj.actions,
@@ -217,7 +217,7 @@ def transitions(traj: Trajectory) -> dict[str, Any]:
         "next_obs": traj.next_obs,
         "done": traj.terminated.astype(jnp.float32),
     }
-    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), trans)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), trans) if flat else trans
 
 
 __all__ = [

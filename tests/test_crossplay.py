@@ -26,9 +26,9 @@ from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.crossplay import crossplay
 from marlow.experiment.evaluate import eval_keys, evaluate_seeds, load_jax_run
-from marlow.experiment.loop import Loop
+from marlow.experiment.loop import Loop, evaluate_policy
 from marlow.experiment.runner import CONFIG_NAME, build, prepare_run_dir, seed_keys
-from marlow.experiment.setup import evaluate_policy, learner
+from marlow.experiment.setup import learner
 
 TASK = "mpe/simple_push"  # adversary_0 (team "adversary"), agent_0 (team "agent"), Discrete(5) each
 SMALL = ["hidden=8,8", "batch_size=16", "num_envs=2", "update_every=50", "total_steps=100", "eval_every=100"]

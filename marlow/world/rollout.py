@@ -229,14 +229,7 @@ def _scan(key, env, start, act, k, k_max: int):
         return pstate, act(t, obs, key), None
 
     _, _, traj = engine.collect(env, policy, carry, key, k_max, horizon=k)
-    trans = {
-        "obs": traj.obs,
-        "actions": traj.actions,
-        "rewards": traj.rewards,
-        "next_obs": traj.next_obs,
-        "done": traj.terminated.astype(jnp.float32),
-    }
-    return trans, traj.valid
+    return engine.transitions(traj, flat=False), traj.valid
 
 
 def rollout(key: jax.Array, env, start, policy, k, k_max: int) -> Rollout:
