@@ -119,7 +119,10 @@ def main() -> None:
     if ns.algo:
         configs = [c for c in configs if c[0] == ns.algo]
     if ns.before:
-        configs.insert(1, ("masac", f"MASAC, before ({ns.before})", ns.before))
+        rev = subprocess.run(
+            ["git", "-C", ns.before, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        configs.insert(1, ("masac", f"MASAC, before (commit {rev.stdout.strip() or ns.before})", ns.before))
     results: dict[str, list[dict]] = {label: [] for _, label, _ in configs}
     for s in ns.seeds or (1, 8):
         runs: dict[str, list[dict]] = {label: [] for _, label, _ in configs}
@@ -147,7 +150,7 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} "
-        "by `python benchmarks/throughput.py" + (f" --before {ns.before}" if ns.before else "") + "`.",
+        "by `python benchmarks/throughput.py" + (" --before <worktree>" if ns.before else "") + "`.",
         f"Median (min-max) of {ns.repeats} fresh processes per row, the configurations interleaved; seeds "
         "split over the listed CPU devices; timed after compilation (collection, learning, evaluation).",
         "",

@@ -124,19 +124,23 @@ def cmd_list(args: list[str]) -> int:
     from rich.table import Table
 
     from marlow import envs
-    from marlow.algos import ALGORITHMS, get_algo, unsupported
-    from marlow.algos.learner import kind_of
+    from marlow.algos import ALGORITHMS, GROUPS, get_algo, unsupported
     from marlow.envs.spaces import describe
 
     console = Console()
     t = Table(title="algorithms")
+    group = {
+        a: g.replace("_", "-").replace("offpolicy", "off-policy").replace("onpolicy", "on-policy")
+        for g, names in GROUPS.items()
+        for a in names
+    }
     for col in ("algo", "learner", "discrete", "multi_discrete", "box", "states", "description"):
         t.add_column(col)
     for name in ALGORITHMS:
         m = get_algo(name)
         t.add_row(
             name,
-            kind_of(m).replace("_", "-"),
+            group[name],
             *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
             "finite" if getattr(m, "TABULAR", False) else "any",
             m.DESCRIPTION,

@@ -212,3 +212,12 @@ def test_ippo_trains_through_the_host_loop(tmp_path):
         for k in ("loss/policy_loss", "loss/value_loss", "loss/approx_kl", "loss/explained_variance"):
             assert np.isfinite(m[s][k][1:]).all(), k
         assert np.isfinite(m[s]["eval/team_return"]).all()
+
+
+@pytest.mark.parametrize("bad", ["num_minibatches=0", "epochs=0", "rollout_steps=0", "num_minibatches=1000"])
+def test_bad_schedule_is_a_one_line_error(tmp_path, capsys, bad):
+    from marlow.cli import main
+
+    assert main(["train", *SMALL, "task=mpe/simple_spread", bad, f"run_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("marlow: error:") and bad.split("=")[0] in err[0], err

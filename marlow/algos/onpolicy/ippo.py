@@ -105,6 +105,9 @@ class Algorithm:
 
     def bind(self, num_envs: int, total_steps: int) -> None:
         """The run's number of envs and length (the batch size and the learning-rate schedule)."""
+        for key in ("rollout_steps", "epochs", "num_minibatches"):
+            if getattr(self.cfg, key) < 1:
+                raise ConfigError(f"ippo: {key} must be >= 1, got {getattr(self.cfg, key)}")
         batch = self.cfg.rollout_steps * num_envs
         if batch < self.cfg.num_minibatches:
             raise ConfigError(
