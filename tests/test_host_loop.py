@@ -122,3 +122,20 @@ def test_env_seed_streams():
     assert env_seed(3001, 0) == 3001  # env 1 of seed 3 at the start of a run: 1000 * 3 + 1
     resumed = {env_seed(b, c) for b in (3000, 3001, 4000) for c in (1, 2)}
     assert len(resumed) == 6 and not resumed & {3000, 3001, 4000}
+
+
+def test_resumed_host_chunk_starts_its_training_returns_from_zero():
+    """A resumed host run resets its envs (the episodes in progress are dropped), so the running training
+    returns restored from the checkpoint must not be added to the first episodes after it."""
+    from marlow.experiment.host import HostLoop
+
+    cfg = resolve(ARGS)
+    env, algo = build(cfg)
+    host = HostLoop(cfg, env, algo)
+    try:
+        st = jax.jit(jax.vmap(host.init))(jax.numpy.stack([jax.random.PRNGKey(s) for s in (3, 4)]))
+        st = st.replace(ep_return=st.ep_return + 1e6)  # as if restored mid-episode
+        _, m = host.chunk(st, 1)
+    finally:
+        host.close()
+    assert np.all(np.asarray(m["train/return"]) < 0), m["train/return"]  # simple_spread returns are < 0

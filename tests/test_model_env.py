@@ -285,3 +285,27 @@ def test_time_limit_is_a_truncation():
     _, _, traj = engine.collect(env, policy, carry, jax.random.PRNGKey(0), 4)
     np.testing.assert_array_equal(traj.truncated[:, 0], [False, True, False, True])
     assert not bool(traj.terminated.any())
+
+
+def test_a_branched_rollout_ends_at_a_predicted_termination():
+    """Steps after a model-predicted episode end are not part of the rollout (invalid), so they never
+    reach a model buffer."""
+    spec = _toy_spec()
+
+    def predict(key, latent, obs, actions):
+        latent = latent + 1
+        return latent, obs, {a: jnp.ones(()) for a in spec.agents}, latent == 2
+
+    env = ModelEnv(spec, predict, stateful=True)
+    start = env.start({a: jnp.zeros((2, 1)) for a in spec.agents}, latent=jnp.array([0, 5]))
+    r = rollout(
+        jax.random.PRNGKey(0),
+        env,
+        start,
+        lambda obs, k: {a: jnp.zeros(2, jnp.int32) for a in spec.agents},
+        4,
+        4,
+    )
+    np.testing.assert_array_equal(r.valid[:, 0], [True, True, False, False])  # ends at its 2nd step
+    np.testing.assert_array_equal(r.valid[:, 1], [True, True, True, True])  # never terminates
+    np.testing.assert_array_equal(r.transitions["done"][:, 0], [0.0, 1.0, 0.0, 0.0])

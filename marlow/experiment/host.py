@@ -29,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from marlow import envs, rollout
@@ -61,12 +62,13 @@ class HostLoop:
         self.obs: dict | None = None  # {agent: [S * E, obs_dim]}, None until the envs are reset
         lrn = self.learner
 
-        def behave(lstate, obs, t, key):
+        def behave(lstate, pstate, obs, t, key):
             key, k = jax.random.split(key)
-            _, actions, extras = lrn.policy(lstate)(None, obs, t, k)
-            return key, actions, extras
+            pstate, actions, extras = lrn.policy(lstate)(pstate, obs, t, k)
+            return key, pstate, actions, extras
 
-        self._behave = jax.jit(jax.vmap(behave, in_axes=(0, 0, None, 0)))
+        self._behave = jax.jit(jax.vmap(behave, in_axes=(0, 0, 0, None, 0)))
+        self.pstate = None  # the behaviour policy's state per seed (None: stateless, as the JAX loop's start)
         self._greedy = jax.jit(jax.vmap(lambda s, o, k: lrn.act(s, o, k, False)))
         self._learn = jax.jit(jax.vmap(self.loop.learn, in_axes=(0, 0, None)), donate_argnums=0)
         self._interactions = jax.jit(jax.vmap(self.loop.interactions))
@@ -99,7 +101,7 @@ class HostLoop:
         """One behaviour step of every env -> (state, the step's trajectory fields ``[S, E, ...]``)."""
         agents = self.spec.agents
         obs = {a: self._shape(o, self.E) for a, o in self.obs.items()}
-        key, actions, extras = self._behave(st.learner, obs, np.int32(t), st.key)
+        key, self.pstate, actions, extras = self._behave(st.learner, self.pstate, obs, np.int32(t), st.key)
         actions, extras = jax.device_get((actions, extras))
         flat = {a: x.reshape((-1,) + x.shape[2:]) for a, x in actions.items()}
         outs = [env.step({a: flat[a][j] for a in agents}) for j, env in enumerate(self.envs)]
@@ -123,8 +125,9 @@ class HostLoop:
     def chunk(self, st: RunnerState, c: int) -> tuple[RunnerState, dict]:
         """``Loop.chunk`` on the host envs: ``iters_per_chunk`` iterations then an evaluation."""
         L = self.loop
-        if self.obs is None:
+        if self.obs is None:  # a new run, or a resumed one whose episodes in progress were dropped
             self.reset(c)
+            st = st.replace(ep_return=jnp.zeros_like(st.ep_return))
         sums = None
         for it in range(c * L.iters_per_chunk, (c + 1) * L.iters_per_chunk):
             steps = []

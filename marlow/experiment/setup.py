@@ -58,7 +58,8 @@ def learner(cfg: RunConfig, algo):
     run's length (:func:`cap_buffer`)."""
     e = cfg.experiment
     cap_buffer(cfg)
-    lrn = make_learner(get_algo(e.algo), algo, cfg.algo, algo.spec, e.num_envs, e.total_steps)
+    run_steps = num_chunks(cfg) * e.eval_every  # the steps the run really makes (whole chunks)
+    lrn = make_learner(get_algo(e.algo), algo, cfg.algo, algo.spec, e.num_envs, run_steps)
     per_iter = lrn.steps_per_iter * e.num_envs
     if lrn.steps_per_iter < 1 or e.eval_every % per_iter:
         raise ConfigError(

@@ -229,7 +229,10 @@ def _scan(key, env, start, act, k, k_max: int):
         return pstate, act(t, obs, key), None
 
     _, _, traj = engine.collect(env, policy, carry, key, k_max, horizon=k)
-    return engine.transitions(traj, flat=False), traj.valid
+    # a branch ends at its first episode end (a predicted termination or the time limit): the steps the
+    # env's auto-reset would make after it are not part of the rollout
+    valid = traj.valid & (engine.episode_mask(traj) > 0)
+    return engine.transitions(traj, flat=False), valid
 
 
 def rollout(key: jax.Array, env, start, policy, k, k_max: int) -> Rollout:

@@ -216,14 +216,17 @@ class Algorithm:
             vnorm[a] = vn
             if cfg.normalize_advantages:
                 adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+            # targets in the updated normalisation; the clipping anchor is the behaviour critic's own output
+            # (normalised with the statistics it was computed with, as MAPPO's stored value predictions)
             norm = vn.normalize if cfg.value_norm else (lambda v: v)
+            old_norm = state.vnorm[a].normalize if cfg.value_norm else (lambda v: v)
             data[a] = {
                 "obs": traj.obs[a],
                 "action": x["action"][a],
                 "log_prob": x["log_prob"][a],
                 "adv": adv,
                 "target": norm(target),
-                "value": norm(x["value"][a]),
+                "value": old_norm(x["value"][a]),
             }
         data = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), data)
 
