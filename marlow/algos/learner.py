@@ -84,18 +84,8 @@ class OffPolicyLearner:
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> OffPolicyState:
-        algo_state = self.algo.init(key)
-        obs = {a: jnp.zeros((1, self.spec.obs_dim(a))) for a in self.spec.agents}
-        actions = jax.tree.map(lambda x: x[0], self.algo.act(algo_state, obs, key, True))
-        obs0 = {a: o[0] for a, o in obs.items()}
-        example = {
-            "obs": obs0,
-            "actions": actions,
-            "rewards": {a: jnp.float32(0) for a in self.spec.agents},
-            "next_obs": obs0,
-            "done": jnp.float32(0),
-        }
-        return OffPolicyState(algo_state, replay.init(example, self.capacity))
+        buffer = replay.init(replay.example_transition(self.spec), self.capacity)
+        return OffPolicyState(self.algo.init(key), buffer)
 
     def algo_state(self, state: OffPolicyState):
         return state.algo

@@ -87,6 +87,22 @@ def add_masked(buf: ReplayBuffer, batch: Any, mask: jax.Array) -> ReplayBuffer:
     return ReplayBuffer(data, (buf.pos + kept) % cap, jnp.minimum(buf.size + kept, cap))
 
 
+def example_transition(spec) -> dict[str, Any]:
+    """One all-zero transition in the runner's replay format (obs, actions, rewards, next_obs, done) for
+    the task ``spec``: flat observations, env-format actions of each agent's space (the template of a
+    replay buffer: ``init(example_transition(spec), capacity)``)."""
+    obs = {a: jnp.zeros((spec.obs_dim(a),), jnp.float32) for a in spec.agents}
+    return {
+        "obs": obs,
+        "actions": {
+            a: jnp.zeros(s.shape, s.dtype) for a, s in zip(spec.agents, spec.act_spaces, strict=True)
+        },
+        "rewards": {a: jnp.float32(0) for a in spec.agents},
+        "next_obs": obs,
+        "done": jnp.float32(0),
+    }
+
+
 def random_transitions(env, key: jax.Array, n: int) -> Any:
     """``n`` one-step transitions of uniformly random joint actions from fresh episodes of a JAX ``env``,
     in the runner's format (obs, actions, rewards, next_obs, done): data for tests and benchmarks of

@@ -184,15 +184,7 @@ class Algorithm:
     def init(self, key: jax.Array) -> State:
         k_base, k_dyn, k_opp = jax.random.split(key, 3)
         spec = self.spec
-        example = {
-            "obs": {a: jnp.zeros(spec.obs_space(a).shape, jnp.float32) for a in spec.agents},
-            "actions": {
-                a: jnp.zeros(s.shape, s.dtype) for a, s in zip(spec.agents, spec.act_spaces, strict=True)
-            },
-            "rewards": {a: jnp.float32(0) for a in spec.agents},
-            "next_obs": {a: jnp.zeros(spec.obs_space(a).shape, jnp.float32) for a in spec.agents},
-            "done": jnp.float32(0),
-        }
+        example = replay.example_transition(spec)
         zero = jnp.float32(0)
         return State(
             base=self.base.init(k_base),
