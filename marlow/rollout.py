@@ -21,6 +21,13 @@ and not where it terminated. ``next_obs`` is the observation each step reached, 
 episode's last observation where an episode ended (the env auto-resets; ``obs`` of the next step is then
 the new episode's first).
 
+Env information. With ``env_info=True`` the policy is called as ``policy(pstate, obs, t, key, info)``
+with ``info = {"avail": agent -> bool [B, n], "global_state": [B, D]}``: the available-action masks of the
+current states (``env.avail_actions``) and, for tasks with a global state (``spec.global_state_dim``), the
+global state (``env.global_state``). The trajectory keeps them in :attr:`Trajectory.info`, with
+``"next_global_state"``, the global state each step reached (of ``infos["terminal_state"]`` where an
+episode ended), so a centralised critic bootstraps a truncated episode from its last state.
+
 Keys. By default the key is carried through the scan and split as ``key, k_act, k_env = split(key, 3)``
 at every step (``k_env`` split over the B envs); the final key is returned so the caller can continue
 the stream. ``step_keys=True`` instead takes ``key`` as ``[T]`` per-step keys, each split as
@@ -59,6 +66,10 @@ class Trajectory:
     truncated: bool, the episode ended by its time limit at this step (bootstrap from ``next_obs``).
     valid: bool, the step belongs to the requested horizon (``collect``'s ``horizon``; all true otherwise).
     extras: the policy's per-step extras.
+    events: the task's episode events (``spec.episode_events``, e.g. SMAX's ``won``): info key -> bool
+        ``[T, B]``, set on the step the event happened (empty dict for tasks without events).
+    info: with ``collect(..., env_info=True)``: ``avail`` (agent -> bool ``[T, B, n]``) and, for tasks
+        with a global state, ``global_state`` and ``next_global_state`` (``[T, B, D]``); else None.
     states: the env states *before* each step (only with ``record_states``; else None).
     """
 
@@ -71,6 +82,8 @@ class Trajectory:
     valid: jax.Array
     extras: Any = None
     states: Any = None
+    info: Any = None
+    events: Any = None
 
     @property
     def done(self) -> jax.Array:
@@ -113,6 +126,16 @@ def _env_step(env, key, state, actions, num_envs: int, auto_reset: bool):
     return jax.vmap(step)(jax.random.split(key, num_envs), state, actions)
 
 
+def env_info_at(env, states: Any) -> dict:
+    """The policy's env information at ``states`` ``[B]`` (module docstring): masks and global state."""
+    if getattr(env, "batched", False):
+        raise ValueError("env information (masks, global state) is not defined for batched model envs")
+    info = {"avail": jax.vmap(env.avail_actions)(states)}
+    if env.spec.global_state_dim is not None:
+        info["global_state"] = jax.vmap(env.global_state)(states)
+    return info
+
+
 def collect(
     env,
     policy: Policy,
@@ -125,6 +148,7 @@ def collect(
     step_keys: bool = False,
     auto_reset: bool = True,
     record_states: bool = False,
+    env_info: bool = False,
 ) -> tuple[EnvCarry, jax.Array, Trajectory]:
     """Run ``policy`` in ``env`` for ``steps`` (static) steps from ``carry``.
 
@@ -141,6 +165,7 @@ def collect(
         step_keys: ``key`` holds one key per step (module docstring).
         auto_reset: step with ``env.step`` (auto-reset at episode ends); False uses ``env.step_env``.
         record_states: keep the env state before every step in :attr:`Trajectory.states`.
+        env_info: pass the masks and global state to the policy and keep them (module docstring).
 
     Returns ``(carry, key, trajectory)``: the carry after the last step, the next key of the carried
     stream (``key`` unchanged with ``step_keys``) and the :class:`Trajectory` ``[T, B, ...]``.
@@ -154,7 +179,11 @@ def collect(
             k_act, k_env = jax.random.split(k_step)
         else:
             key, k_act, k_env = jax.random.split(key, 3)
-        pstate, actions, extras = policy(c.pstate, c.obs, t, k_act)
+        if env_info:
+            info = env_info_at(env, c.env_state)
+            pstate, actions, extras = policy(c.pstate, c.obs, t, k_act, info)
+        else:
+            pstate, actions, extras = policy(c.pstate, c.obs, t, k_act)
         obs, state, rewards, dones, infos = _env_step(env, k_env, c.env_state, actions, b, auto_reset)
         done = jnp.broadcast_to(jnp.asarray(dones["__all__"], jnp.bool_), (b,))
         truncated = jnp.broadcast_to(jnp.asarray(infos.get("truncated", False), jnp.bool_), (b,))
@@ -167,9 +196,18 @@ def collect(
             "terminated": done & ~truncated,
             "truncated": done & truncated,
             "extras": extras,
+            "events": {
+                k: jnp.broadcast_to(jnp.asarray(infos.get(k, False), jnp.bool_), (b,))
+                for k, _ in getattr(getattr(env, "spec", None), "episode_events", ())
+            },
         }
         if record_states:
             out["states"] = c.env_state
+        if env_info:
+            if "global_state" in info:
+                reached = infos["terminal_state"] if auto_reset else state
+                info = dict(info, next_global_state=jax.vmap(env.global_state)(reached))
+            out["info"] = info
         return (EnvCarry(state, obs, pstate), key), out
 
     ts = jnp.asarray(t0, jnp.int32) + jnp.arange(steps, dtype=jnp.int32)
@@ -187,17 +225,18 @@ def collect(
         valid=jnp.broadcast_to(valid[:, None], (steps, b)),
         extras=out["extras"],
         states=out.get("states"),
+        info=out.get("info"),
+        events=out["events"],
     )
     return carry, key_out, traj
 
 
-def stateless(act: Callable[[dict, jax.Array], dict]) -> Policy:
-    """A :data:`Policy` from ``act(obs, key) -> actions`` (no policy state, no extras)."""
-
-    def policy(pstate, obs, t, key):
-        return pstate, act(obs, key), None
-
-    return policy
+def stateless(act: Callable[..., dict], env_info: bool = False) -> Policy:
+    """A :data:`Policy` from ``act(obs, key) -> actions`` (no policy state, no extras); with ``env_info``
+    from ``act(obs, key, info)``, for ``collect(..., env_info=True)``."""
+    if env_info:
+        return lambda pstate, obs, t, key, info: (pstate, act(obs, key, info), None)
+    return lambda pstate, obs, t, key: (pstate, act(obs, key), None)
 
 
 def episode_mask(traj: Trajectory) -> jax.Array:
@@ -225,6 +264,7 @@ __all__ = [
     "Policy",
     "Trajectory",
     "collect",
+    "env_info_at",
     "episode_mask",
     "from_states",
     "num_envs_of",

@@ -9,8 +9,9 @@ An env is a Python object holding only static configuration; all dynamic data li
 ``obs``, ``actions``, ``rewards`` and ``dones`` are dicts keyed by agent name (``dones`` also holds
 ``"__all__"``). ``step`` auto-resets: when ``dones["__all__"]`` is true, the returned ``obs``/``state`` are
 those of a fresh episode, and the last observation of the finished episode is in
-``infos["terminal_obs"]``. ``infos["truncated"]`` says whether the episode ended by its time limit (so an
-off-policy learner still bootstraps) rather than by a true terminal state.
+``infos["terminal_obs"]`` (and its env state in ``infos["terminal_state"]``, from which centralised
+critics take the global state a truncated episode bootstraps from). ``infos["truncated"]`` says whether
+the episode ended by its time limit (so a learner still bootstraps) rather than by a true terminal state.
 
 Starting from a stored state (used by model rollouts): ``obs, state = env.reset_to(state)``.
 
@@ -48,6 +49,10 @@ class EnvSpec:
     available actions); False: every action is always available (the default ``avail_actions`` is all
     ones). ``global_state_dim``: the width of ``global_state(state)``, the input of centralised critics
     (MAPPO, HAPPO); ``None``: the task has no global state and says so (``global_state`` raises).
+    ``episode_events``: ``(info key, metric name)`` pairs of per-step bool flags the env puts in its
+    ``infos`` (SMAX's ``("won", "win_rate")``); the fraction of episodes in which the flag was set on
+    some step is logged as ``eval/<metric name>`` (greedy evaluations) and ``train/<metric name>``
+    (training episodes that ended in the chunk).
     """
 
     name: str
@@ -62,6 +67,7 @@ class EnvSpec:
     num_states: int | None = None
     action_masks: bool = False
     global_state_dim: int | None = None
+    episode_events: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if not (len(self.agents) == len(self.obs_spaces) == len(self.act_spaces)):
@@ -190,6 +196,7 @@ class MultiAgentEnv(SpecSurface):
         obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), obs_re, obs_st)
         infos = dict(infos)
         infos["terminal_obs"] = obs_st
+        infos["terminal_state"] = state_st
         infos.setdefault("truncated", jnp.asarray(False))
         return obs, state, rewards, dones, infos
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from marlow.errors import ConfigError
 
-_TASK_MODULES = ("marlow.envs.mpe", "marlow.envs.games", "marlow.envs.pettingzoo")
+_TASK_MODULES = (
+    "marlow.envs.mpe",
+    "marlow.envs.games",
+    "marlow.envs.pettingzoo",
+    "marlow.envs.smax",
+    "marlow.envs.mamujoco",
+)
 
 
 @dataclass(frozen=True)

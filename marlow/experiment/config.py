@@ -10,7 +10,10 @@ shipped in ``marlow/conf`` (one place, with comments citing the paper table each
 
 Resolution order: YAML defaults < the algorithm's ``experiment:`` section (e.g. an on-policy learner's
 ``num_envs``) < task overrides < command line. Command-line keys are experiment
-keys (``seed=1``) or algorithm keys, plain (``lr_actor=0.001``) or prefixed (``algo.lr_actor=0.001``).
+keys (``seed=1``) or algorithm keys, plain (``lr_actor=0.001``) or prefixed (``algo.lr_actor=0.001``);
+``task.<option>=value`` sets an option of the task's factory (``task.agent_obsk=0``), collected in the
+experiment's ``task_options`` (values parsed as YAML scalars; an unknown option fails when the task is
+built).
 Unknown keys and values of the wrong type raise :class:`marlow.errors.ConfigError` with one line naming
 the problem.
 """
@@ -46,6 +49,7 @@ class ExperimentConfig:
     run_dir: str
     resume: str
     progress: bool
+    task_options: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -84,6 +88,10 @@ def coerce(key: str, value: Any, tp) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             return value
+        if tp == dict[str, Any]:
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError
+            return dict(value)
         if origin is tuple:
             (elem, *_rest) = typing.get_args(tp)
             if from_cli:
@@ -106,6 +114,8 @@ def _check_num(v):
 
 
 def _describe(tp) -> str:
+    if tp == dict[str, Any]:
+        return "a mapping of option names to values"
     if typing.get_origin(tp) is tuple:
         return f"a comma-separated list of {_type_name(typing.get_args(tp)[0])}"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
@@ -221,9 +231,11 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
     algo_mod = get_algo(algo_name)
     algo_keys = set(field_types(algo_mod.Config))
 
-    exp_cli, algo_cli = {}, {}
+    exp_cli, algo_cli, task_cli = {}, {}, {}
     for k, v in overrides.items():
-        if k.startswith("algo."):
+        if k.startswith("task.") and len(k) > 5:
+            task_cli[k[5:]] = yaml.safe_load(v) if isinstance(v, str) else v
+        elif k.startswith("algo."):
             algo_cli[k[5:]] = v
         elif k in exp_keys:
             exp_cli[k] = v
@@ -237,6 +249,8 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
     task_over = read_yaml(task_override_path(task))
     algo_exp = algo_experiment_defaults(algo_name)
     exp = build(ExperimentConfig, exp_defaults, algo_exp, task_over.get("experiment", {}), exp_cli)
+    if task_cli:
+        exp = dataclasses.replace(exp, task_options={**exp.task_options, **task_cli})
     algo_cfg = build(
         algo_mod.Config,
         algo_defaults(algo_name),
@@ -254,6 +268,7 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
 
     d = dict(d)
     algo_params = d.pop("algo_params", {})
+    d.setdefault("task_options", {})  # run directories written before task options existed
     exp = build(ExperimentConfig, d)
     return RunConfig(exp, build(get_algo(exp.algo).Config, algo_params))
 

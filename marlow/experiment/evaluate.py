@@ -10,7 +10,7 @@ from marlow import envs
 from marlow.envs.api import random_actions
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.loop import Loop, RunnerState, evaluate_policy
+from marlow.experiment.loop import Loop, RunnerState, evaluate_policy, greedy, uses_env_info
 from marlow.experiment.setup import build, learner, load_run_config, seed_keys, summary
 
 
@@ -34,15 +34,18 @@ def algo_states(cfg: RunConfig, algo, rs: RunnerState):
     return learner(cfg, algo).algo_state(rs.learner)
 
 
-def evaluate_seeds(env, act, algo_states, episodes: int, seed: int) -> dict:
-    """Greedy evaluation of each seed's policy: ``act(algo_state, obs, key)`` for every seed of
-    ``algo_states`` (leading seed axis), ``episodes`` episodes per seed with :func:`eval_keys`; one jitted
-    program vmapped over seeds. Returns :func:`marlow.experiment.loop.evaluate_policy`'s metrics with a
-    leading seed axis."""
+def evaluate_seeds(env, act, algo_states, episodes: int, seed: int, env_info: bool = False) -> dict:
+    """Greedy evaluation of each seed's policy: ``act(algo_state, obs, key)`` (``act(algo_state, obs, key,
+    info)`` with ``env_info``: masks and global state) for every seed of ``algo_states`` (leading seed
+    axis), ``episodes`` episodes per seed with :func:`eval_keys`; one jitted program vmapped over seeds.
+    Returns :func:`marlow.experiment.loop.evaluate_policy`'s metrics with a leading seed axis."""
     num_seeds = jax.tree.leaves(algo_states)[0].shape[0]
 
     def one(algo_state, key):
-        return evaluate_policy(env, lambda o, k: act(algo_state, o, k), key, episodes)
+        policy = (
+            (lambda o, k, i: act(algo_state, o, k, i)) if env_info else (lambda o, k: act(algo_state, o, k))
+        )
+        return evaluate_policy(env, policy, key, episodes, env_info=env_info)
 
     return jax.device_get(jax.jit(jax.vmap(one))(algo_states, eval_keys(seed, num_seeds)))
 
@@ -56,8 +59,14 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
 
         return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
     rs, meta = load_jax_run(run_dir, cfg, env, algo)
+    lrn = learner(cfg, algo)
     res = evaluate_seeds(
-        env, lambda s, o, k: algo.act(s, o, k, False), algo_states(cfg, algo, rs), episodes, seed
+        env,
+        lambda s, o, k, *info: greedy(lrn, s)(o, k, *info),
+        rs.learner,
+        episodes,
+        seed,
+        env_info=uses_env_info(lrn),
     )
     e = cfg.experiment
     head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"

@@ -32,12 +32,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marlow import envs, rollout
+from marlow import rollout
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.loop import Loop, RunnerState, diagnostics, return_metrics, summarize
+from marlow.experiment.loop import (
+    Loop,
+    RunnerState,
+    diagnostics,
+    greedy,
+    return_metrics,
+    summarize,
+    uses_env_info,
+)
 from marlow.experiment.session import run_chunks
-from marlow.experiment.setup import cap_buffer, learner, prepare_run_dir, seed_keys, summary
+from marlow.experiment.setup import cap_buffer, learner, make_env, prepare_run_dir, seed_keys, summary
 
 
 def env_seed(base: int, chunk: int) -> int:
@@ -57,19 +65,27 @@ class HostLoop:
         self.loop = Loop(env, self.learner, e)  # the schedule and the learning step of the JAX loop
         self.S, self.E = e.num_seeds, e.num_envs
         n = self.S * self.E if train_envs else 0
-        self.envs = [env] + [envs.make(e.task) for _ in range(n - 1)]  # env i of seed s: index s * E + i
+        self.envs = [env] + [make_env(e) for _ in range(n - 1)]  # env i of seed s: index s * E + i
         self.eval_envs: list = []
         self.obs: dict | None = None  # {agent: [S * E, obs_dim]}, None until the envs are reset
         lrn = self.learner
 
-        def behave(lstate, pstate, obs, t, key):
+        self.env_info = uses_env_info(lrn)
+
+        def behave(lstate, pstate, obs, t, key, info):
             key, k = jax.random.split(key)
-            pstate, actions, extras = lrn.policy(lstate)(pstate, obs, t, k)
+            extra = (info,) if self.env_info else ()
+            pstate, actions, extras = lrn.policy(lstate)(pstate, obs, t, k, *extra)
             return key, pstate, actions, extras
 
-        self._behave = jax.jit(jax.vmap(behave, in_axes=(0, 0, 0, None, 0)))
+        self._behave = jax.jit(jax.vmap(behave, in_axes=(0, 0, 0, None, 0, 0)))
         self.pstate = None  # the behaviour policy's state per seed (None: stateless, as the JAX loop's start)
-        self._greedy = jax.jit(jax.vmap(lambda s, o, k: lrn.act(s, o, k, False)))
+
+        def act(lstate, obs, key, info):
+            extra = (info,) if self.env_info else ()
+            return greedy(lrn, lstate)(obs, key, *extra)
+
+        self._greedy = jax.jit(jax.vmap(act))
         self._learn = jax.jit(jax.vmap(self.loop.learn, in_axes=(0, 0, None)), donate_argnums=0)
         self._interactions = jax.jit(jax.vmap(self.loop.interactions))
         self._diagnostics = jax.jit(jax.vmap(lambda s: diagnostics(lrn, s)))
@@ -97,14 +113,31 @@ class HostLoop:
         for env in self.envs + self.eval_envs:
             env.close()
 
+    def _info(self, env_list: list, per_seed: int) -> dict | None:
+        """The env information of ``env_list`` (``[S, per_seed, ...]``) for env-information learners: each
+        env's available-action masks and, with a global state, the global state (:mod:`marlow.rollout`)."""
+        if not self.env_info:
+            return None
+        masks = [env.avail_actions() for env in env_list]
+        info = {"avail": {a: self._shape(np.stack([m[a] for m in masks]), per_seed) for a in masks[0]}}
+        if self.spec.global_state_dim is not None:
+            info["global_state"] = self._shape(np.stack([env.global_state() for env in env_list]), per_seed)
+        return info
+
     def _step(self, st: RunnerState, t: int) -> tuple[RunnerState, dict]:
         """One behaviour step of every env -> (state, the step's trajectory fields ``[S, E, ...]``)."""
         agents = self.spec.agents
         obs = {a: self._shape(o, self.E) for a, o in self.obs.items()}
-        key, self.pstate, actions, extras = self._behave(st.learner, self.pstate, obs, np.int32(t), st.key)
+        info = self._info(self.envs, self.E)
+        key, self.pstate, actions, extras = self._behave(
+            st.learner, self.pstate, obs, np.int32(t), st.key, info
+        )
         actions, extras = jax.device_get((actions, extras))
         flat = {a: x.reshape((-1,) + x.shape[2:]) for a, x in actions.items()}
         outs = [env.step({a: flat[a][j] for a in agents}) for j, env in enumerate(self.envs)]
+        if info is not None and "global_state" in info:
+            reached = np.stack([o[3]["terminal_global_state"] for o in outs])
+            info["next_global_state"] = self._shape(reached, self.E)
         self.obs = _stack([o[0] for o in outs], agents)
         done = np.array([o[2]["__all__"] for o in outs])
         truncated = np.array([bool(o[3]["truncated"]) for o in outs])
@@ -119,6 +152,11 @@ class HostLoop:
             "terminated": self._shape(done & ~truncated, self.E),
             "truncated": self._shape(done & truncated, self.E),
             "extras": extras,
+            "info": info,
+            "events": {
+                k: self._shape(np.array([bool(o[3].get(k, False)) for o in outs]), self.E)
+                for k, _ in self.spec.episode_events
+            },
         }
         return st.replace(key=key), step
 
@@ -127,7 +165,7 @@ class HostLoop:
         L = self.loop
         if self.obs is None:  # a new run, or a resumed one whose episodes in progress were dropped
             self.reset(c)
-            st = st.replace(ep_return=jnp.zeros_like(st.ep_return))
+            st = st.replace(ep_return=jnp.zeros_like(st.ep_return), ep_events=jnp.zeros_like(st.ep_events))
         sums = None
         for it in range(c * L.iters_per_chunk, (c + 1) * L.iters_per_chunk):
             steps = []
@@ -152,7 +190,7 @@ class HostLoop:
         evals)`` (``Loop.evaluate``'s stream)."""
         episodes = self.cfg.experiment.eval_episodes
         if not self.eval_envs:
-            self.eval_envs = [envs.make(self.cfg.experiment.task) for _ in range(self.S * episodes)]
+            self.eval_envs = [make_env(self.cfg.experiment) for _ in range(self.S * episodes)]
         keys = jax.vmap(jax.random.fold_in)(st.eval_key, st.evals)
         ev = self.evaluate_policies(st.learner, keys, self.eval_envs, episodes)
         ev.update(jax.device_get(self._diagnostics(st.learner)))
@@ -172,22 +210,29 @@ class HostLoop:
             [env.reset(seed=int(s)) for env, s in zip(env_list, seeds.ravel(), strict=True)], spec.agents
         )
         returns = {a: np.zeros(len(env_list), np.float32) for a in spec.agents}
+        events = {m: np.zeros(len(env_list), bool) for _, m in spec.episode_events}
         alive = np.ones(len(env_list), bool)
         for t in range(T):
             if not alive.any():
                 break
             actions = self._greedy(
-                learner_states, {a: self._shape(o, episodes) for a, o in obs.items()}, step_keys[:, t]
+                learner_states,
+                {a: self._shape(o, episodes) for a, o in obs.items()},
+                step_keys[:, t],
+                self._info(env_list, episodes),
             )
             flat = {a: x.reshape((-1,) + x.shape[2:]) for a, x in jax.device_get(actions).items()}
             for j in np.flatnonzero(alive):
-                o, r, d, _ = env_list[j].step({a: flat[a][j] for a in spec.agents})
+                o, r, d, inf = env_list[j].step({a: flat[a][j] for a in spec.agents})
                 for a in spec.agents:
                     returns[a][j] += r[a]
                     obs[a][j] = o[a]
+                for k, m in spec.episode_events:
+                    events[m][j] |= bool(inf.get(k, False))
                 alive[j] = not d["__all__"]
+        shaped = {a: self._shape(r, episodes) for a, r in returns.items()}  # [S, episodes]
         return jax.device_get(
-            return_metrics(spec, {a: self._shape(r, episodes) for a, r in returns.items()})  # [S, episodes]
+            return_metrics(spec, shaped, {m: self._shape(e, episodes) for m, e in events.items()})
         )
 
 
@@ -209,7 +254,7 @@ def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, s
     cap_buffer(cfg)
     host = HostLoop(cfg, env, algo, train_envs=False)
     state, meta = checkpoint.load(run_dir, host.template())
-    env_list = [env] + [envs.make(e.task) for _ in range(e.num_seeds * episodes - 1)]
+    env_list = [env] + [make_env(e) for _ in range(e.num_seeds * episodes - 1)]
     keys = jax.random.split(jax.random.PRNGKey(seed), e.num_seeds)
     try:
         res = host.evaluate_policies(state.learner, keys, env_list, episodes)

@@ -36,6 +36,7 @@ class RunnerState:
     key: jax.Array
     eval_key: jax.Array
     ep_return: jax.Array  # [num_envs] running team return of the current training episodes
+    ep_events: jax.Array  # [num_envs, K] whether each of the task's K episode events happened so far
     env_steps: jax.Array
     episodes: jax.Array
     evals: jax.Array
@@ -54,6 +55,7 @@ class Loop:
         self.iteration_steps = self.steps_per_iter * self.num_envs  # env steps per iteration and seed
         self.iters_per_chunk = exp.eval_every // self.iteration_steps
         self.eval_episodes = exp.eval_episodes
+        self.env_info = uses_env_info(learner)
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> RunnerState:
@@ -65,6 +67,7 @@ class Loop:
             key=key,
             eval_key=k_eval,
             ep_return=jnp.zeros(self.num_envs),
+            ep_events=jnp.zeros((self.num_envs, len(self.spec.episode_events)), jnp.bool_),
             env_steps=jnp.int32(0),
             episodes=jnp.int32(0),
             evals=jnp.int32(0),
@@ -76,13 +79,25 @@ class Loop:
         ``step = (it + 1) * iteration_steps``. Returns the state and this iteration's sums for
         :func:`summarize`. ``it`` must not be batched over seeds."""
 
-        def track(ep, inp):
-            r, done = inp
-            ep = ep + team_reward(self.spec, r)
-            finished = jnp.sum(jnp.where(done, ep, 0.0)), jnp.sum(done)
-            return jnp.where(done, 0.0, ep), finished
+        keys = [k for k, _ in self.spec.episode_events]
 
-        ep_return, (ret, cnt) = jax.lax.scan(track, rs.ep_return, (traj.rewards, traj.done))
+        def track(carry, inp):
+            ep, happened = carry
+            r, done, events = inp
+            ep = ep + team_reward(self.spec, r)
+            if keys:
+                happened = happened | jnp.stack([events[k] for k in keys], axis=-1)
+            finished = (
+                jnp.sum(jnp.where(done, ep, 0.0)),
+                jnp.sum(done),
+                jnp.sum(happened & done[:, None], axis=0),
+            )
+            return (jnp.where(done, 0.0, ep), happened & ~done[:, None]), finished
+
+        events = traj.events if traj.events is not None else {}
+        (ep_return, ep_events), (ret, cnt, ev_cnt) = jax.lax.scan(
+            track, (rs.ep_return, rs.ep_events), (traj.rewards, traj.done, events)
+        )
         step = ((jnp.asarray(it, jnp.int32) + 1) * self.iteration_steps).astype(jnp.int32)
         ready = self.learner.ready(step)
         key, k_learn = jax.lax.cond(ready, lambda k: tuple(jax.random.split(k)), lambda k: (k, k), rs.key)
@@ -94,6 +109,7 @@ class Loop:
             learner=learner_state,
             key=key,
             ep_return=ep_return,
+            ep_events=ep_events,
             env_steps=rs.env_steps + self.iteration_steps,
             episodes=rs.episodes + jnp.sum(cnt).astype(jnp.int32),
         )
@@ -103,6 +119,10 @@ class Loop:
             "updates": updates,
             "ret_sum": jnp.sum(ret),
             "ret_cnt": jnp.sum(cnt).astype(jnp.float32),
+            "event_cnt": {
+                m: jnp.sum(ev_cnt[..., i]).astype(jnp.float32)
+                for i, (_, m) in enumerate(self.spec.episode_events)
+            },
         }
         return rs, sums
 
@@ -115,13 +135,19 @@ class Loop:
     def chunk_metric_names(self, rs_batched: RunnerState) -> list[str]:
         """Names of the non-evaluation metrics of :meth:`chunk` (for a seed-batched state)."""
         sums = self.zero_sums(jax.tree.map(lambda x: x[0], rs_batched))
-        return [f"loss/{k}" for k in sums["metrics"]] + ["train/return", "updates"]
+        events = [f"train/{m}" for m in sums["event_cnt"]]
+        return [f"loss/{k}" for k in sums["metrics"]] + ["train/return", *events, "updates"]
 
     # ---- JAX envs: a whole chunk in one program ----------------------------------------------------
     def _iteration(self, carry, it):
         rs, sums = carry
         env_carry, key, traj = rollout.collect(
-            self.env, self.learner.policy(rs.learner), rs.env, rs.key, self.steps_per_iter
+            self.env,
+            self.learner.policy(rs.learner),
+            rs.env,
+            rs.key,
+            self.steps_per_iter,
+            env_info=self.env_info,
         )
         rs, s = self.learn(rs.replace(env=env_carry, key=key), traj, it)
         return (rs, jax.tree.map(jnp.add, sums, s)), None
@@ -148,10 +174,22 @@ class Loop:
         """``eval_episodes`` greedy episodes on envs seeded from a separate key stream."""
         key = jax.random.fold_in(rs.eval_key, rs.evals)
         returns = evaluate_policy(
-            self.env, lambda obs, k: self.learner.act(rs.learner, obs, k, False), key, self.eval_episodes
+            self.env, greedy(self.learner, rs.learner), key, self.eval_episodes, env_info=self.env_info
         )
         returns.update(diagnostics(self.learner, rs.learner))
         return rs.replace(evals=rs.evals + 1), returns
+
+
+def uses_env_info(learner) -> bool:
+    """Whether the learner acts on the env information (masks, global state; :mod:`marlow.rollout`)."""
+    return bool(getattr(learner, "env_info", False))
+
+
+def greedy(learner, learner_state):
+    """The learner's greedy ``act(obs, key)`` (``act(obs, key, info)`` for env-information learners)."""
+    if uses_env_info(learner):
+        return lambda obs, k, info: learner.act(learner_state, obs, k, False, info=info)
+    return lambda obs, k: learner.act(learner_state, obs, k, False)
 
 
 def summarize(sums: dict) -> dict:
@@ -165,6 +203,8 @@ def summarize(sums: dict) -> dict:
     }
     n = sums["ret_cnt"]
     metrics["train/return"] = jnp.where(n > 0, sums["ret_sum"] / jnp.maximum(n, 1.0), jnp.nan)
+    for m, c in sums.get("event_cnt", {}).items():
+        metrics[f"train/{m}"] = jnp.where(n > 0, c / jnp.maximum(n, 1.0), jnp.nan)
     metrics["updates"] = sums["updates"]
     return metrics
 
@@ -172,13 +212,19 @@ def summarize(sums: dict) -> dict:
 def dummy_trajectory(spec: EnvSpec, learner, learner_state, steps: int, num_envs: int):
     """Zeros shaped like the trajectory ``collect`` gives the learner (for shape-only tracing)."""
     obs = {a: jnp.zeros((num_envs, spec.obs_dim(a))) for a in spec.agents}
-    _, actions, extras = jax.eval_shape(
-        lambda s, o: learner.policy(s)(None, o, jnp.int32(0), jax.random.PRNGKey(0)), learner_state, obs
-    )
+    info = None
+    if uses_env_info(learner):
+        info = {"avail": {a: jnp.ones((num_envs, s.flat_dim), jnp.bool_) for a, s in _discrete(spec)}}
+        if spec.global_state_dim is not None:
+            info["global_state"] = jnp.zeros((num_envs, spec.global_state_dim))
+    args = (None, obs, jnp.int32(0), jax.random.PRNGKey(0)) + ((info,) if info is not None else ())
+    _, actions, extras = jax.eval_shape(lambda s, a: learner.policy(s)(*a), learner_state, args)
 
     def tile(x):
         return jnp.zeros((steps,) + tuple(x.shape), x.dtype)
 
+    if info is not None and "global_state" in info:
+        info["next_global_state"] = info["global_state"]
     flags = jnp.zeros((steps, num_envs), jnp.bool_)
     return rollout.Trajectory(
         obs=jax.tree.map(tile, obs),
@@ -189,7 +235,13 @@ def dummy_trajectory(spec: EnvSpec, learner, learner_state, steps: int, num_envs
         truncated=flags,
         valid=~flags,
         extras=jax.tree.map(tile, extras),
+        info=jax.tree.map(tile, info),
+        events={k: flags for k, _ in spec.episode_events},
     )
+
+
+def _discrete(spec: EnvSpec):
+    return [(a, s) for a, s in zip(spec.agents, spec.act_spaces, strict=True) if s.kind != "box"]
 
 
 def agent_interactions(spec: EnvSpec, communications, env_steps) -> jax.Array:
@@ -208,34 +260,55 @@ def diagnostics(learner, learner_state) -> dict:
     return {f"diag/{k}": v for k, v in learner.diagnostics(learner_state).items()}
 
 
-def evaluate_policy(env, policy, key: jax.Array, episodes: int) -> dict:
+def evaluate_policy(env, policy, key: jax.Array, episodes: int, env_info: bool = False) -> dict:
     """Run ``episodes`` parallel episodes of ``env.spec.episode_length`` steps with ``policy(obs, key)``
-    and return team/per-agent/per-team returns (means over episodes) and each episode's team return."""
-    return return_metrics(env.spec, episode_returns(env, policy, key, episodes))
+    (``policy(obs, key, info)`` with ``env_info``) and return team/per-agent/per-team returns (means over
+    episodes), each episode's team return and the rates of the task's episode events (win rate)."""
+    returns, events = episode_outcomes(env, policy, key, episodes, env_info)
+    return return_metrics(env.spec, returns, events)
 
 
-def episode_returns(env, policy, key: jax.Array, episodes: int) -> dict:
+def episode_returns(env, policy, key: jax.Array, episodes: int, env_info: bool = False) -> dict:
     """Each agent's undiscounted return in ``episodes`` parallel episodes of ``policy(obs, key)``:
-    ``{agent: [episodes]}``. The envs are reset with ``split(k_reset, episodes)`` and step ``t`` uses
-    ``split(k_run, episode_length)[t]`` (``k_reset, k_run = split(key)``), so an evaluation's keys depend on
-    ``key`` only; the rewards after an episode's end are not counted."""
+    ``{agent: [episodes]}`` (:func:`episode_outcomes`)."""
+    return episode_outcomes(env, policy, key, episodes, env_info)[0]
+
+
+def episode_outcomes(env, policy, key: jax.Array, episodes: int, env_info: bool = False):
+    """``(returns, events)`` of ``episodes`` parallel episodes of ``policy(obs, key)``: each agent's
+    undiscounted return ``{agent: [episodes]}`` and, per episode event of the task
+    (``spec.episode_events``), whether it happened ``{metric: [episodes]}``. The envs are reset with
+    ``split(k_reset, episodes)`` and step ``t`` uses ``split(k_run, episode_length)[t]`` (``k_reset, k_run
+    = split(key)``), so an evaluation's keys depend on ``key`` only; the steps after an episode's end are
+    not counted."""
     spec = env.spec
     k_reset, k_run = jax.random.split(key)
     carry = rollout.reset(env, k_reset, episodes)
     T = spec.episode_length
     _, _, traj = rollout.collect(
-        env, rollout.stateless(policy), carry, jax.random.split(k_run, T), T, step_keys=True
+        env,
+        rollout.stateless(policy, env_info),
+        carry,
+        jax.random.split(k_run, T),
+        T,
+        step_keys=True,
+        env_info=env_info,
     )
     alive = rollout.episode_mask(traj)
-    return {a: jnp.sum(traj.rewards[a] * alive, axis=0) for a in spec.agents}
+    returns = {a: jnp.sum(traj.rewards[a] * alive, axis=0) for a in spec.agents}
+    events = {m: jnp.any(traj.events[k] & (alive > 0), axis=0) for k, m in spec.episode_events}
+    return returns, events
 
 
-def return_metrics(spec: EnvSpec, per_agent: dict) -> dict:
+def return_metrics(spec: EnvSpec, per_agent: dict, events: dict | None = None) -> dict:
     """Evaluation metrics from each agent's episode returns (arrays ``[..., episodes]``): the team return
-    (mean over agents) per episode and its mean, each agent's mean return and, in competitive tasks, each
-    team's mean return. Shared by the JAX and the host loops."""
+    (mean over agents) per episode and its mean, each agent's mean return, in competitive tasks each
+    team's mean return, and the rate of each episode event (``events``: metric -> bool ``[...,
+    episodes]``, e.g. ``eval/win_rate``). Shared by the JAX and the host loops."""
     team = jnp.mean(jnp.stack([per_agent[a] for a in spec.agents]), axis=0)
     out = {"eval/team_return": jnp.mean(team, axis=-1), "eval/episode_returns": team}
+    for metric, happened in (events or {}).items():
+        out[f"eval/{metric}"] = jnp.mean(jnp.asarray(happened, jnp.float32), axis=-1)
     for a in spec.agents:
         out[f"eval/return/{a}"] = jnp.mean(per_agent[a], axis=-1)
     if spec.competitive:

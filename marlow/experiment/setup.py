@@ -42,9 +42,14 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return from_dict(data)
 
 
+def make_env(exp):
+    """The task of an experiment config, built with its ``task_options`` (``task.<option>=value``)."""
+    return envs.make(exp.task, **exp.task_options)
+
+
 def build(cfg: RunConfig):
     """Env and algorithm of a resolved config (one-line ConfigError when they do not fit)."""
-    env = envs.make(cfg.experiment.task)
+    env = make_env(cfg.experiment)
     algo_mod = get_algo(cfg.experiment.algo)
     check_supports(algo_mod, env.spec)
     algo = algo_mod.Algorithm(env.spec, cfg.algo)
