@@ -156,7 +156,7 @@ def test_ppo_update_on_one_state_bandit_moves_toward_the_better_arm():
     )
 
     def probs(st, a):
-        return jax.nn.softmax(algo.actor[a].apply(st.params[a]["actor"], obs[a][:1]))[0]
+        return jax.nn.softmax(algo.actors.out(st.params[a], a, obs[a][:1]))[0]
 
     new, metrics = algo.learn(state, traj, 64, jax.random.PRNGKey(2))
     assert float(probs(new, a0)[2]) > float(probs(state, a0)[2]) + 0.05

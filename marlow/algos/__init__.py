@@ -3,7 +3,8 @@
 - ``offpolicy/``: model-free replay learners (MASAC, MADDPG, DDPG, DDPG-OM, MASQL, PR2-AC, ROMMEO-AC);
 - ``model_based/``: AORPO and AORDPG (world and opponent models, branched rollouts);
 - ``tabular/``: ROMMEO-Q and the tabular baselines of ROMMEO Fig. 1 (finite-state tasks);
-- ``onpolicy/``: the PPO family (IPPO; its shared pieces in ``onpolicy/ppo.py``).
+- ``onpolicy/``: the PPO family (IPPO, MAPPO, HAPPO; the PPO pieces in ``onpolicy/ppo.py``, the actors in
+  ``onpolicy/actors.py``, MAPPO's and HAPPO's centralised critic in ``onpolicy/centralised.py``).
 
 Every algorithm meets the runner through the learner protocol of :mod:`marlow.algos.learner`. An
 off-policy, model-based or tabular module defines ``NAME``, ``DESCRIPTION``, ``SUPPORTED_ACTIONS``, a
@@ -13,6 +14,9 @@ off-policy, model-based or tabular module defines ``NAME``, ``DESCRIPTION``, ``S
 Optional parts of that protocol:
 
 - module constant ``TABULAR = True``: the algorithm needs a finite state space (``EnvSpec.num_states``);
+- module constant ``SUPPORTS_MASKS = True``: the algorithm respects available-action masks, so it may run
+  on tasks with ``EnvSpec.action_masks`` (others are refused there);
+- module constant ``COOPERATIVE = True``: the algorithm needs a cooperative task (one team);
 - ``Algorithm.observe(state, trans) -> state``: sees every batch of transitions as it is stored (e.g. to
   keep empirical action counts), also during warm-up;
 - ``Algorithm.diagnostics(state) -> dict`` of scalars, logged as ``diag/<name>`` at every evaluation;
@@ -42,7 +46,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     # ROMMEO paper (tabular, Fig. 1)
     "tabular": ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q"),
     # the PPO family (Teammate Lookahead and MAG build on it)
-    "onpolicy": ("ippo",),
+    "onpolicy": ("ippo", "mappo", "happo"),
 }
 MODULES = {name: f"marlow.algos.{group}.{name}" for group, names in GROUPS.items() for name in names}
 ALGORITHMS = tuple(MODULES)
@@ -62,6 +66,16 @@ def unsupported(algo: ModuleType, spec) -> str | None:
             f"algorithm {algo.NAME!r} does not support {', '.join(missing)} action spaces "
             f"of task {spec.name!r} "
             f"(it supports: {', '.join(sorted(algo.SUPPORTED_ACTIONS))})"
+        )
+    if spec.action_masks and not getattr(algo, "SUPPORTS_MASKS", False):
+        return (
+            f"algorithm {algo.NAME!r} cannot respect the available-action masks of task {spec.name!r} "
+            "(algorithms that can: ippo, mappo, happo)"
+        )
+    if getattr(algo, "COOPERATIVE", False) and spec.competitive:
+        return (
+            f"algorithm {algo.NAME!r} is for cooperative tasks (one team); task {spec.name!r} has teams "
+            f"{', '.join(n for n, _ in spec.teams)}"
         )
     if getattr(algo, "TABULAR", False) and spec.num_states is None:
         return (

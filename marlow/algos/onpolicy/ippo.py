@@ -18,9 +18,10 @@ parameter sharing, so heterogeneous agents need nothing special), trained by PPO
   Huber value loss (MAPPO; ``ppo.value_loss``), one Adam per agent over actor and critic with global-norm
   gradient clipping, and the learning rate decayed linearly over the run when ``anneal_lr``.
 
-Actions: Discrete and MultiDiscrete are categorical (multi-discrete log-probs and entropies summed over
-components); Box actions are a Gaussian with a state-independent log-std (``nn.distributions.
-DiagGaussian``), clipped to the bounds in the env. Logged: policy and value losses, entropy, approx-KL,
+Actions (:mod:`marlow.algos.onpolicy.actors`): Discrete and MultiDiscrete are categorical (multi-discrete
+log-probs and entropies summed over components), respecting the task's available-action masks (SMAX);
+Box actions are a Gaussian with a state-independent log-std (``nn.distributions.DiagGaussian``), clipped to
+the bounds in the env. Logged: policy and value losses, entropy, approx-KL,
 clip fraction, explained variance and the learning rate. Defaults: conf/algo/ippo.yaml, each value with
 its source.
 """
@@ -37,16 +38,15 @@ from flax import struct
 
 from marlow import rollout
 from marlow.algos.onpolicy import ppo
+from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.api import EnvSpec
-from marlow.envs.spaces import Box
-from marlow.errors import ConfigError
-from marlow.nn.distributions import DiagGaussian, make_dist
 from marlow.nn.mlp import MLP
 
 NAME = "ippo"
 KIND = "on_policy"
 DESCRIPTION = "Independent PPO: per-agent actor and critic on local observations (JaxMARL's IPPO settings)"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
+SUPPORTS_MASKS = True
 
 
 @dataclass
@@ -88,16 +88,9 @@ class Algorithm:
 
     def __init__(self, spec: EnvSpec, cfg: Config):
         self.spec, self.cfg = spec, cfg
-        self.box = {a: isinstance(s, Box) for a, s in zip(spec.agents, spec.act_spaces, strict=True)}
-        self.dists = {
-            a: DiagGaussian(s) if self.box[a] else make_dist(s)
-            for a, s in zip(spec.agents, spec.act_spaces, strict=True)
-        }
-        act = cfg.activation
-        self.actor = {
-            a: MLP(tuple(cfg.hidden), self.dists[a].out_dim, act, out_scale=0.01) for a in spec.agents
-        }
-        self.critic = MLP(tuple(cfg.hidden), 1, act)
+        self.actors = Actors(spec, cfg.hidden, cfg.activation, cfg.log_std_init)
+        self.critic = MLP(tuple(cfg.hidden), 1, cfg.activation)
+        self.env_info = spec.action_masks  # the policy needs the masks (rollout env information)
         clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
         self.opt = optax.chain(*clip, optax.scale_by_adam(eps=cfg.adam_eps))
         self.steps_per_iter = cfg.rollout_steps
@@ -105,15 +98,7 @@ class Algorithm:
 
     def bind(self, num_envs: int, total_steps: int) -> None:
         """The run's number of envs and length (the batch size and the learning-rate schedule)."""
-        for key in ("rollout_steps", "epochs", "num_minibatches"):
-            if getattr(self.cfg, key) < 1:
-                raise ConfigError(f"ippo: {key} must be >= 1, got {getattr(self.cfg, key)}")
-        batch = self.cfg.rollout_steps * num_envs
-        if batch < self.cfg.num_minibatches:
-            raise ConfigError(
-                f"ippo: a batch of rollout_steps x num_envs = {batch} transitions cannot be split into "
-                f"num_minibatches = {self.cfg.num_minibatches}"
-            )
+        ppo.check_schedule(NAME, self.cfg, num_envs)
         self.num_envs, self.total_steps = num_envs, total_steps
 
     # ---- state ------------------------------------------------------------------------------------
@@ -121,10 +106,8 @@ class Algorithm:
         params = {}
         for a, k in zip(self.spec.agents, jax.random.split(key, self.spec.num_agents), strict=True):
             k_pi, k_v = jax.random.split(k)
-            x = jnp.zeros((1, self.spec.obs_dim(a)))
-            p = {"actor": self.actor[a].init(k_pi, x), "critic": self.critic.init(k_v, x)}
-            if self.box[a]:
-                p["log_std"] = jnp.full((self.dists[a].dim,), self.cfg.log_std_init, jnp.float32)
+            p = self.actors.init_actor(a, k_pi)
+            p["critic"] = self.critic.init(k_v, jnp.zeros((1, self.spec.obs_dim(a))))
             params[a] = p
         return State(
             params=params,
@@ -137,51 +120,30 @@ class Algorithm:
         return state
 
     # ---- acting -----------------------------------------------------------------------------------
-    def _dist_out(self, p, a: str, obs):
-        return self.actor[a].apply(p["actor"], obs)
-
-    def _sample(self, p, a: str, obs, key):
-        """(env action, learning action, log-prob) of agent ``a``'s policy at ``obs``."""
-        out = self._dist_out(p, a, obs)
-        d = self.dists[a]
-        if self.box[a]:
-            raw = d.sample(out, p["log_std"], key)
-            return d.to_env(raw), raw, d.log_prob(out, p["log_std"], raw)
-        s = d.sample(out, key)
-        return s.env, s.env, s.log_prob
-
-    def _logp_entropy(self, p, a: str, obs, action):
-        out = self._dist_out(p, a, obs)
-        d = self.dists[a]
-        if self.box[a]:
-            return d.log_prob(out, p["log_std"], action), d.entropy(out, p["log_std"])
-        return d.log_prob(out, action), d.entropy(out)
-
     def value(self, state: State, a: str, obs) -> jax.Array:
         """V_a(obs) in return units (denormalised)."""
         v = self.critic.apply(state.params[a]["critic"], obs)[..., 0]
         return state.vnorm[a].denormalize(v) if self.cfg.value_norm else v
 
-    def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:
+    def act(self, state: State, obs: dict, key: jax.Array, explore: bool, info: dict | None = None) -> dict:
         keys = jax.random.split(key, self.spec.num_agents)
         out = {}
         for a, k in zip(self.spec.agents, keys, strict=True):
-            p = state.params[a]
+            p, mask = state.params[a], avail(info, a)
             if explore:
-                out[a] = self._sample(p, a, obs[a], k)[0]
-            elif self.box[a]:
-                out[a] = self.dists[a].to_env(self._dist_out(p, a, obs[a]))
+                out[a] = self.actors.sample(p, a, obs[a], k, mask)[0]
             else:
-                out[a] = self.dists[a].mode(self._dist_out(p, a, obs[a]))[0]
+                out[a] = self.actors.mode(p, a, obs[a], mask)
         return out
 
     def policy(self, state: State) -> rollout.Policy:
-        """The behaviour policy; extras: per agent the learning action, its log-prob and V(o)."""
+        """The behaviour policy; extras: per agent the learning action, its log-prob and V(o). Takes the
+        rollout's env information (``info``) on tasks with action masks."""
 
-        def behave(pstate, obs, t, key):
+        def behave(pstate, obs, t, key, info=None):
             actions, extras = {}, {"action": {}, "log_prob": {}, "value": {}}
             for a, k in zip(self.spec.agents, jax.random.split(key, self.spec.num_agents), strict=True):
-                env_a, learn_a, logp = self._sample(state.params[a], a, obs[a], k)
+                env_a, learn_a, logp = self.actors.sample(state.params[a], a, obs[a], k, avail(info, a))
                 actions[a] = env_a
                 extras["action"][a], extras["log_prob"][a] = learn_a, logp
                 extras["value"][a] = self.value(state, a, obs[a])
@@ -222,6 +184,7 @@ class Algorithm:
             old_norm = state.vnorm[a].normalize if cfg.value_norm else (lambda v: v)
             data[a] = {
                 "obs": traj.obs[a],
+                "mask": avail(traj.info, a),
                 "action": x["action"][a],
                 "log_prob": x["log_prob"][a],
                 "adv": adv,
@@ -256,7 +219,7 @@ class Algorithm:
     def _loss(self, p, a: str, mb: dict):
         """Agent ``a``'s PPO loss on a minibatch (module docstring) and its statistics."""
         cfg = self.cfg
-        logp, ent = self._logp_entropy(p, a, mb["obs"], mb["action"])
+        logp, ent = self.actors.log_prob_entropy(p, a, mb["obs"], mb["action"], mb["mask"])
         pg, stats = ppo.clipped_surrogate(logp, mb["log_prob"], mb["adv"], cfg.clip_eps)
         v = self.critic.apply(p["critic"], mb["obs"])[..., 0]
         vf = ppo.value_loss(

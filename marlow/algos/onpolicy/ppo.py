@@ -8,7 +8,7 @@
   code's ``cal_value_loss``);
 - :class:`ValueNorm`: running mean / variance of the value targets (MAPPO's ValueNorm: debiased EMA);
 - :func:`minibatch_epochs`: epochs of permuted minibatches, one ``lax.scan`` each;
-- :func:`explained_variance`, :func:`linear_decay`.
+- :func:`explained_variance`, :func:`linear_decay`, :func:`check_schedule`.
 
 Everything is a pure function of arrays, jittable and vmappable.
 """
@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+
+from marlow.errors import ConfigError
 
 
 def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
@@ -153,3 +155,21 @@ def linear_decay(step, total_steps: int, iteration_steps: int) -> jax.Array:
     falling linearly to 1 / (number of iterations) for the last (JaxMARL / PureJaxRL's annealing)."""
     done_before = jnp.asarray(step, jnp.float32) - iteration_steps
     return jnp.clip(1.0 - done_before / total_steps, 0.0, 1.0)
+
+
+def check_schedule(name: str, cfg, num_envs: int, minibatches: dict[str, int] | None = None) -> None:
+    """One-line errors for a schedule that cannot run: ``rollout_steps`` and ``epochs`` (and every
+    ``*_epochs`` field) below 1, or a batch of ``rollout_steps x num_envs`` transitions too small for one of
+    the ``minibatches`` counts (name -> value; default ``num_minibatches``)."""
+    minibatches = minibatches or {"num_minibatches": cfg.num_minibatches}
+    fields = ["rollout_steps", "epochs", *(k for k in vars(cfg) if k.endswith("_epochs")), *minibatches]
+    for key in dict.fromkeys(fields):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{name}: {key} must be >= 1, got {getattr(cfg, key)}")
+    batch = cfg.rollout_steps * num_envs
+    for key, n in minibatches.items():
+        if batch < n:
+            raise ConfigError(
+                f"{name}: a batch of rollout_steps x num_envs = {batch} transitions cannot be split into "
+                f"{key} = {n}"
+            )
