@@ -26,8 +26,23 @@ jitted or vmapped (``is_jax = False``); algorithms drive it from a Python loop::
   forwarded for it (actions given for it are ignored). An agent in ``possible_agents`` that is not
   (yet) in the env's ``agents`` is treated the same way.
 - Teams are given explicitly or inferred from agent-name prefixes (the text before the last ``"_"``:
-  ``adversary_0`` -> ``adversary``). With ``shared_reward=True`` every agent receives the sum of its
-  team's rewards.
+  ``adversary_0`` -> ``adversary``). ``team_reward`` says how rewards relate to teams: ``"individual"``
+  (the default; each agent keeps its own reward, ``spec.shared_reward`` False), ``"sum"`` (every agent
+  receives the sum of its team's rewards; ``shared_reward=True`` is the older spelling of this) or
+  ``"given"`` (the env already hands every member of a team the same reward, as MA-MuJoCo does; the adapter
+  passes it on unchanged, not multiplied by the team size, and raises :class:`~marlow.errors.ConfigError`
+  if the members of a team ever get different rewards; agents that have left get their team's reward
+  too). With ``"sum"`` or ``"given"`` ``spec.shared_reward`` is True.
+- Global state: when the env implements PettingZoo's ``state()`` (a ``state_space``, or a ``state()`` that
+  answers, before or after a first reset), ``spec.global_state_dim`` is its flat size,
+  :meth:`PettingZooEnv.global_state` returns the current state as float32 ``[D]`` (after an auto-reset:
+  the first state of the new episode) and every step's ``infos["terminal_global_state"]`` is the state the
+  step reached, before any auto-reset (equal to ``global_state()`` mid-episode). Envs without ``state()``
+  (PettingZoo's base class raises ``NotImplementedError``) have ``global_state_dim`` None, no
+  ``terminal_global_state`` and a ``global_state()`` that raises ConfigError.
+- Available actions: :meth:`PettingZooEnv.avail_actions` gives every non-Box agent an all-True bool mask
+  ``[flat_dim]`` (``spec.action_masks`` False). PettingZoo's action masks (an ``"action_mask"`` entry of
+  dict observations or of the infos) are not read; dict observations are rejected as unsupported spaces.
 
 Spaces map as: ``Discrete(n)`` -> :class:`Discrete` (a nonzero ``start`` is rejected),
 ``MultiDiscrete`` (1-D, zero start) -> :class:`MultiDiscrete`, ``Box`` -> :class:`Box` (action boxes keep
@@ -36,8 +51,8 @@ their bounds and shape; observations become ``Box(-inf, inf, (d,))``). Any other
 
 Task strings: ``pettingzoo:module.path:factory`` imports ``module.path`` and calls ``factory(**kwargs)``;
 ``pettingzoo:module.path`` calls ``module.path.parallel_env(**kwargs)``. The adapter's own keyword
-arguments (``teams``, ``shared_reward``, ``episode_length``) are taken out of ``kwargs`` first; use
-``env_kwargs={...}`` to pass a factory argument with one of those names.
+arguments (``teams``, ``shared_reward``, ``team_reward``, ``episode_length``) are taken out of ``kwargs``
+first; use ``env_kwargs={...}`` to pass a factory argument with one of those names.
 
 The registered task ``pettingzoo/mpe2_simple_spread`` wraps mpe2's ``simple_spread_v3`` (N=3,
 local_ratio=0.5, max_cycles=25, discrete actions, one team with a shared reward). It is the host-side
@@ -47,7 +62,10 @@ team, and 25-step episodes, so from the same state and actions they give the sam
 rewards (``tests/test_envs_pettingzoo.py`` checks whole episodes, with and without collisions). The only
 differences: mpe2 keeps float64 state where the JAX version uses float32 (they agree to ~1e-6 over an
 episode), and the two draw initial positions from different random generators, so equal seeds do not
-give equal episodes.
+give equal episodes. mpe2's ``state()`` (all agents' observations, concatenated: 54 numbers) is the global
+state, as in the JAX task.
+
+The MA-MuJoCo tasks (``mamujoco/...``, :mod:`marlow.envs.mamujoco`) are also built on this adapter.
 
 Importing this module is cheap: pettingzoo, gymnasium and mpe2 are imported on first use.
 """
@@ -65,7 +83,8 @@ from marlow.envs.registry import register, register_prefix
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
 
-_ADAPTER_KWARGS = ("teams", "shared_reward", "episode_length")
+_ADAPTER_KWARGS = ("teams", "shared_reward", "team_reward", "episode_length")
+TEAM_REWARDS = ("individual", "sum", "given")
 _EPISODE_LENGTH_ATTRS = ("max_cycles", "max_steps", "max_episode_steps", "episode_length")
 
 
@@ -167,6 +186,23 @@ def share_team_rewards_np(spec: EnvSpec, rewards: dict[str, np.floating]) -> dic
     return out
 
 
+def given_team_rewards_np(spec: EnvSpec, rewards: dict[str, np.floating], active) -> dict[str, np.float32]:
+    """``team_reward="given"``: the reward the env gave the ``active`` members of each team (they must all
+    have got the same), handed to every member of the team (0 when none was active)."""
+    out = {}
+    for name, team in spec.teams:
+        given = {float(rewards[a]) for a in team if a in active}
+        if len(given) > 1:
+            raise ConfigError(
+                f"{spec.name}: team_reward='given' but the members of team {name!r} got different rewards "
+                f"{sorted(given)}; use team_reward='individual' or 'sum'"
+            )
+        r = np.float32(given.pop() if given else 0.0)
+        for a in team:
+            out[a] = r
+    return out
+
+
 # ---- the adapter --------------------------------------------------------------------------------
 
 
@@ -179,6 +215,33 @@ def _is_parallel_env(env) -> bool:
         return True
     methods = ("reset", "step", "observation_space", "action_space")
     return all(callable(getattr(env, m, None)) for m in methods)
+
+
+def _state_dim(pz_env) -> int | None:
+    """Flat size of the env's PettingZoo ``state()``; None when it has none (see the module docstring)."""
+    from pettingzoo import ParallelEnv
+
+    fn = getattr(pz_env, "state", None)
+    if not callable(fn) or getattr(type(pz_env), "state", None) is ParallelEnv.state:
+        return None
+    try:
+        space = pz_env.state_space
+    except (AttributeError, NotImplementedError):
+        space = None
+    shape = getattr(space, "shape", None)
+    if shape is not None:
+        return int(np.prod(shape, dtype=np.int64))
+    for first_reset in (False, True):
+        try:
+            if first_reset:
+                pz_env.reset(seed=0)
+            return int(np.asarray(fn()).size)
+        except NotImplementedError:
+            return None
+        except Exception:  # some envs only answer after a first reset: try once more
+            if first_reset:
+                return None
+    return None
 
 
 def _infer_episode_length(pz_env) -> int | None:
@@ -197,6 +260,10 @@ class PettingZooEnv(SpecSurface):
     episode after that many steps); when omitted it is read from the env's ``max_cycles`` /
     ``max_steps`` / ``max_episode_steps`` / ``episode_length`` attribute and the env is trusted to end
     its episodes itself.
+
+    ``team_reward``: ``"individual"``, ``"sum"`` or ``"given"`` (module docstring); None: ``"sum"`` when
+    ``shared_reward`` is True, else ``"individual"``. ``shared_reward=True`` with another ``team_reward``
+    is refused. ``description``: the spec's (default: the env's PettingZoo name).
     """
 
     is_jax = False
@@ -208,7 +275,9 @@ class PettingZooEnv(SpecSurface):
         name: str,
         teams: dict[str, list[str]] | None = None,
         shared_reward: bool = False,
+        team_reward: str | None = None,
         episode_length: int | None = None,
+        description: str | None = None,
     ):
         if not _is_parallel_env(pz_env):
             raise ConfigError(
@@ -234,6 +303,18 @@ class PettingZooEnv(SpecSurface):
             obs_spaces.append(obs_space)
             act_spaces.append(act_space)
 
+        if team_reward is None:
+            team_reward = "sum" if shared_reward else "individual"
+        elif team_reward not in TEAM_REWARDS:
+            raise ConfigError(
+                f"{name}: team_reward must be one of {', '.join(TEAM_REWARDS)}, got {team_reward!r}"
+            )
+        elif shared_reward and team_reward != "sum":
+            raise ConfigError(
+                f"{name}: shared_reward=True sums the team's rewards; it conflicts with "
+                f"team_reward={team_reward!r}"
+            )
+        self.team_reward = team_reward
         if teams is None:
             teams = infer_teams(agents)
         self._time_limit = int(episode_length) if episode_length is not None else None
@@ -251,13 +332,20 @@ class PettingZooEnv(SpecSurface):
                 act_spaces=tuple(act_spaces),
                 teams=tuple((t, tuple(members)) for t, members in teams.items()),
                 episode_length=int(episode_length),
-                shared_reward=bool(shared_reward),
-                description=f"PettingZoo {getattr(pz_env, 'metadata', {}).get('name', type(pz_env).__name__)}"
+                shared_reward=team_reward != "individual",
+                global_state_dim=_state_dim(pz_env),
+                description=description
+                or f"PettingZoo {getattr(pz_env, 'metadata', {}).get('name', type(pz_env).__name__)}"
                 " (host-side adapter)",
             )
         except ValueError as e:
             raise ConfigError(f"{name}: {e}") from None
         self._zeros = {a: np.zeros(s.flat_dim, np.float32) for a, s in zip(agents, obs_spaces, strict=True)}
+        self._masks = {
+            a: np.ones(s.flat_dim, np.bool_)
+            for a, s in zip(agents, act_spaces, strict=True)
+            if s.kind != "box"
+        }
         self._rng: np.random.Generator | None = None
         self._active: set[str] = set()
         self._t = 0
@@ -271,6 +359,9 @@ class PettingZooEnv(SpecSurface):
             a: self._obs_fns[a](raw[a]) if a in raw and a in self._active else self._zeros[a].copy()
             for a in self.spec.agents
         }
+
+    def _state(self) -> np.ndarray:
+        return np.asarray(self.pz_env.state(), np.float32).reshape(self.spec.global_state_dim)
 
     def _reset_pz(self) -> dict[str, np.ndarray]:
         out = self.pz_env.reset(seed=self._next_seed())
@@ -320,19 +411,36 @@ class PettingZooEnv(SpecSurface):
         over = not self._active
         if not over and self._time_limit is not None and self._t >= self._time_limit:
             over, truncated = True, True
-        if self.spec.shared_reward:
+        if self.team_reward == "sum":
             rewards = share_team_rewards_np(self.spec, rewards)
+        elif self.team_reward == "given":
+            rewards = given_team_rewards_np(self.spec, rewards, was_active)
 
         dones = {a: over or a not in self._active for a in self.spec.agents}
         dones["__all__"] = over
         infos: dict[str, Any] = {"agent_infos": dict(raw_infos) if raw_infos else {}}
         infos["terminal_obs"] = obs
         infos["truncated"] = truncated if over else False
+        if self.spec.global_state_dim is not None:
+            infos["terminal_global_state"] = self._state()
         if over:
             obs = self._reset_pz()
         else:
             obs = {a: v.copy() for a, v in obs.items()}
         return obs, rewards, dones, infos
+
+    def global_state(self) -> np.ndarray:
+        """The env's current global state, float32 ``[spec.global_state_dim]`` (module docstring)."""
+        if self.spec.global_state_dim is None:
+            raise ConfigError(
+                f"task {self.spec.name!r} has no global state (its PettingZoo env implements no state()); a "
+                "centralised critic can use the concatenated observations instead"
+            )
+        return self._state()
+
+    def avail_actions(self) -> dict[str, np.ndarray]:
+        """Per non-Box agent, an all-True bool mask ``[flat_dim]`` (PettingZoo masks are not read)."""
+        return {a: m.copy() for a, m in self._masks.items()}
 
     def render(self):
         return self.pz_env.render()
@@ -394,7 +502,7 @@ def mpe2_simple_spread(
         pz_env,
         name="pettingzoo/mpe2_simple_spread",
         teams={"team": list(pz_env.possible_agents)},
-        shared_reward=True,
+        team_reward="sum",
         episode_length=max_cycles,
     )
 
@@ -402,7 +510,9 @@ def mpe2_simple_spread(
 __all__ = [
     "PettingZooEnv",
     "UnsupportedSpaceError",
+    "TEAM_REWARDS",
     "convert_action_space",
+    "given_team_rewards_np",
     "infer_teams",
     "make_pettingzoo",
     "mpe2_simple_spread",
