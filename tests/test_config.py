@@ -89,7 +89,9 @@ def test_task_override_files_are_valid():
         assert set(data) <= {"experiment", *ALGORITHMS}, path
         assert set(data.get("experiment", {})) <= set(field_types(ExperimentConfig)), path
         for algo in ALGORITHMS:
-            assert set(data.get(algo, {})) <= set(field_types(get_algo(algo).Config)), path
+            section = dict(data.get(algo, {}))
+            assert set(section.pop("experiment", {})) <= set(field_types(ExperimentConfig)), path
+            assert set(section) <= set(field_types(get_algo(algo).Config)), path
 
 
 @pytest.mark.parametrize(
@@ -257,6 +259,13 @@ def test_task_overrides_layer(tmp_path, monkeypatch):
     assert cfg.experiment.total_steps == 5000 and cfg.algo.gamma == 0.5 and cfg.algo.hidden == (3, 3)
     cfg = resolve(["algo=masac", "task=games/climbing", "gamma=0.7"])
     assert cfg.algo.gamma == 0.7 and cfg.experiment.total_steps == 5000
+    # the family's file sits below the task's
+    (tmp_path / "task" / "games.yaml").write_text(
+        "experiment:\n  seed: 3\nmasac:\n  gamma: 0.1\n  tau: 0.2\n"
+    )
+    cfg = resolve(["algo=masac", "task=games/climbing"])
+    assert (cfg.experiment.seed, cfg.algo.gamma, cfg.algo.tau) == (3, 0.5, 0.2)
+    assert cfg.experiment.total_steps == 5000
     (tmp_path / "task" / "games" / "climbing.yaml").write_text("masac:\n  bogus: 1\n")
     with pytest.raises(ConfigError, match="bogus"):
         resolve(["algo=masac", "task=games/climbing"])

@@ -10,7 +10,8 @@ AORPO on Box actions (games/climb) and on heterogeneous agents with multi-discre
 all of AORPO's world-model code) on heterogeneous spaces. The model-free network learners train in
 CI on one to three tasks each, CI_TASKS, chosen so that together they cover every task (simple_spread:
 test_learning trains MASAC and MADDPG on it) and every layout
-(heterogeneous discrete agents, multi-discrete agents, competitive teams, Box and Discrete games); the
+(heterogeneous discrete agents, multi-discrete agents, competitive teams, Box and Discrete games, SMAX's
+action masks on three of its maps: SMAX_EXHAUSTIVE lists the others); the
 tabular learners train on every task they fit (seconds each). test_learning, test_rommeo and the
 algorithms' own tests train them further. The other pairs are marked ``exhaustive`` (``make test-all``
 runs them)."""
@@ -40,9 +41,16 @@ CI_TASKS = {  # model-free network learners -> tasks CI trains them on
     "ddpg_om": {"games/climb"},
     "masql": {"games/lookahead_toy"},
     "pr2_ac": {"games/max_of_two_quadratics"},
-    # on-policy: heterogeneous multi-discrete agents, competitive teams, Box actions
-    "ippo": {"mpe/simple_schedule", "mpe/simple_tag", "games/lookahead_toy"},
+    # on-policy: heterogeneous multi-discrete agents, competitive teams, Box actions, action masks
+    "ippo": {"mpe/simple_schedule", "mpe/simple_tag", "games/lookahead_toy", "smax/3s_vs_4z"},
+    # MAPPO: shared actors with masks, actors of different spaces, Box actions
+    "mappo": {"smax/3m", "mpe/simple_speaker_listener", "games/max_of_two_quadratics"},
+    # HAPPO: stacked agents with masks (two unit types), lax.switch over heterogeneous multi-discrete agents
+    "happo": {"smax/2s3z", "mpe/simple_schedule", "games/lookahead_toy"},
 }
+# SMAX maps that differ from the CI-trained ones (3m, 2s3z, 3s_vs_4z) only in unit counts and types:
+# test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm on them
+SMAX_EXHAUSTIVE = {"smax/3s_vs_5z", "smax/3s5z_vs_3s6z", "smax/3s_vs_3z", "smax/6z_vs_24zg"}
 ON_POLICY = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "on_policy"}
 
 
@@ -91,7 +99,8 @@ def test_ci_trains_every_algorithm_and_every_task():
     exist."""
     ci = [(a, t) for a, t in PAIRS if in_ci(a, t)]
     assert {a for a, _ in ci} == set(ALGORITHMS) - {"aordpg"}
-    assert {t for _, t in ci} == {t for _, t in PAIRS} - {"mpe/simple_spread"}
+    assert {t for _, t in ci} == {t for _, t in PAIRS} - {"mpe/simple_spread"} - SMAX_EXHAUSTIVE
+    assert SMAX_EXHAUSTIVE <= {t for _, t in PAIRS}
     named = {(a, t) for table in (CI_TASKS, MODEL_TASKS) for a, ts in table.items() for t in ts}
     assert named <= set(PAIRS)
 
@@ -114,8 +123,13 @@ def test_algorithm_trains_on_task(tmp_path, algo, task):
     run = train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny, *net, *world]))
     m = read_metrics(run)[0]
     assert list(m["env_steps"]) == [0, 100]
-    # off-policy: two iterations of 50 steps, warm-up reached at the first; on-policy: 2 x 2 minibatches
-    assert m["updates"][-1] == (4 if algo in ON_POLICY else 2)
+    # off-policy: two iterations of 50 steps, warm-up reached at the first; on-policy: two iterations of
+    # 2 minibatches (HAPPO: of every agent, then its critic's epochs)
+    cfg = resolve([f"algo={algo}", f"task={task}", *tiny])
+    per_iter = 2 * (spec.num_agents if algo == "happo" else 1)
+    if algo == "happo":
+        per_iter += cfg.algo.critic_epochs * cfg.algo.critic_minibatches
+    assert m["updates"][-1] == (2 * per_iter if algo in ON_POLICY else 2)
     losses = [k for k in m if k.startswith("loss/")]
     assert losses and all(np.isfinite(m[k][-1]) for k in losses)
     assert np.isfinite(m["eval/team_return"]).all()

@@ -5,11 +5,14 @@ shipped in ``marlow/conf`` (one place, with comments citing the paper table each
 
 - ``conf/experiment.yaml``: the :class:`ExperimentConfig` defaults;
 - ``conf/algo/<algo>.yaml``: the algorithm's ``Config`` defaults;
-- ``conf/task/<family>/<task>.yaml`` (optional): per-task overrides, with an ``experiment:`` section and
-  one section per algorithm name.
+- ``conf/task/<family>.yaml`` (optional): defaults for every task of a family (``conf/task/mamujoco.yaml``
+  for ``mamujoco/...``), and ``conf/task/<family>/<task>.yaml`` (optional): per-task overrides; both with
+  an ``experiment:`` section and one section per algorithm name, which may hold an ``experiment:`` section
+  of its own (experiment keys for that algorithm on those tasks, e.g. an on-policy learner's ``num_envs``).
 
 Resolution order: YAML defaults < the algorithm's ``experiment:`` section (e.g. an on-policy learner's
-``num_envs``) < task overrides < command line. Command-line keys are experiment
+``num_envs``) < family overrides < task overrides (each: experiment section, then the algorithm's
+experiment section) < command line. Command-line keys are experiment
 keys (``seed=1``) or algorithm keys, plain (``lr_actor=0.001``) or prefixed (``algo.lr_actor=0.001``);
 ``task.<option>=value`` sets an option of the task's factory (``task.agent_obsk=0``), collected in the
 experiment's ``task_options`` (values parsed as YAML scalars; an unknown option fails when the task is
@@ -164,6 +167,21 @@ def task_override_path(task: str) -> Path:
     return CONF_DIR / "task" / (task.replace(":", "_") + ".yaml")
 
 
+def task_overrides(task: str) -> dict[str, dict[str, Any]]:
+    """The family's overrides (``conf/task/<family>.yaml``) updated section by section with the task's
+    (``conf/task/<family>/<task>.yaml``)."""
+    layers = [read_yaml(task_override_path(task))]
+    if "/" in task and ":" not in task:
+        layers.insert(0, read_yaml(CONF_DIR / "task" / (task.split("/")[0] + ".yaml")))
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"task overrides for {task!r}: section {section!r} must be a mapping")
+            out[section] = {**out.get(section, {}), **values}
+    return out
+
+
 def algo_defaults(algo: str) -> dict[str, Any]:
     """``conf/algo/<algo>.yaml`` without its ``experiment:`` section; its optional ``_base`` list names
     YAML files (relative to ``conf/``) whose values come first, e.g. AORPO = MASAC's defaults + the
@@ -246,15 +264,19 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
                 f"unknown config key {k!r}; experiment keys: {', '.join(sorted(exp_keys))}; "
                 f"{algo_name} keys: {', '.join(sorted(algo_keys))}"
             )
-    task_over = read_yaml(task_override_path(task))
+    task_over = task_overrides(task)
     algo_exp = algo_experiment_defaults(algo_name)
-    exp = build(ExperimentConfig, exp_defaults, algo_exp, task_over.get("experiment", {}), exp_cli)
+    task_algo = dict(task_over.get(algo_name, {}))
+    task_algo_exp = task_algo.pop("experiment", {})  # experiment keys for this algorithm on this task
+    exp = build(
+        ExperimentConfig, exp_defaults, algo_exp, task_over.get("experiment", {}), task_algo_exp, exp_cli
+    )
     if task_cli:
         exp = dataclasses.replace(exp, task_options={**exp.task_options, **task_cli})
     algo_cfg = build(
         algo_mod.Config,
         algo_defaults(algo_name),
-        task_over.get(algo_name, {}),
+        task_algo,
         algo_cli,
         where=f" for algorithm {algo_name!r}",
     )

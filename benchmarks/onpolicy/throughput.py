@@ -1,0 +1,158 @@
+"""Full-training env-steps/s of IPPO, MAPPO and HAPPO on mpe/simple_spread, mamujoco/halfcheetah_2x3 and
+smax/3m, for 1 and 8 vmapped seeds, each at the task's published settings (conf/algo/*.yaml and
+conf/task/*.yaml: JaxMARL/MAPPO on MPE, HARL on MA-MuJoCo, JaxMARL on SMAX).
+
+Each configuration runs in a fresh process: the training program (collection, learning, a 2-episode
+greedy evaluation per chunk; vmapped over seeds) runs one chunk (compilation included, reported
+separately), then ``--chunks`` timed chunks. JAX tasks run ``marlow train``'s jitted program
+(:func:`marlow.experiment.runner.jitted_program`); MA-MuJoCo runs the host loop
+(:class:`marlow.experiment.host.HostLoop`: MuJoCo stepped in Python, one jitted policy call for all envs
+and seeds per step, the learning step jitted). A chunk is 2 iterations (``eval_every`` = 2 x num_envs x
+rollout_steps). env-steps/s counts all seeds' transitions.
+
+    .venv/bin/python benchmarks/onpolicy/throughput.py            # writes benchmarks/onpolicy/throughput.md
+    .venv/bin/python benchmarks/onpolicy/throughput.py --algos ippo --tasks smax/3m --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TASKS = ("mpe/simple_spread", "mamujoco/halfcheetah_2x3", "smax/3m")
+ALGOS = ("ippo", "mappo", "happo")
+
+
+def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
+    from marlow.devices import configure_host_devices
+
+    configure_host_devices()
+    import jax
+    import jax.numpy as jnp
+
+    from marlow.devices import shard_seeds
+    from marlow.experiment.config import resolve
+    from marlow.experiment.runner import build, jitted_program, seed_keys
+
+    base = resolve([f"algo={algo}", f"task={task}"])
+    per_iter = base.algo.rollout_steps * base.experiment.num_envs
+    cfg = resolve(
+        [
+            f"algo={algo}",
+            f"task={task}",
+            f"num_seeds={seeds}",
+            f"eval_every={2 * per_iter}",
+            "eval_episodes=2",
+            f"total_steps={2 * per_iter * (chunks + 1)}",
+            "progress=false",
+        ]
+    )
+    env, algorithm = build(cfg)
+    if env.is_jax:
+        from marlow.experiment.loop import Loop
+        from marlow.experiment.setup import learner
+
+        loop = Loop(env, learner(cfg, algorithm), cfg.experiment)
+        init, chunk, _ = jitted_program(loop, seeds)
+        rs = init(shard_seeds(seed_keys(cfg), seeds))
+
+        def run(rs, c):
+            rs, m = chunk(rs, jnp.int32(c))
+            jax.block_until_ready(m)
+            return rs
+    else:
+        from marlow.experiment.host import HostLoop
+
+        host = HostLoop(cfg, env, algorithm)
+        rs = jax.jit(jax.vmap(host.init))(seed_keys(cfg))
+
+        def run(rs, c):
+            rs, m = host.chunk(rs, c)
+            return rs
+
+    t0 = time.perf_counter()
+    rs = run(rs, 0)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for c in range(1, chunks + 1):
+        rs = run(rs, c)
+    dt = time.perf_counter() - t0
+    steps = chunks * cfg.experiment.eval_every * seeds
+    return {
+        "algo": algo,
+        "task": task,
+        "seeds": seeds,
+        "num_envs": cfg.experiment.num_envs,
+        "rollout_steps": cfg.algo.rollout_steps,
+        "env_steps_per_s": steps / dt,
+        "first_chunk_s": first,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--algos", default=",".join(ALGOS))
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--seeds", default="1,8")
+    p.add_argument("--chunks", type=int, default=3)
+    p.add_argument("--one", action="store_true", help="measure one configuration here, print JSON")
+    p.add_argument("--out", default=str(HERE / "throughput.md"))
+    ns = p.parse_args()
+    if ns.one:
+        print(json.dumps(measure(ns.algos, ns.tasks, int(ns.seeds), ns.chunks)))
+        return
+    rows = []
+    for task in ns.tasks.split(","):
+        for seeds in (int(s) for s in ns.seeds.split(",")):
+            for algo in ns.algos.split(","):
+                args = ["--one", "--algos", algo, "--tasks", task, "--seeds", str(seeds), "--chunks"]
+                out = subprocess.run(
+                    [sys.executable, __file__, *args, str(ns.chunks)], capture_output=True, text=True
+                )
+                if out.returncode:
+                    raise SystemExit(f"{algo} on {task} ({seeds} seeds) failed:\n{out.stderr[-2000:]}")
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append(r)
+                print(r, flush=True)
+    import jax
+
+    lines = [
+        "# On-policy throughput: IPPO, MAPPO, HAPPO, env-steps/s of full training",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} by "
+        "`python benchmarks/onpolicy/throughput.py`. One fresh process per row; each at the task's "
+        f"published settings; {ns.chunks} timed chunks of 2 iterations after a first chunk that includes "
+        "compilation; a chunk includes a 2-episode greedy evaluation. env-steps/s counts all seeds.",
+        "",
+        "| task | algo | seeds | envs x steps per iteration | env-steps/s (all seeds) | ratio to 1 seed | "
+        "first chunk incl. compile (s) | peak RSS (GiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    one = {(r["task"], r["algo"]): r["env_steps_per_s"] for r in rows if r["seeds"] == 1}
+    for r in rows:
+        ratio = (
+            r["env_steps_per_s"] / one[(r["task"], r["algo"])]
+            if (r["task"], r["algo"]) in one
+            else float("nan")
+        )
+        lines.append(
+            f"| {r['task']} | {r['algo']} | {r['seeds']} | {r['num_envs']} x {r['rollout_steps']} | "
+            f"{r['env_steps_per_s']:,.0f} | {ratio:.2f}x | {r['first_chunk_s']:.1f} | "
+            f"{r['peak_rss_gib']:.2f} |"
+        )
+    Path(ns.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
