@@ -21,6 +21,7 @@ from marlow.experiment.checkpoint import CKPT_NAME
 from marlow.experiment.config import resolve
 from marlow.experiment.evaluate import evaluate_run
 from marlow.experiment.host import env_seed, evaluate_host_run
+from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import build, load_run_config, train
 
 TASK = "pettingzoo/mpe2_simple_spread"
@@ -139,3 +140,71 @@ def test_resumed_host_chunk_starts_its_training_returns_from_zero():
     finally:
         host.close()
     assert np.all(np.asarray(m["train/return"]) < 0), m["train/return"]  # simple_spread returns are < 0
+
+
+def test_host_env_information_for_centralised_critics():
+    """MAPPO on a host env: every step passes the masks and the global state to the policy, and the
+    trajectory keeps the global state each step reached (the finished episode's last state at its end,
+    not the next episode's first), as the JAX rollout engine does."""
+    from marlow.experiment.host import HostLoop
+
+    cfg = resolve(
+        [
+            "algo=mappo",
+            f"task={TASK}",
+            "hidden=8,8",
+            "num_envs=2",
+            "rollout_steps=25",
+            "eval_every=50",
+            "total_steps=50",
+            "progress=false",
+        ]
+    )
+    env, algo = build(cfg)
+    host = HostLoop(cfg, env, algo)
+    try:
+        st = jax.jit(jax.vmap(host.init))(jax.numpy.stack([jax.random.PRNGKey(0)]))
+        host.reset(0)
+        steps = []
+        for t in range(26):  # across the 25-step episode's end
+            before = np.stack([e.global_state() for e in host.envs])
+            st, step = host._step(st, t)
+            after = np.stack([e.global_state() for e in host.envs])
+            steps.append((before, after, step))
+    finally:
+        host.close()
+    for t, (before, after, step) in enumerate(steps):
+        info = step["info"]
+        np.testing.assert_array_equal(info["global_state"][0], before)
+        assert set(info["avail"]) == set(env.spec.agents)
+        done = step["terminated"][0] | step["truncated"][0]
+        assert bool(done.all()) == (t == 24)
+        if not done.any():
+            np.testing.assert_array_equal(info["next_global_state"][0], after)
+        else:  # the last state of the finished episode: its observations, not the reset's
+            last = np.concatenate([step["next_obs"][a][0] for a in env.spec.agents], axis=-1)
+            np.testing.assert_allclose(info["next_global_state"][0], last, rtol=1e-6)
+            assert not np.allclose(info["next_global_state"][0], after)
+
+
+@pytest.mark.parametrize("algo", [pytest.param("mappo", marks=pytest.mark.exhaustive), "happo"])
+def test_centralised_critics_train_on_a_host_env(tmp_path, algo):
+    """MAPPO and HAPPO through the host loop on MA-MuJoCo's 3x2 split, whose agents see different numbers
+    of joints (no shared actor; HAPPO's lax.switch path) and whose critic takes the 17-number state."""
+    args = [
+        f"algo={algo}",
+        "task=mamujoco/halfcheetah_3x2",
+        "hidden=16,16",
+        "num_envs=2",
+        "rollout_steps=25",
+        "epochs=1",
+        "eval_every=100",
+        "total_steps=200",
+        "eval_episodes=1",
+        "progress=false",
+        f"run_dir={tmp_path / 'run'}",
+    ]
+    m = read_metrics(train(resolve(args)))[0]
+    assert list(m["env_steps"]) == [0, 100, 200]
+    for k in ("loss/policy_loss", "loss/value_loss", "eval/team_return"):
+        assert np.isfinite(m[k][1:]).all(), k

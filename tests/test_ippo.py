@@ -165,6 +165,7 @@ def test_ppo_update_on_one_state_bandit_moves_toward_the_better_arm():
 
 
 # ---- through the runner -----------------------------------------------------------------------------
+@pytest.mark.exhaustive  # the same runner path as test_mappo_happo's vmapped-seed tests, which CI runs
 def test_vmapped_seeds_equal_separate_runs(tmp_path):
     batched = read_metrics(
         train(resolve([*SMALL, "task=mpe/simple_spread", "num_seeds=2", f"run_dir={tmp_path / 'b'}"]))

@@ -51,7 +51,7 @@ def _finished(run_dir: Path, cfg) -> bool:
     saved = load_run_config(run_dir).to_dict()
     want = cfg.to_dict()
     saved.pop("run_dir"), want.pop("run_dir")
-    saved["algo_params"].pop("buffer_size"), want["algo_params"].pop("buffer_size")  # capped when saved
+    saved["algo_params"].pop("buffer_size", None), want["algo_params"].pop("buffer_size", None)  # capped
     return saved == want and steps(run_dir)[-1] >= cfg.experiment.total_steps
 
 
