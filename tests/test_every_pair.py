@@ -7,9 +7,9 @@ The model-based algorithms (AORPO, AORDPG) compile world-model training, opponen
 every task (about a minute each on 2 cores), so CI runs them on a representative subset, MODEL_TASKS:
 AORPO on Box actions (games/climb); tests/test_aorpo.py covers a competitive task (simple_tag),
 cooperative navigation and AORDPG (which shares all of AORPO's world-model code) on heterogeneous spaces;
-AORPO on heterogeneous multi-discrete agents (mpe/simple_schedule) runs in make test-all. The model-free network learners train in
-CI on one to three tasks each, CI_TASKS, chosen so that together they cover every task (simple_spread:
-test_learning trains MASAC and MADDPG on it) and every layout
+AORPO on heterogeneous multi-discrete agents (mpe/simple_schedule) runs in make test-all. The model-free
+network learners train in CI on one to three tasks each, CI_TASKS, chosen so that together they cover
+every task (simple_spread: test_learning trains MASAC and MADDPG on it) and every layout
 (heterogeneous discrete agents, multi-discrete agents, competitive teams, Box and Discrete games, SMAX's
 action masks on two of its maps: SMAX_EXHAUSTIVE lists the others); the
 tabular learners train on every task they fit (seconds each). test_learning, test_rommeo and the
@@ -50,8 +50,9 @@ CI_TASKS = {  # model-free network learners -> tasks CI trains them on
     # Actors' code, trained on SMAX here by IPPO and MAPPO; happo on smax/2s3z runs in make test-all)
     "happo": {"mpe/simple_schedule", "games/lookahead_toy"},
 }
-# SMAX maps that differ from the CI-trained ones (3m, 3s_vs_4z; 2s3z in make test-all) only in unit counts and types:
-# test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm on them
+# SMAX maps that differ from the CI-trained ones (3m, 3s_vs_4z) only in unit counts and types (2s3z: two
+# types): test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm
+# on them
 SMAX_EXHAUSTIVE = {"smax/2s3z", "smax/3s_vs_5z", "smax/3s5z_vs_3s6z", "smax/3s_vs_3z", "smax/6z_vs_24zg"}
 ON_POLICY = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "on_policy"}
 
