@@ -110,7 +110,7 @@ def main() -> None:
     if ns.one:
         print(json.dumps(measure(ns.algos, ns.tasks, int(ns.seeds), ns.chunks)))
         return
-    rows = []
+    rows, failed = [], []
     for task in ns.tasks.split(","):
         for seeds in (int(s) for s in ns.seeds.split(",")):
             for algo in ns.algos.split(","):
@@ -119,10 +119,19 @@ def main() -> None:
                     [sys.executable, __file__, *args, str(ns.chunks)], capture_output=True, text=True
                 )
                 if out.returncode:
-                    raise SystemExit(f"{algo} on {task} ({seeds} seeds) failed:\n{out.stderr[-2000:]}")
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                rows.append(r)
-                print(r, flush=True)
+                    tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+                    failed.append(f"{algo} on {task} ({seeds} seeds): exit {out.returncode}: {tail}")
+                    print(failed[-1], file=sys.stderr, flush=True)
+                else:
+                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    print(rows[-1], flush=True)
+                write_table(Path(ns.out), rows, failed, ns.chunks)  # a stopped run keeps its rows
+    print(Path(ns.out).read_text())
+    if failed:
+        raise SystemExit(1)
+
+
+def write_table(path: Path, rows: list[dict], failed: list[str], chunks: int) -> None:
     import jax
 
     lines = [
@@ -131,7 +140,7 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} by "
         "`python benchmarks/onpolicy/throughput.py`. One fresh process per row; each at the task's "
-        f"published settings; {ns.chunks} timed chunks of 2 iterations after a first chunk that includes "
+        f"published settings; {chunks} timed chunks of 2 iterations after a first chunk that includes "
         "compilation; a chunk includes a 2-episode greedy evaluation. env-steps/s counts all seeds.",
         "",
         "| task | algo | seeds | envs x steps per iteration | env-steps/s (all seeds) | ratio to 1 seed | "
@@ -150,8 +159,8 @@ def main() -> None:
             f"{r['env_steps_per_s']:,.0f} | {ratio:.2f}x | {r['first_chunk_s']:.1f} | "
             f"{r['peak_rss_gib']:.2f} |"
         )
-    Path(ns.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", *(f"- failed: {f}" for f in failed)] if failed else []
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

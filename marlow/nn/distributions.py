@@ -215,6 +215,14 @@ class DiagGaussian:
     def entropy(self, mean: jax.Array, log_std: jax.Array) -> jax.Array:
         return jnp.broadcast_to(jnp.sum(log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e)), mean.shape[:-1])
 
+    @staticmethod
+    def kl(mean_p, log_std_p, mean_q, log_std_q) -> jax.Array:
+        """D_KL(p || q) of two diagonal Gaussians, summed over the last axis (closed form):
+        sum_d [ log s_q - log s_p + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2 ]."""
+        var_p, var_q = jnp.exp(2 * log_std_p), jnp.exp(2 * log_std_q)
+        per_dim = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
+        return jnp.sum(per_dim, axis=-1)
+
     def to_env(self, raw: jax.Array) -> jax.Array:
         a = jnp.clip(raw, self._low, self._high)
         return a.reshape(a.shape[:-1] + self.space.shape)

@@ -2,6 +2,8 @@
 
 - :func:`gae`: generalised advantage estimation (Schulman et al. 2016, Eq. 16) over a ``[T, B]``
   trajectory with terminations and time-limit truncations kept apart;
+- :func:`vtrace`: V-trace off-policy targets (Espeholt et al. 2018, "IMPALA", Sec. 4.1 Eq. 1), the
+  form the Teammate Lookahead authors' code uses for the ego update on lookahead-collected data;
 - :func:`clipped_surrogate`: PPO's clipped objective (Schulman et al. 2017, Eq. 7) with a multiplicative
   factor outside the min (HAPPO's M, Kuba et al. 2022, Eq. 11 / HARL ``happo.py``; 1 for PPO);
 - :func:`value_loss`: the clipped value loss with the Huber loss (MAPPO, Yu et al. 2022, Sec. 3 and its
@@ -47,6 +49,46 @@ def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float
         return a, a
 
     _, adv = jax.lax.scan(back, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
+    return adv, adv + values
+
+
+def vtrace(
+    rewards,
+    values,
+    next_values,
+    terminated,
+    done,
+    rho,
+    gamma: float,
+    lam: float,
+    rho_clip: float = 1.0,
+    c_clip: float = 1.0,
+):
+    """V-trace advantages and value targets of a ``[T, B]`` trajectory collected by a behaviour policy mu
+    for a target policy pi, with ``rho`` = pi(a_t | o_t) / mu(a_t | o_t) (treated as a constant):
+
+        rho_bar_t = min(rho_t, rho_clip),   c_t = lam * min(rho_t, c_clip)
+        delta_t   = rho_bar_t (r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t))
+        A_t       = delta_t + gamma (1 - done_t) c_t A_{t+1}          (A_t = v_t - V(s_t))
+        target_t  = A_t + V(s_t)
+
+    (IMPALA Eq. 1 written as a reverse recursion, with IMPALA's trace coefficient c scaled by lam as in
+    the Teammate Lookahead code, xlnwel/grl2-jax; the advantage is v_t - V(s_t), as that code's.) With
+    rho = 1 this is :func:`gae` exactly. Episode ends as in :func:`gae`. Returns ``(advantages,
+    targets)``."""
+    rho = jax.lax.stop_gradient(rho)
+    rho_bar = jnp.minimum(rho, rho_clip)
+    c = lam * jnp.minimum(rho, c_clip)
+    not_term = 1.0 - terminated.astype(jnp.float32)
+    not_done = 1.0 - done.astype(jnp.float32)
+    deltas = rho_bar * (rewards + gamma * not_term * next_values - values)
+
+    def back(a_next, x):
+        delta, nd, c_t = x
+        a = delta + gamma * nd * c_t * a_next
+        return a, a
+
+    _, adv = jax.lax.scan(back, jnp.zeros_like(values[0]), (deltas, not_done, c), reverse=True)
     return adv, adv + values
 
 
