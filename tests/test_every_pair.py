@@ -31,6 +31,10 @@ PAIRS = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if unsupported(get_algo(a
 REFUSED = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if (a, t) not in PAIRS]
 MODEL_TASKS = {  # model-based algorithms (with world-model keys) -> tasks CI trains them on
     "aorpo": {"games/climb"},
+    # Teammate Lookahead: stacked HAPPO agents on Box actions; MAPPO's shared actors (tests/test_lookahead.py
+    # covers the rest; heterogeneous MPE agents run in make test-all)
+    "la_happo": {"games/lookahead_toy"},
+    "la_mappo": {"games/lookahead_toy"},
 }
 MODEL_BASED = {a for a in ALGORITHMS if "model_hidden" in field_types(get_algo(a).Config)}
 CI_TASKS = {  # model-free network learners -> tasks CI trains them on
@@ -86,6 +90,22 @@ WORLD = [
     "opp_max_epochs=2",
     "opp_window=64",
 ]
+# Teammate Lookahead: tiny team models, trained every iteration; the lookahead from the first iteration on
+LOOKAHEAD = [
+    "la_warmup_steps=50",
+    "la_rollouts=4",
+    "la_episode_length=3",
+    "la_epochs=1",
+    "la_minibatches=1",
+    "la_start_window=16",
+    "diag_samples=8",
+    "model_hidden=8,8",
+    "model_batch_size=8",
+    "model_steps_per_epoch=2",
+    "model_max_epochs=1",
+    "model_term_steps=2",
+    "model_buffer_size=64",
+]
 RUN = ["num_envs=2", "eval_every=100", "total_steps=100", "eval_episodes=2", "progress=false"]
 TINY = ["batch_size=16", "update_every=50", "updates_per_step=1", "warmup_steps=50", *RUN]
 # on-policy: two iterations of 25 steps x 2 envs, one epoch of two minibatches each
@@ -121,17 +141,26 @@ def test_algorithm_trains_on_task(tmp_path, algo, task):
     spec = envs.make(task).spec
     types = field_types(get_algo(algo).Config)
     net = NETWORK if "hidden" in types else []
-    world = WORLD if "model_hidden" in types else []
+    world = WORLD if "rollout_batch" in types else []
+    lookahead = LOOKAHEAD if "la_rounds" in types else []
     tiny = TINY_ON_POLICY if algo in ON_POLICY else TINY
-    run = train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny, *net, *world]))
+    run = train(
+        resolve(
+            [f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny, *net, *world, *lookahead]
+        )
+    )
     m = read_metrics(run)[0]
     assert list(m["env_steps"]) == [0, 100]
     # off-policy: two iterations of 50 steps, warm-up reached at the first; on-policy: two iterations of
     # 2 minibatches (HAPPO: of every agent, then its critic's epochs)
     cfg = resolve([f"algo={algo}", f"task={task}", *tiny])
-    per_iter = 2 * (spec.num_agents if algo == "happo" else 1)
-    if algo == "happo":
+    sequential = algo in ("happo", "la_happo")
+    per_iter = 2 * (spec.num_agents if sequential else 1)
+    if sequential:
         per_iter += cfg.algo.critic_epochs * cfg.algo.critic_minibatches
+    if lookahead:  # one lookahead update per iteration (both iterations reach la_warmup_steps=50)
+        per_iter += spec.num_agents + 1 if sequential else 1
+        assert m["loss/la_active"][-1] == 1.0 and m["loss/la_collected"][-1] == 0.5
     assert m["updates"][-1] == (2 * per_iter if algo in ON_POLICY else 2)
     losses = [k for k in m if k.startswith("loss/")]
     assert losses and all(np.isfinite(m[k][-1]) for k in losses)

@@ -46,7 +46,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     # ROMMEO paper (tabular, Fig. 1)
     "tabular": ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q"),
     # the PPO family (Teammate Lookahead and MAG build on it)
-    "onpolicy": ("ippo", "mappo", "happo"),
+    "onpolicy": ("ippo", "mappo", "happo", "la_happo", "la_mappo"),
 }
 MODULES = {name: f"marlow.algos.{group}.{name}" for group, names in GROUPS.items() for name in names}
 ALGORITHMS = tuple(MODULES)

@@ -217,52 +217,21 @@ class SMAXEnv(MultiAgentEnv):
         return self._ally_obs(obs), state, rewards, dones, infos
 
 
-def _make(map_name: str, episode_length: int) -> SMAXEnv:
-    return SMAXEnv(
-        f"smax/{map_name}", map_name, episode_length=episode_length, description=_DESCRIPTIONS[map_name]
-    )
+def _factory(map_name: str):
+    """The registered factory of ``smax/<map_name>``: its one task option is ``episode_length``."""
+
+    def factory(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
+        return SMAXEnv(
+            f"smax/{map_name}", map_name, episode_length=episode_length, description=_DESCRIPTIONS[map_name]
+        )
+
+    factory.__name__ = factory.__qualname__ = f"smax_{map_name}"
+    factory.__doc__ = _DESCRIPTIONS[map_name]
+    return factory
 
 
-@register("smax/3m", description=_DESCRIPTIONS["3m"])
-def smax_3m(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """3 marines vs 3 marines."""
-    return _make("3m", episode_length)
-
-
-@register("smax/2s3z", description=_DESCRIPTIONS["2s3z"])
-def smax_2s3z(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """2 stalkers + 3 zealots on each side."""
-    return _make("2s3z", episode_length)
-
-
-@register("smax/3s_vs_5z", description=_DESCRIPTIONS["3s_vs_5z"])
-def smax_3s_vs_5z(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """3 stalkers vs 5 zealots."""
-    return _make("3s_vs_5z", episode_length)
-
-
-@register("smax/3s5z_vs_3s6z", description=_DESCRIPTIONS["3s5z_vs_3s6z"])
-def smax_3s5z_vs_3s6z(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """3 stalkers + 5 zealots vs 3 stalkers + 6 zealots."""
-    return _make("3s5z_vs_3s6z", episode_length)
-
-
-@register("smax/3s_vs_3z", description=_DESCRIPTIONS["3s_vs_3z"])
-def smax_3s_vs_3z(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """3 stalkers vs 3 zealots."""
-    return _make("3s_vs_3z", episode_length)
-
-
-@register("smax/3s_vs_4z", description=_DESCRIPTIONS["3s_vs_4z"])
-def smax_3s_vs_4z(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """3 stalkers vs 4 zealots."""
-    return _make("3s_vs_4z", episode_length)
-
-
-@register("smax/6z_vs_24zg", description=_DESCRIPTIONS["6z_vs_24zg"])
-def smax_6z_vs_24zg(episode_length: int = EPISODE_LENGTH) -> SMAXEnv:
-    """6 zealots vs 24 zerglings (corridor's units, open map)."""
-    return _make("6z_vs_24zg", episode_length)
+for _map in _DESCRIPTIONS:
+    register(f"smax/{_map}", description=_DESCRIPTIONS[_map])(_factory(_map))
 
 
 __all__ = [
@@ -271,11 +240,4 @@ __all__ = [
     "UNIT_TYPES",
     "SMAXEnv",
     "scenario",
-    "smax_2s3z",
-    "smax_3m",
-    "smax_3s5z_vs_3s6z",
-    "smax_3s_vs_3z",
-    "smax_3s_vs_4z",
-    "smax_3s_vs_5z",
-    "smax_6z_vs_24zg",
 ]

@@ -111,6 +111,20 @@ class Actors:
             return d.log_prob(out, p["log_std"], action), d.entropy(out, p["log_std"])
         return d.log_prob(out, action), d.entropy(out)
 
+    def kl(self, p, q, a: str, obs, mask=None) -> jax.Array:
+        """D_KL(pi_p(. | obs) || pi_q(. | obs)) of agent ``a`` under the parameters ``p`` and ``q`` (closed
+        form: diagonal Gaussians, or categoricals summed over multi-discrete components; masked actions
+        have probability 0 under both and add nothing)."""
+        out_p, out_q, d = self.out(p, a, obs, mask), self.out(q, a, obs, mask), self.dists[a]
+        if self.box[a]:
+            return DiagGaussian.kl(out_p, p["log_std"], out_q, q["log_std"])
+        split = getattr(d, "_parts", lambda o: [o])
+        total = 0.0
+        for lp, lq in zip(split(out_p), split(out_q), strict=True):
+            lp, lq = jax.nn.log_softmax(lp, axis=-1), jax.nn.log_softmax(lq, axis=-1)
+            total = total + jnp.sum(jnp.exp(lp) * (lp - lq), axis=-1)
+        return total
+
     def mode(self, p, a: str, obs, mask=None):
         """The greedy env action: the Gaussian's mean clipped to the bounds, or the most likely available
         discrete action."""

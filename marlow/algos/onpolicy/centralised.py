@@ -18,6 +18,7 @@ Subclasses define ``learn``'s update order (:mod:`mappo`: actors and critic toge
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -33,6 +34,13 @@ from marlow.errors import ConfigError
 from marlow.nn.mlp import MLP
 
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
+
+
+@dataclass
+class Config(ppo.Config):
+    """PPO's keys and the centralised critic's learning rate (MAPPO's and HAPPO's configs extend it)."""
+
+    critic_lr: float
 
 
 @struct.dataclass
@@ -53,13 +61,15 @@ class CentralisedPPO:
     """The shared machinery (module docstring); ``share`` turns on actor parameter sharing."""
 
     NAME = "centralised_ppo"
+    GLOBAL_STATE = True  # the critic reads the task's global state where it has one (else the joint obs)
 
     def __init__(self, spec: EnvSpec, cfg, share: bool):
         cooperative_only(self.NAME, spec)
         self.spec, self.cfg = spec, cfg
         self.actors = Actors(spec, cfg.hidden, cfg.activation, cfg.log_std_init, share=share)
         self.critic = MLP(tuple(cfg.hidden), 1, cfg.activation)
-        self.state_dim = spec.global_state_dim or sum(spec.obs_dim(a) for a in spec.agents)
+        self.global_state = self.GLOBAL_STATE and spec.global_state_dim is not None
+        self.state_dim = spec.global_state_dim if self.global_state else sum(map(spec.obs_dim, spec.agents))
         clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
         self.opt = optax.chain(*clip, optax.scale_by_adam(eps=cfg.adam_eps))
         self.steps_per_iter = cfg.rollout_steps
@@ -100,8 +110,9 @@ class CentralisedPPO:
 
     # ---- the critic's input -----------------------------------------------------------------------
     def critic_input(self, obs: dict, info: dict | None, key: str = "global_state") -> jax.Array:
-        """The global state (``info[key]``), or all agents' observations concatenated."""
-        if self.spec.global_state_dim is not None:
+        """The global state (``info[key]``), or all agents' observations concatenated (tasks without one,
+        or ``GLOBAL_STATE = False``)."""
+        if self.global_state:
             if info is None or key not in info:
                 raise ValueError(f"{self.NAME} needs the rollout's env information ({key})")
             return info[key]
@@ -166,13 +177,7 @@ class CentralisedPPO:
         adv, target = ppo.gae(
             team_r, x["value"], next_v, traj.terminated, traj.done, cfg.gamma, cfg.gae_lambda
         )
-        ev = ppo.explained_variance(x["value"], target)
-        vn = state.vnorm.update(target, cfg.value_norm_beta) if cfg.value_norm else state.vnorm
-        if cfg.normalize_advantages:
-            adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
-        # targets in the updated normalisation; the clipping anchor is the behaviour critic's own output
-        norm = vn.normalize if cfg.value_norm else (lambda v: v)
-        old_norm = state.vnorm.normalize if cfg.value_norm else (lambda v: v)
+        adv, target, value, vn, ev = ppo.targets(cfg, adv, target, x["value"], state.vnorm)
         data = {
             "agents": {
                 a: {
@@ -185,8 +190,8 @@ class CentralisedPPO:
             },
             "adv": adv,
             "state": s,
-            "target": norm(target),
-            "value": old_norm(x["value"]),
+            "target": target,
+            "value": value,
         }
         return jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), data), vn, ev
 
@@ -195,9 +200,16 @@ class CentralisedPPO:
         """Agent ``a``'s clipped surrogate with its entropy bonus (``factor``: HAPPO's M)."""
         d = mb["agents"][a]
         logp, ent = self.actors.log_prob_entropy(p, a, d["obs"], d["action"], d["mask"])
+        adv = self.advantage(a, mb, adv, jax.lax.stop_gradient(logp))
         pg, stats = ppo.clipped_surrogate(logp, d["log_prob"], adv, self.cfg.clip_eps, factor)
         entropy = jnp.mean(ent)
         return pg - self.cfg.ent_coef * entropy, {"policy_loss": pg, "entropy": entropy, **stats}
+
+    def advantage(self, a: str, mb: dict, adv, logp):
+        """Agent ``a``'s advantage on the minibatch ``mb`` (``logp``: log pi_a of its actions under the
+        parameters being updated, no gradient). PPO: ``adv`` as computed for the batch; Teammate Lookahead
+        recomputes V-trace here (:mod:`.lookahead`)."""
+        return adv
 
     def critic_loss(self, critic_params, mb: dict):
         cfg = self.cfg

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from marlow import rollout
-from marlow.algos.onpolicy import ppo
+from marlow.algos.onpolicy import centralised, ppo
 from marlow.algos.onpolicy.centralised import SUPPORTED_ACTIONS, CentralisedPPO, State
 
 NAME = "happo"
@@ -44,33 +44,12 @@ __all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algori
 
 
 @dataclass
-class Config:
+class Config(centralised.Config):
     """Defaults in conf/algo/happo.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    activation: str
-    lr: float
-    critic_lr: float
-    anneal_lr: bool
-    adam_eps: float
-    gamma: float
-    gae_lambda: float
-    clip_eps: float
-    ent_coef: float
-    vf_coef: float
-    max_grad_norm: float
-    rollout_steps: int
-    epochs: int
-    num_minibatches: int
     critic_epochs: int
     critic_minibatches: int
     factor_clip: float
-    value_norm: bool
-    value_norm_beta: float
-    value_clip: bool
-    huber_delta: float
-    normalize_advantages: bool
-    log_std_init: float
 
 
 class Algorithm(CentralisedPPO):
@@ -114,7 +93,8 @@ class Algorithm(CentralisedPPO):
         )
         d = agent_data
         new_logp, _ = self.actors.log_prob_entropy(p, a, d["obs"], d["action"], d["mask"])
-        log_factor = log_factor + jax.lax.stop_gradient(new_logp - d["log_prob"])
+        base = d.get("factor_base", d["log_prob"])  # the policy M's ratios are taken against
+        log_factor = log_factor + jax.lax.stop_gradient(new_logp - base)
         metrics["factor_std"] = jnp.std(factor)
         return p, opt_state, log_factor, factor, metrics
 
@@ -123,7 +103,7 @@ class Algorithm(CentralisedPPO):
         parameters and optimiser states, the factor M each position used (``[n, N]``) and the metrics
         averaged over the positions."""
         agents, n = self.spec.agents, self.spec.num_agents
-        samples = data["adv"].shape[0]
+        samples = data["adv"].shape  # [N] transitions (or [B, T] sequences, :mod:`.lookahead`)
         keys = jax.random.split(key, n)
 
         if self.stacked:
@@ -166,7 +146,7 @@ class Algorithm(CentralisedPPO):
             models = (dict(actors), dict(opt))
 
         m_shape = jax.eval_shape(lambda c: train(order[0], keys[0], c, jnp.zeros(samples))[3], models)
-        init = (models, jnp.zeros(samples), jnp.zeros((n, samples)), jax.tree.map(jnp.zeros_like, m_shape))
+        init = (models, jnp.zeros(samples), jnp.zeros((n, *samples)), jax.tree.map(jnp.zeros_like, m_shape))
 
         def body(pos, carry):
             models, log_factor, factors, msum = carry

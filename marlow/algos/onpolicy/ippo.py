@@ -50,29 +50,8 @@ SUPPORTS_MASKS = True
 
 
 @dataclass
-class Config:
-    """Defaults in conf/algo/ippo.yaml, each with its source."""
-
-    hidden: tuple[int, ...]
-    activation: str
-    lr: float
-    anneal_lr: bool
-    adam_eps: float
-    gamma: float
-    gae_lambda: float
-    clip_eps: float
-    ent_coef: float
-    vf_coef: float
-    max_grad_norm: float
-    rollout_steps: int
-    epochs: int
-    num_minibatches: int
-    value_norm: bool
-    value_norm_beta: float
-    value_clip: bool
-    huber_delta: float
-    normalize_advantages: bool
-    log_std_init: float
+class Config(ppo.Config):
+    """Defaults in conf/algo/ippo.yaml, each with its source (the keys: :class:`.ppo.Config`)."""
 
 
 @struct.dataclass
@@ -173,23 +152,15 @@ class Algorithm:
             adv, target = ppo.gae(
                 traj.rewards[a], x["value"][a], next_v, traj.terminated, traj.done, cfg.gamma, cfg.gae_lambda
             )
-            ev[a] = ppo.explained_variance(x["value"][a], target)
-            vn = state.vnorm[a].update(target, cfg.value_norm_beta) if cfg.value_norm else state.vnorm[a]
-            vnorm[a] = vn
-            if cfg.normalize_advantages:
-                adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
-            # targets in the updated normalisation; the clipping anchor is the behaviour critic's own output
-            # (normalised with the statistics it was computed with, as MAPPO's stored value predictions)
-            norm = vn.normalize if cfg.value_norm else (lambda v: v)
-            old_norm = state.vnorm[a].normalize if cfg.value_norm else (lambda v: v)
+            adv, target, value, vnorm[a], ev[a] = ppo.targets(cfg, adv, target, x["value"][a], state.vnorm[a])
             data[a] = {
                 "obs": traj.obs[a],
                 "mask": avail(traj.info, a),
                 "action": x["action"][a],
                 "log_prob": x["log_prob"][a],
                 "adv": adv,
-                "target": norm(target),
-                "value": old_norm(x["value"][a]),
+                "target": target,
+                "value": value,
             }
         data = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), data)
 

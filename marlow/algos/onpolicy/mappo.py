@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from marlow import rollout
-from marlow.algos.onpolicy import ppo
+from marlow.algos.onpolicy import centralised, ppo
 from marlow.algos.onpolicy.centralised import SUPPORTED_ACTIONS, CentralisedPPO, State
 
 NAME = "mappo"
@@ -35,30 +35,9 @@ __all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algori
 
 
 @dataclass
-class Config:
+class Config(centralised.Config):
     """Defaults in conf/algo/mappo.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    activation: str
-    lr: float
-    critic_lr: float
-    anneal_lr: bool
-    adam_eps: float
-    gamma: float
-    gae_lambda: float
-    clip_eps: float
-    ent_coef: float
-    vf_coef: float
-    max_grad_norm: float
-    rollout_steps: int
-    epochs: int
-    num_minibatches: int
-    value_norm: bool
-    value_norm_beta: float
-    value_clip: bool
-    huber_delta: float
-    normalize_advantages: bool
-    log_std_init: float
     share_actor: bool
 
 

@@ -10,6 +10,9 @@
   code's ``cal_value_loss``);
 - :class:`ValueNorm`: running mean / variance of the value targets (MAPPO's ValueNorm: debiased EMA);
 - :func:`minibatch_epochs`: epochs of permuted minibatches, one ``lax.scan`` each;
+- :class:`Config`: the keys every PPO learner shares (each algorithm's config extends it);
+- :func:`targets`: from GAE's (or V-trace's) advantages and returns to the training batch's normalised
+  advantages, ValueNorm-ed value targets and behaviour values;
 - :func:`explained_variance`, :func:`linear_decay`, :func:`check_schedule`.
 
 Everything is a pure function of arrays, jittable and vmappable.
@@ -18,6 +21,7 @@ Everything is a pure function of arrays, jittable and vmappable.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -26,6 +30,33 @@ import optax
 from flax import struct
 
 from marlow.errors import ConfigError
+
+
+@dataclass
+class Config:
+    """The keys of every PPO learner (IPPO, MAPPO, HAPPO and what builds on them); the defaults are in each
+    algorithm's YAML (conf/algo/<name>.yaml), each with its source."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    lr: float
+    anneal_lr: bool
+    adam_eps: float
+    gamma: float
+    gae_lambda: float
+    clip_eps: float
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    rollout_steps: int
+    epochs: int
+    num_minibatches: int
+    value_norm: bool
+    value_norm_beta: float
+    value_clip: bool
+    huber_delta: float
+    normalize_advantages: bool
+    log_std_init: float
 
 
 def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
@@ -184,6 +215,25 @@ def minibatch_epochs(
 
     carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, epochs))
     return carry, jax.tree.map(jnp.mean, metrics)
+
+
+def targets(cfg: Config, adv, returns, values, vnorm: ValueNorm):
+    """The training batch's advantages and value targets from GAE's (or V-trace's) ``adv`` and ``returns``
+    and the behaviour values ``values`` (return units), with the ValueNorm ``vnorm`` of the behaviour critic.
+
+    Returns ``(adv, target, value, vnorm', explained_variance)``: ``adv`` normalised over the batch when
+    ``cfg.normalize_advantages`` (MAPPO); ``vnorm'`` updated with ``returns`` when ``cfg.value_norm``;
+    ``target`` = the returns in the updated normalisation; ``value`` = the clipping anchor of the value loss,
+    the behaviour critic's own output (normalised with the statistics it was computed with, as MAPPO's stored
+    value predictions); the explained variance of ``values`` for ``returns``.
+    """
+    ev = explained_variance(values, returns)
+    new = vnorm.update(returns, cfg.value_norm_beta) if cfg.value_norm else vnorm
+    if cfg.normalize_advantages:
+        adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+    if cfg.value_norm:
+        return adv, new.normalize(returns), vnorm.normalize(values), new, ev
+    return adv, returns, values, new, ev
 
 
 def explained_variance(pred: jax.Array, target: jax.Array) -> jax.Array:
