@@ -109,7 +109,8 @@ def _env_major(tree):
 
 class VTraceEgo:
     """The ego update of step 1 (module docstring), mixed into the base algorithm's class: its ``batch``
-    makes V-trace targets, its ``advantage`` recomputes them per minibatch. ``factor_base`` (HAPPO's M):
+    makes V-trace targets, its ``advantage`` recomputes them per minibatch (normalised over the minibatch
+    when ``normalize_advantages``). ``factor_against`` (HAPPO's M, through each sample's ``factor_base``):
     ``"mu"`` takes the earlier agents' ratios against the behaviour (the authors' code), ``"old"`` against
     pi^k (HARL's M)."""
 
