@@ -154,6 +154,24 @@ class OffPolicyLearner:
         )
 
 
+class OnPolicyDefaults:
+    """The parts of the learner protocol an on-policy learner (``KIND = "on_policy"``) usually leaves as
+    they are: its whole state is the algorithm's, no diagnostics, no communication outside the env, and
+    ready to learn from the first trajectory."""
+
+    def algo_state(self, state):
+        return state
+
+    def diagnostics(self, state) -> dict:
+        return {}
+
+    def communications(self, state) -> jax.Array:
+        return jnp.float32(0)
+
+    def ready(self, step) -> jax.Array:
+        return jnp.asarray(True)
+
+
 def make_learner(algo_mod: ModuleType, algo, cfg, spec: EnvSpec, num_envs: int, total_steps: int):
     """The learner of a built algorithm (``algo = algo_mod.Algorithm(spec, cfg.algo)``)."""
     if kind_of(algo_mod) == ON_POLICY:

@@ -28,8 +28,9 @@ traced number of valid rows, and vmappable over seeds (and over agents, see ``ma
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -96,6 +97,23 @@ class EnsembleConfig:
     patience: int
     improvement: float
     max_grad_norm: float
+
+
+MODEL_PREFIX = "model_"
+
+#: :class:`EnsembleConfig`'s fields with the ``model_`` prefix, for an algorithm config that owns an
+#: ensemble (AORPO's world model, Teammate Lookahead's team model): derived from EnsembleConfig, so the two
+#: cannot drift. :func:`ensemble_config` builds the EnsembleConfig back.
+ModelKeys = make_dataclass(
+    "ModelKeys",
+    [(MODEL_PREFIX + f.name, typing.get_type_hints(EnsembleConfig)[f.name]) for f in fields(EnsembleConfig)],
+    namespace={"__module__": __name__},
+)
+
+
+def ensemble_config(cfg) -> EnsembleConfig:
+    """The :class:`EnsembleConfig` of a config with :data:`ModelKeys`' fields."""
+    return EnsembleConfig(**{f.name: getattr(cfg, MODEL_PREFIX + f.name) for f in fields(EnsembleConfig)})
 
 
 def validate(cfg: EnsembleConfig) -> None:

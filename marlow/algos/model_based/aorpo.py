@@ -40,7 +40,7 @@ from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
 from marlow.world.dynamics import DynamicsModel
-from marlow.world.ensemble import EnsembleConfig
+from marlow.world.ensemble import ModelKeys, ensemble_config
 from marlow.world.model_env import ModelEnv
 from marlow.world.opponents import OpponentConfig, OpponentModels
 from marlow.world.rollout import (
@@ -55,14 +55,14 @@ from marlow.world.rollout import (
 NAME = "aorpo"
 DESCRIPTION = "AORPO: MASAC on branched model rollouts with adaptive opponent-wise opponent models"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
-MODEL_PREFIX, OPP_PREFIX = "model_", "opp_"
+OPP_PREFIX = "opp_"
 
 
 @dataclass
-class WorldConfig:
+class WorldConfig(ModelKeys):
     """The world-model and rollout fields shared by AORPO and AORDPG (defaults and sources in
-    conf/world.yaml). Fields ``model_*`` are :class:`~marlow.world.ensemble.EnsembleConfig`'s, ``opp_*``
-    the :class:`~marlow.world.opponents.OpponentConfig`'s, with the prefix."""
+    conf/world.yaml): the ensemble's ``model_*`` fields (:data:`~marlow.world.ensemble.ModelKeys`), the
+    world model's schedule, and :class:`~marlow.world.opponents.OpponentConfig`'s fields prefixed ``opp_``."""
 
     real_ratio: float
     model_warmup_steps: int
@@ -77,23 +77,6 @@ class WorldConfig:
     rollout_start: int
     rollout_end: int
     rollout_scheme: str
-    model_num_members: int
-    model_num_elites: int
-    model_hidden: tuple[int, ...]
-    model_activation: str
-    model_lr: float
-    model_weight_decay: tuple[float, ...]
-    model_max_logvar_init: float
-    model_min_logvar_init: float
-    model_logvar_penalty: float
-    model_batch_size: int
-    model_holdout_ratio: float
-    model_max_holdout: int
-    model_steps_per_epoch: int
-    model_max_epochs: int
-    model_patience: int
-    model_improvement: float
-    model_max_grad_norm: float
     opp_hidden: tuple[int, ...]
     opp_lr: float
     opp_entropy_coef: float
@@ -175,7 +158,7 @@ class Algorithm:
         # Eq. 4: pi_i(a_i | o_i, a_hat_-i): the policy input gains the others' flat predicted actions
         self.base = self.BASE.Algorithm(spec, cfg, extra_inputs=extra)
         self.policies = self.base.policies
-        self.dyn = DynamicsModel(spec, sub_config(cfg, EnsembleConfig, MODEL_PREFIX), cfg.model_per_agent)
+        self.dyn = DynamicsModel(spec, ensemble_config(cfg), cfg.model_per_agent)
         self.opp = OpponentModels(spec, sub_config(cfg, OpponentConfig, OPP_PREFIX))
         self.n_real = max(1, int(round(cfg.batch_size * cfg.real_ratio)))
         self.n_model = cfg.batch_size - self.n_real

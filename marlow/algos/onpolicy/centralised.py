@@ -27,6 +27,7 @@ import optax
 from flax import struct
 
 from marlow import rollout
+from marlow.algos.learner import OnPolicyDefaults
 from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.api import EnvSpec
@@ -57,7 +58,7 @@ def cooperative_only(name: str, spec: EnvSpec) -> None:
         raise ConfigError(f"{name} is for cooperative tasks (one team); task {spec.name!r} has teams {teams}")
 
 
-class CentralisedPPO:
+class CentralisedPPO(OnPolicyDefaults):
     """The shared machinery (module docstring); ``share`` turns on actor parameter sharing."""
 
     NAME = "centralised_ppo"
@@ -105,9 +106,6 @@ class CentralisedPPO:
             updates=jnp.int32(0),
         )
 
-    def algo_state(self, state: State) -> State:
-        return state
-
     # ---- the critic's input -----------------------------------------------------------------------
     def critic_input(self, obs: dict, info: dict | None, key: str = "global_state") -> jax.Array:
         """The global state (``info[key]``), or all agents' observations concatenated (tasks without one,
@@ -153,15 +151,6 @@ class CentralisedPPO:
             return pstate, actions, extras
 
         return behave
-
-    def diagnostics(self, state: State) -> dict:
-        return {}
-
-    def communications(self, state: State) -> jax.Array:
-        return jnp.float32(0)
-
-    def ready(self, step) -> jax.Array:
-        return jnp.asarray(True)
 
     # ---- learning: the batch ----------------------------------------------------------------------
     def batch(self, state: State, traj: rollout.Trajectory) -> tuple[dict, ppo.ValueNorm, jax.Array]:

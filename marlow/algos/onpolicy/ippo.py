@@ -37,6 +37,7 @@ import optax
 from flax import struct
 
 from marlow import rollout
+from marlow.algos.learner import OnPolicyDefaults
 from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.api import EnvSpec
@@ -62,7 +63,7 @@ class State:
     updates: jax.Array  # learn calls so far
 
 
-class Algorithm:
+class Algorithm(OnPolicyDefaults):
     """IPPO as a learner (:mod:`marlow.algos.learner`): pure functions over an explicit :class:`State`."""
 
     def __init__(self, spec: EnvSpec, cfg: Config):
@@ -94,9 +95,6 @@ class Algorithm:
             vnorm={a: ppo.ValueNorm.init() for a in self.spec.agents},
             updates=jnp.int32(0),
         )
-
-    def algo_state(self, state: State) -> State:
-        return state
 
     # ---- acting -----------------------------------------------------------------------------------
     def value(self, state: State, a: str, obs) -> jax.Array:
@@ -130,16 +128,7 @@ class Algorithm:
 
         return behave
 
-    def diagnostics(self, state: State) -> dict:
-        return {}
-
-    def communications(self, state: State) -> jax.Array:
-        return jnp.float32(0)
-
     # ---- learning ---------------------------------------------------------------------------------
-    def ready(self, step) -> jax.Array:
-        return jnp.asarray(True)
-
     def learn(self, state: State, traj: rollout.Trajectory, step, key: jax.Array) -> tuple[State, dict]:
         cfg = self.cfg
         lr = cfg.lr * (

@@ -44,24 +44,23 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow import rollout
+from marlow.algos.learner import OnPolicyDefaults
 from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.centralised import CentralisedPPO
 from marlow.algos.onpolicy.centralised import State as BaseState
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
-from marlow.world.ensemble import EnsembleConfig
+from marlow.world.ensemble import ModelKeys, ensemble_config
 from marlow.world.model_env import ModelEnv
 from marlow.world.team_model import TeamModel
 
-MODEL_PREFIX = "model_"
-
 
 @dataclass
-class LookaheadConfig:
-    """The lookahead, V-trace and model keys (defaults and sources in conf/algo/lookahead.yaml). Fields
-    ``model_*`` except ``model_buffer_size`` and ``model_term_steps`` are
-    :class:`~marlow.world.ensemble.EnsembleConfig`'s with the prefix."""
+class LookaheadConfig(ModelKeys):
+    """The lookahead, V-trace and model keys (defaults and sources in conf/lookahead.yaml): the ensemble's
+    ``model_*`` fields (:data:`~marlow.world.ensemble.ModelKeys`), plus ``model_buffer_size`` and
+    ``model_term_steps``."""
 
     la_rounds: int
     la_warmup_steps: int
@@ -78,28 +77,6 @@ class LookaheadConfig:
     diag_samples: int
     model_buffer_size: int
     model_term_steps: int
-    model_num_members: int
-    model_num_elites: int
-    model_hidden: tuple[int, ...]
-    model_activation: str
-    model_lr: float
-    model_weight_decay: tuple[float, ...]
-    model_max_logvar_init: float
-    model_min_logvar_init: float
-    model_logvar_penalty: float
-    model_batch_size: int
-    model_holdout_ratio: float
-    model_max_holdout: int
-    model_steps_per_epoch: int
-    model_max_epochs: int
-    model_patience: int
-    model_improvement: float
-    model_max_grad_norm: float
-
-
-def ensemble_config(cfg) -> EnsembleConfig:
-    names = EnsembleConfig.__dataclass_fields__
-    return EnsembleConfig(**{n: getattr(cfg, MODEL_PREFIX + n) for n in names})
 
 
 def _env_major(tree):
@@ -183,7 +160,7 @@ class State:
     updates: jax.Array
 
 
-class Lookahead:
+class Lookahead(OnPolicyDefaults):
     """The Teammate Lookahead learner over a base algorithm class (HAPPO's or MAPPO's ``Algorithm``)."""
 
     def __init__(self, spec: EnvSpec, cfg, base: type[CentralisedPPO], base_config: type, name: str):
@@ -257,9 +234,6 @@ class Lookahead:
             updates=jnp.int32(0),
         )
 
-    def algo_state(self, state: State) -> State:
-        return state
-
     # ---- acting: the ego greedily, the lookahead policies collect ----------------------------------
     def act(self, state: State, obs: dict, key: jax.Array, explore: bool, info: dict | None = None) -> dict:
         return self.ego.act(state.ego, obs, key, explore, info)
@@ -267,15 +241,6 @@ class Lookahead:
     def policy(self, state: State) -> rollout.Policy:
         """The behaviour policy pi-tilde (its log-probs are mu in the ego update)."""
         return self.ego.policy(state.la)
-
-    def diagnostics(self, state: State) -> dict:
-        return {}
-
-    def communications(self, state: State) -> jax.Array:
-        return jnp.float32(0)
-
-    def ready(self, step) -> jax.Array:
-        return jnp.asarray(True)
 
     # ---- the diagnostic ---------------------------------------------------------------------------
     def kl_gain(self, old: BaseState, new: BaseState, tilde: BaseState, obs: dict) -> dict:
@@ -375,4 +340,4 @@ class Lookahead:
         return float(n)
 
 
-__all__ = ["LookaheadConfig", "Lookahead", "State", "VTraceEgo", "ensemble_config"]
+__all__ = ["LookaheadConfig", "Lookahead", "State", "VTraceEgo"]
