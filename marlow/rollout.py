@@ -9,7 +9,8 @@ A *policy* is a pure function
 
     policy(pstate, obs, t, key) -> (pstate, actions, extras)
 
-of an opaque policy state ``pstate`` (a recurrent state, or ``None``), the batched joint observation
+of an opaque policy state ``pstate`` (a recurrent state, or ``None``; ``collect``'s ``reset_pstate``
+resets it where an episode ended), the batched joint observation
 ``obs`` (agent -> ``[B, ...]``), the step index ``t`` (int32, 0-based, traced) and a key. ``actions`` are
 env-format actions (agent -> ``[B, ...]``); ``extras`` is any pytree of per-step outputs the learner
 wants to keep (the behaviour policy's log-probabilities and values for PPO), stored in
@@ -149,6 +150,7 @@ def collect(
     auto_reset: bool = True,
     record_states: bool = False,
     env_info: bool = False,
+    reset_pstate: Callable[[Any, jax.Array], Any] | None = None,
 ) -> tuple[EnvCarry, jax.Array, Trajectory]:
     """Run ``policy`` in ``env`` for ``steps`` (static) steps from ``carry``.
 
@@ -166,6 +168,8 @@ def collect(
         auto_reset: step with ``env.step`` (auto-reset at episode ends); False uses ``env.step_env``.
         record_states: keep the env state before every step in :attr:`Trajectory.states`.
         env_info: pass the masks and global state to the policy and keep them (module docstring).
+        reset_pstate: ``reset_pstate(pstate, done) -> pstate`` after every step (``done``: bool ``[B]``, the
+            episode ended), so a recurrent policy starts each new episode from its initial state.
 
     Returns ``(carry, key, trajectory)``: the carry after the last step, the next key of the carried
     stream (``key`` unchanged with ``step_keys``) and the :class:`Trajectory` ``[T, B, ...]``.
@@ -188,6 +192,8 @@ def collect(
         done = jnp.broadcast_to(jnp.asarray(dones["__all__"], jnp.bool_), (b,))
         truncated = jnp.broadcast_to(jnp.asarray(infos.get("truncated", False), jnp.bool_), (b,))
         next_obs = infos["terminal_obs"] if auto_reset else obs
+        if reset_pstate is not None:
+            pstate = reset_pstate(pstate, done)
         out = {
             "obs": c.obs,
             "actions": actions,

@@ -53,6 +53,9 @@ CI_TASKS = {  # model-free network learners -> tasks CI trains them on
     # HAPPO: lax.switch over heterogeneous multi-discrete agents, stacked agents (its masks are the shared
     # Actors' code, trained on SMAX here by IPPO and MAPPO; happo on smax/2s3z runs in make test-all)
     "happo": {"mpe/simple_schedule", "games/lookahead_toy"},
+    # TAPPO: MAPPO's update (trained above) with a recurrent teammate model: Box one-shot and masked Discrete
+    # multi-step episodes (tests/test_tappo.py trains it on simple_spread)
+    "tappo": {"games/lookahead_toy", "smax/3m"},
 }
 # SMAX maps that differ from the CI-trained ones (3m, 3s_vs_4z) only in unit counts and types (2s3z: two
 # types): test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm

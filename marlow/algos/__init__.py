@@ -46,7 +46,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     # ROMMEO paper (tabular, Fig. 1)
     "tabular": ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q"),
     # the PPO family (Teammate Lookahead and MAG build on it)
-    "onpolicy": ("ippo", "mappo", "happo", "la_happo", "la_mappo"),
+    "onpolicy": ("ippo", "mappo", "happo", "la_happo", "la_mappo", "tappo"),
 }
 MODULES = {name: f"marlow.algos.{group}.{name}" for group, names in GROUPS.items() for name in names}
 ALGORITHMS = tuple(MODULES)
@@ -70,7 +70,7 @@ def unsupported(algo: ModuleType, spec) -> str | None:
     if spec.action_masks and not getattr(algo, "SUPPORTS_MASKS", False):
         return (
             f"algorithm {algo.NAME!r} cannot respect the available-action masks of task {spec.name!r} "
-            "(algorithms that can: ippo, mappo, happo)"
+            "(algorithms that can: ippo, mappo, happo, tappo)"
         )
     if getattr(algo, "COOPERATIVE", False) and spec.competitive:
         return (

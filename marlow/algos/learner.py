@@ -13,6 +13,11 @@ A learner has
   collected; ``metrics["updates"]`` is the number of updates applied (0: nothing learned, e.g. warm-up,
   and the other metrics are then ignored);
 - ``diagnostics(state) -> dict`` and ``communications(state) -> scalar`` (may return ``{}`` / 0);
+- optionally, for learners whose policies carry a recurrent state: ``init_pstate(num_envs)`` (the policy
+  state of ``num_envs`` fresh episodes), ``reset_pstate(pstate, done)`` (back to the initial state where
+  ``done``; :func:`marlow.rollout.collect` calls it after every step) and ``greedy_policy(state)`` (the
+  greedy behaviour as a stateful :data:`marlow.rollout.Policy`, used by every evaluation instead of
+  ``act``). Without them the policy state is ``None`` and evaluation calls ``act``;
 - ``algo_state(state)``: the algorithm's own state inside the learner's (what ``act`` of the algorithm
   object reads; tools such as cross-play use it).
 

@@ -10,7 +10,7 @@ from marlow import envs
 from marlow.envs.api import random_actions
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.loop import Loop, RunnerState, evaluate_policy, greedy, uses_env_info
+from marlow.experiment.loop import Loop, RunnerState, evaluate_learner, evaluate_policy
 from marlow.experiment.setup import build, learner, load_run_config, seed_keys, summary
 
 
@@ -60,13 +60,9 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) ->
         return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
     rs, meta = load_jax_run(run_dir, cfg, env, algo)
     lrn = learner(cfg, algo)
-    res = evaluate_seeds(
-        env,
-        lambda s, o, k, *info: greedy(lrn, s)(o, k, *info),
-        rs.learner,
-        episodes,
-        seed,
-        env_info=uses_env_info(lrn),
+    keys = eval_keys(seed, cfg.experiment.num_seeds)
+    res = jax.device_get(
+        jax.jit(jax.vmap(lambda s, k: evaluate_learner(env, lrn, s, k, episodes)))(rs.learner, keys)
     )
     e = cfg.experiment
     head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"

@@ -39,7 +39,8 @@ from marlow.experiment.loop import (
     Loop,
     RunnerState,
     diagnostics,
-    greedy,
+    greedy_policy,
+    init_pstate,
     return_metrics,
     summarize,
     uses_env_info,
@@ -79,13 +80,16 @@ class HostLoop:
             return key, pstate, actions, extras
 
         self._behave = jax.jit(jax.vmap(behave, in_axes=(0, 0, 0, None, 0, 0)))
-        self.pstate = None  # the behaviour policy's state per seed (None: stateless, as the JAX loop's start)
+        self.pstate = None  # the behaviour policy's state per seed (None: stateless), set at env resets
+        reset = getattr(lrn, "reset_pstate", None)
+        self._reset_pstate = jax.jit(jax.vmap(reset)) if reset is not None else lambda p, d: p
 
-        def act(lstate, obs, key, info):
+        def act(lstate, pstate, obs, t, key, info):
             extra = (info,) if self.env_info else ()
-            return greedy(lrn, lstate)(obs, key, *extra)
+            pstate, actions, _ = greedy_policy(lrn, lstate)(pstate, obs, t, key, *extra)
+            return pstate, actions
 
-        self._greedy = jax.jit(jax.vmap(act))
+        self._greedy = jax.jit(jax.vmap(act, in_axes=(0, 0, 0, None, 0, 0)))
         self._learn = jax.jit(jax.vmap(self.loop.learn, in_axes=(0, 0, None)), donate_argnums=0)
         self._interactions = jax.jit(jax.vmap(self.loop.interactions))
         self._diagnostics = jax.jit(jax.vmap(lambda s: diagnostics(lrn, s)))
@@ -108,6 +112,12 @@ class HostLoop:
         bases = [1000 * (self.cfg.experiment.seed + s) + i for s in range(self.S) for i in range(self.E)]
         obs = [env.reset(seed=env_seed(b, chunk)) for b, env in zip(bases, self.envs, strict=True)]
         self.obs = _stack(obs, self.spec.agents)
+        self.pstate = self._init_pstate(self.E)
+
+    def _init_pstate(self, per_seed: int):
+        """The policy state of ``per_seed`` fresh episodes for every seed (leading seed axis), or None."""
+        p = init_pstate(self.learner, per_seed)
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (self.S,) + x.shape), p)
 
     def close(self) -> None:
         for env in self.envs + self.eval_envs:
@@ -140,6 +150,7 @@ class HostLoop:
             info["next_global_state"] = self._shape(reached, self.E)
         self.obs = _stack([o[0] for o in outs], agents)
         done = np.array([o[2]["__all__"] for o in outs])
+        self.pstate = self._reset_pstate(self.pstate, self._shape(done, self.E))
         truncated = np.array([bool(o[3]["truncated"]) for o in outs])
         step = {
             "obs": obs,
@@ -212,12 +223,15 @@ class HostLoop:
         returns = {a: np.zeros(len(env_list), np.float32) for a in spec.agents}
         events = {m: np.zeros(len(env_list), bool) for _, m in spec.episode_events}
         alive = np.ones(len(env_list), bool)
+        pstate = self._init_pstate(episodes)  # only each env's first episode is played: never reset
         for t in range(T):
             if not alive.any():
                 break
-            actions = self._greedy(
+            pstate, actions = self._greedy(
                 learner_states,
+                pstate,
                 {a: self._shape(o, episodes) for a, o in obs.items()},
+                np.int32(t),
                 step_keys[:, t],
                 self._info(env_list, episodes),
             )

@@ -60,7 +60,9 @@ class Loop:
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> RunnerState:
         k_algo, k_env, k_eval, key = jax.random.split(key, 4)
-        env = rollout.reset(self.env, k_env, self.num_envs) if self.env.is_jax else None
+        env = None
+        if self.env.is_jax:
+            env = rollout.reset(self.env, k_env, self.num_envs, init_pstate(self.learner, self.num_envs))
         return RunnerState(
             learner=self.learner.init(k_algo),
             env=env,
@@ -148,6 +150,7 @@ class Loop:
             rs.key,
             self.steps_per_iter,
             env_info=self.env_info,
+            reset_pstate=getattr(self.learner, "reset_pstate", None),
         )
         rs, s = self.learn(rs.replace(env=env_carry, key=key), traj, it)
         return (rs, jax.tree.map(jnp.add, sums, s)), None
@@ -173,9 +176,7 @@ class Loop:
     def evaluate(self, rs: RunnerState) -> tuple[RunnerState, dict]:
         """``eval_episodes`` greedy episodes on envs seeded from a separate key stream."""
         key = jax.random.fold_in(rs.eval_key, rs.evals)
-        returns = evaluate_policy(
-            self.env, greedy(self.learner, rs.learner), key, self.eval_episodes, env_info=self.env_info
-        )
+        returns = evaluate_learner(self.env, self.learner, rs.learner, key, self.eval_episodes)
         returns.update(diagnostics(self.learner, rs.learner))
         return rs.replace(evals=rs.evals + 1), returns
 
@@ -190,6 +191,19 @@ def greedy(learner, learner_state):
     if uses_env_info(learner):
         return lambda obs, k, info: learner.act(learner_state, obs, k, False, info=info)
     return lambda obs, k: learner.act(learner_state, obs, k, False)
+
+
+def init_pstate(learner, num_envs: int):
+    """The behaviour policy's state of ``num_envs`` fresh episodes (None for stateless policies)."""
+    return learner.init_pstate(num_envs) if hasattr(learner, "init_pstate") else None
+
+
+def greedy_policy(learner, learner_state) -> rollout.Policy:
+    """The learner's greedy behaviour as a :data:`marlow.rollout.Policy`: its own ``greedy_policy``
+    (learners with a recurrent policy state), else :func:`greedy` without a policy state."""
+    if hasattr(learner, "greedy_policy"):
+        return learner.greedy_policy(learner_state)
+    return rollout.stateless(greedy(learner, learner_state), uses_env_info(learner))
 
 
 def summarize(sums: dict) -> dict:
@@ -217,7 +231,8 @@ def dummy_trajectory(spec: EnvSpec, learner, learner_state, steps: int, num_envs
         info = {"avail": {a: jnp.ones((num_envs, s.flat_dim), jnp.bool_) for a, s in _discrete(spec)}}
         if spec.global_state_dim is not None:
             info["global_state"] = jnp.zeros((num_envs, spec.global_state_dim))
-    args = (None, obs, jnp.int32(0), jax.random.PRNGKey(0)) + ((info,) if info is not None else ())
+    pstate = init_pstate(learner, num_envs)
+    args = (pstate, obs, jnp.int32(0), jax.random.PRNGKey(0)) + ((info,) if info is not None else ())
     _, actions, extras = jax.eval_shape(lambda s, a: learner.policy(s)(*a), learner_state, args)
 
     def tile(x):
@@ -274,8 +289,32 @@ def episode_returns(env, policy, key: jax.Array, episodes: int, env_info: bool =
     return episode_outcomes(env, policy, key, episodes, env_info)[0]
 
 
+def evaluate_learner(env, learner, learner_state, key: jax.Array, episodes: int) -> dict:
+    """:func:`evaluate_policy`'s metrics of the learner's greedy policy (:func:`greedy_policy`, with its
+    policy state where it has one)."""
+    returns, events = policy_outcomes(
+        env,
+        greedy_policy(learner, learner_state),
+        key,
+        episodes,
+        uses_env_info(learner),
+        init_pstate(learner, episodes),
+        getattr(learner, "reset_pstate", None),
+    )
+    return return_metrics(env.spec, returns, events)
+
+
 def episode_outcomes(env, policy, key: jax.Array, episodes: int, env_info: bool = False):
-    """``(returns, events)`` of ``episodes`` parallel episodes of ``policy(obs, key)``: each agent's
+    """:func:`policy_outcomes` of a stateless ``policy(obs, key)`` (``policy(obs, key, info)`` with
+    ``env_info``)."""
+    return policy_outcomes(env, rollout.stateless(policy, env_info), key, episodes, env_info)
+
+
+def policy_outcomes(
+    env, policy, key: jax.Array, episodes: int, env_info: bool = False, pstate=None, reset_pstate=None
+):
+    """``(returns, events)`` of ``episodes`` parallel episodes of the :data:`marlow.rollout.Policy`
+    ``policy`` from policy state ``pstate`` (reset by ``reset_pstate`` where an episode ends): each agent's
     undiscounted return ``{agent: [episodes]}`` and, per episode event of the task
     (``spec.episode_events``), whether it happened ``{metric: [episodes]}``. The envs are reset with
     ``split(k_reset, episodes)`` and step ``t`` uses ``split(k_run, episode_length)[t]`` (``k_reset, k_run
@@ -283,16 +322,17 @@ def episode_outcomes(env, policy, key: jax.Array, episodes: int, env_info: bool 
     not counted."""
     spec = env.spec
     k_reset, k_run = jax.random.split(key)
-    carry = rollout.reset(env, k_reset, episodes)
+    carry = rollout.reset(env, k_reset, episodes, pstate)
     T = spec.episode_length
     _, _, traj = rollout.collect(
         env,
-        rollout.stateless(policy, env_info),
+        policy,
         carry,
         jax.random.split(k_run, T),
         T,
         step_keys=True,
         env_info=env_info,
+        reset_pstate=reset_pstate,
     )
     alive = rollout.episode_mask(traj)
     returns = {a: jnp.sum(traj.rewards[a] * alive, axis=0) for a in spec.agents}
