@@ -2,6 +2,10 @@
 
 Importing marlow changes nothing in the process: the command line (``marlow.cli.main``) asks XLA for one
 host device per core (:func:`marlow.devices.configure_host_devices`) before JAX starts; a script or
-notebook that wants the same seed sharding calls it itself, first."""
+notebook that wants the same seed sharding calls it itself, first. The Python API (:mod:`marlow.api`):
+``marlow.train``, ``marlow.evaluate``, ``marlow.config``, ``marlow.make_env``."""
+
+from marlow.api import config, evaluate, make_env, train
 
 __version__ = "0.1.0"
+__all__ = ["config", "evaluate", "make_env", "train", "__version__"]

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from marlow.errors import MarlowError, TrainingDiverged
+from marlow.errors import MarlowError, RunInterrupted, TrainingDiverged
 
 USAGE = __doc__
 
@@ -119,49 +119,93 @@ def cmd_plot(args: list[str]) -> int:
     return 0
 
 
-def cmd_list(args: list[str]) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+def _list_rows() -> dict[str, list[dict]]:
+    """The rows of ``marlow list``: one dict per algorithm and per task."""
     from marlow import envs
     from marlow.algos import ALGORITHMS, GROUPS, get_algo, unsupported
     from marlow.envs.spaces import describe
 
-    console = Console()
-    t = Table(title="algorithms")
     group = {
         a: g.replace("_", "-").replace("offpolicy", "off-policy").replace("onpolicy", "on-policy")
         for g, names in GROUPS.items()
         for a in names
     }
-    for col in ("algo", "learner", "discrete", "multi_discrete", "box", "states", "description"):
-        t.add_column(col)
+    algos = []
     for name in ALGORITHMS:
         m = get_algo(name)
-        t.add_row(
-            name,
-            group[name],
-            *("yes" if k in m.SUPPORTED_ACTIONS else "-" for k in ("discrete", "multi_discrete", "box")),
-            "finite" if getattr(m, "TABULAR", False) else "any",
-            m.DESCRIPTION,
+        algos.append(
+            {
+                "algo": name,
+                "learner": group[name],
+                **{k: k in m.SUPPORTED_ACTIONS for k in ("discrete", "multi_discrete", "box")},
+                "states": "finite" if getattr(m, "TABULAR", False) else "any",
+                "description": m.DESCRIPTION,
+            }
         )
-    console.print(t)
-    t = Table(title="tasks")
-    for col in ("task", "agents: obs -> action", "teams", "T", "global state", "masks", "algorithms"):
-        t.add_column(col, overflow="fold")
+    tasks = []
     for name in envs.task_names():
         spec = envs.make(name).spec
-        agents = "\n".join(
-            f"{a}: {describe(o)} -> {describe(s)}"
-            for a, o, s in zip(spec.agents, spec.obs_spaces, spec.act_spaces, strict=True)
+        tasks.append(
+            {
+                "task": name,
+                "agents": {
+                    a: f"{describe(o)} -> {describe(s)}"
+                    for a, o, s in zip(spec.agents, spec.obs_spaces, spec.act_spaces, strict=True)
+                },
+                "teams": {n: list(m) for n, m in spec.teams},
+                "episode_length": spec.episode_length,
+                "global_state_dim": spec.global_state_dim or None,
+                "action_masks": bool(spec.action_masks),
+                "algorithms": [a for a in ALGORITHMS if unsupported(get_algo(a), spec) is None],
+            }
         )
-        teams = "\n".join(f"{n}: {', '.join(m)}" for n, m in spec.teams)
-        ok = [a for a in ALGORITHMS if unsupported(get_algo(a), spec) is None]
-        state = str(spec.global_state_dim) if spec.global_state_dim else "-"
-        masks = "yes" if spec.action_masks else "-"
-        t.add_row(name, agents, teams, str(spec.episode_length), state, masks, ", ".join(ok))
-    console.print(t)
-    console.print("Any PettingZoo Parallel env: task=pettingzoo:<module>[:<factory>]")
+    return {"algorithms": algos, "tasks": tasks}
+
+
+def _cell(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "-"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {', '.join(x) if isinstance(x, list) else x}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(v)
+    return "-" if v is None else str(v)
+
+
+PETTINGZOO_HINT = "Any PettingZoo Parallel env: task=pettingzoo:<module>[:<factory>]"
+
+
+def cmd_list(args: list[str]) -> int:
+    """Algorithms and tasks: a rich table on a terminal; otherwise one tab-separated row per line (a header
+    line first), or JSON with ``--json``."""
+    import json
+
+    p = _Parser(prog="marlow list")
+    p.add_argument("--json", action="store_true", help="print the tables as JSON")
+    ns = p.parse_args(args)
+    tables = _list_rows()
+    if ns.json:
+        print(json.dumps(tables, indent=1))
+        return 0
+    if not sys.stdout.isatty():
+        for title, rows in tables.items():
+            print(f"# {title}\n# " + "\t".join(rows[0]))
+            for row in rows:
+                print("\t".join(_cell(v) for v in row.values()))
+        print(f"# {PETTINGZOO_HINT}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for title, rows in tables.items():
+        t = Table(title=title)
+        for col in rows[0]:
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*(_cell(v).replace("; ", "\n") for v in row.values()))
+        console.print(t)
+    console.print(PETTINGZOO_HINT)
     return 0
 
 
@@ -198,11 +242,24 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_jax()
     try:
         return COMMANDS[cmd](rest)
+    except RunInterrupted as e:
+        print(f"marlow: {e}", file=sys.stderr)
+        return 128 + e.signum
     except TrainingDiverged as e:
         print(f"marlow: error: {e}", file=sys.stderr)
         return 3
     except MarlowError as e:
         print(f"marlow: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or an unwritable run directory while training or logging
+        if isinstance(e, BrokenPipeError):  # the reader went away, e.g. `marlow list | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        where = f" ({e.filename})" if e.filename else ""
+        print(
+            f"marlow: error: cannot write{where}: {e.strerror or e}; the last checkpoint is kept",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("marlow: interrupted; resume with `marlow train resume=<run_dir>`", file=sys.stderr)

@@ -15,3 +15,11 @@ class CheckpointError(MarlowError):
 
 class TrainingDiverged(MarlowError):
     """A NaN/inf appeared in the losses; the last good checkpoint is kept."""
+
+
+class RunInterrupted(MarlowError):
+    """SIGINT or SIGTERM during training: the current chunk was finished and checkpointed."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

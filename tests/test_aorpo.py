@@ -189,9 +189,10 @@ def test_aordpg_learns_on_mixed_batches_with_a_conditioned_deterministic_policy(
     ],
 )
 def test_bad_world_config_is_a_one_line_error(override, match):
+    """Refused when the config is resolved (a key's range) or when the algorithm is built (keys together)."""
     spec = envs.make("mpe/simple_spread").spec
-    cfg = resolve(["algo=aorpo", "task=mpe/simple_spread", *SMALL, override]).algo
     with pytest.raises(ConfigError, match=match) as err:
+        cfg = resolve(["algo=aorpo", "task=mpe/simple_spread", *SMALL, override]).algo
         get_algo("aorpo").Algorithm(spec, cfg)
     assert "\n" not in str(err.value)
 

@@ -9,6 +9,7 @@ import yaml
 
 from marlow.algos import ALGORITHMS, get_algo
 from marlow.errors import ConfigError
+from marlow.experiment import checks
 from marlow.experiment import config as config_mod
 from marlow.experiment.config import (
     CONF_DIR,
@@ -38,6 +39,7 @@ def test_resolve_defaults(algo):
             assert getattr(cfg.experiment, k) == v, k
     # declared types are respected by the defaults
     for k, tp in field_types(type(cfg.algo)).items():
+        tp, _ = checks.split(tp)
         v = getattr(cfg.algo, k)
         if tp is float:
             assert isinstance(v, float), k

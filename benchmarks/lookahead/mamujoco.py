@@ -1,15 +1,19 @@
-"""LA-HAPPO vs HAPPO on MA-MuJoCo (the Teammate Lookahead paper's Table 1 and Figs. 3-5; Fig. 6 with
-``--arms ...,la_happo_r2``) at a budget that fits this 2-core machine.
+"""The Teammate Lookahead paper's Table 1 and Figs. 3-6 on MA-MuJoCo at a budget that fits this 2-core
+machine: LA-HAPPO (1 or 2 lookahead rounds) against HAPPO, MAPPO, IPPO, TAPPO and MADDPG.
 
     .venv/bin/python benchmarks/lookahead/mamujoco.py [--task mamujoco/halfcheetah_2x3] [--seeds 5]
-        [--steps 300000] [--arms happo,la_happo,la_happo_r2] [--seeds-r2 3] [--reuse]
-        [--out benchmarks/lookahead/mamujoco.md]
+        [--steps 300000] [--arms happo,la_happo,la_happo_r2] [--arm-seeds la_happo_r2=3]
+        [--arm-steps maddpg=200000] [--reuse] [--out benchmarks/lookahead/mamujoco.md]
 
 Settings: the scaled protocol of ``speed.py`` (SCALED: the paper's Tables 4-5 HalfCheetah values with 10
 envs instead of 40, at most 100 model steps and 200 lookahead rollouts of 20 steps per iteration) for
-LA-HAPPO, and LA-HAPPO's resolved values of every shared key for HAPPO, so both arms differ only in the
-lookahead. ``la_happo_r2`` is LA-HAPPO with two lookahead rounds per iteration (App. C.2). Seeds of an arm
-run vmapped in one process. Reported per arm: the final greedy return (mean of the last two evaluations
+LA-HAPPO; the on-policy baselines (HAPPO, MAPPO, IPPO, TAPPO) take LA-HAPPO's resolved values of every key
+they share with it (``speed.arm_args``), so they differ from LA-HAPPO only in the lookahead and in what
+defines them (MAPPO's shared critic and actor, IPPO's local critics, TAPPO's teammate encoder).
+``la_happo_r2`` is LA-HAPPO with two lookahead rounds per iteration (App. C.2). MADDPG, off-policy, has no
+keys in common and runs at its own MA-MuJoCo task defaults (HARL's tuned values). Seeds of an arm run
+vmapped in one process; ``--arm-seeds`` and ``--arm-steps`` set an arm's seeds and budget apart from
+``--seeds`` and ``--steps``. Reported per arm: the final greedy return (mean of the last two evaluations
 per seed, mean and standard error over seeds), the area under the greedy-return curve (mean over
 evaluations), and for LA-HAPPO the fraction of iterations collected by a lookahead policy whose KL
 diagnostic (Sec. 4.3) was positive, beside the paper's Table 1 (5e6 steps in the authors' code).
@@ -34,16 +38,33 @@ from marlow.experiment.config import resolve  # noqa: E402
 from marlow.experiment.report import aligned_seeds, load_run, plot_grid  # noqa: E402
 
 RUNS = HERE / "runs"
-# The paper's Table 1 (final return, mean (standard error) over 5 seeds)
-PAPER = {
-    "mamujoco/halfcheetah_2x3": {"la_happo": "3316 (346)", "happo": "2910 (39)"},
-    "mamujoco/halfcheetah_3x2": {"la_happo": "3687 (305)", "happo": "3016 (81)"},
-    "mamujoco/ant_2x4": {"la_happo": "3393 (337)", "happo": "2471 (201)"},
-    "mamujoco/ant_4x2": {"la_happo": "2858 (541)", "happo": "2120 (168)"},
-    "mamujoco/walker2d_2x3": {"la_happo": "2048 (309)", "happo": "2545 (273)"},
-    "mamujoco/walker2d_3x2": {"la_happo": "2671 (124)", "happo": "2781 (76)"},
+# The paper's Table 1 (final return, mean (standard error) over 5 seeds; "Lookahead" is LA-HAPPO)
+_TASKS = ["ant_2x4", "ant_4x2", "halfcheetah_2x3", "halfcheetah_3x2", "walker2d_2x3", "walker2d_3x2"]
+_TABLE1 = {
+    "la_happo": ["3393 (337)", "2858 (541)", "3316 (346)", "3687 (305)", "2048 (309)", "2671 (124)"],
+    "happo": ["2471 (201)", "2120 (168)", "2910 (39)", "3016 (81)", "2545 (273)", "2781 (76)"],
+    "tappo": ["2055 (182)", "2504 (208)", "2155 (443)", "3488 (712)", "1476 (215)", "1446 (350)"],
+    "mappo": ["1034 (19)", "1002 (18)", "2160 (504)", "2350 (477)", "1853 (41)", "1813 (139)"],
+    "ippo": ["885 (46)", "876 (21)", "2652 (635)", "2478 (566)", "2022 (68)", "1775 (122)"],
+    "maddpg": ["1866 (10)", "1701 (13)", "1554 (252)", "1296 (385)", "72 (15)", "101 (35)"],
 }
-ARMS = {"happo": ("happo", []), "la_happo": ("la_happo", []), "la_happo_r2": ("la_happo", ["la_rounds=2"])}
+PAPER = {f"mamujoco/{t}": {a: v[i] for a, v in _TABLE1.items()} for i, t in enumerate(_TASKS)}
+# arm -> (algorithm, extra overrides); every on-policy arm but LA-HAPPO at LA-HAPPO's shared values
+ARMS = {
+    "happo": ("happo", []),
+    "la_happo": ("la_happo", []),
+    "la_happo_r2": ("la_happo", ["la_rounds=2"]),
+    "mappo": ("mappo", []),
+    "ippo": ("ippo", []),
+    "tappo": ("tappo", []),
+    "maddpg": ("maddpg", []),
+}
+OWN_DEFAULTS = {"maddpg"}  # off-policy: its own task defaults (no keys in common with LA-HAPPO)
+
+
+def per_arm(text: str, cast=int) -> dict[str, int]:
+    """``"a=1,b=2"`` -> ``{"a": 1, "b": 2}``."""
+    return {k: cast(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}
 
 
 def curve(run_dir: Path, col: str) -> np.ndarray:
@@ -59,27 +80,29 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--task", default="mamujoco/halfcheetah_2x3")
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--seeds-r2", type=int, default=3, help="seeds of the la_happo_r2 arm (Fig. 6)")
+    p.add_argument("--arm-seeds", default="la_happo_r2=3", help="arm=seeds,...: an arm's seeds")
+    p.add_argument("--arm-steps", default="", help="arm=steps,...: an arm's budget (env steps per seed)")
     p.add_argument("--steps", type=int, default=300_000)
     p.add_argument("--arms", default="happo,la_happo")
     p.add_argument("--reuse", action="store_true")
     p.add_argument("--out", default=str(HERE / "mamujoco.md"))
     ns = p.parse_args()
-    per_iter = None
+    arm_seeds, arm_steps = per_arm(ns.arm_seeds), per_arm(ns.arm_steps)
+    la = resolve(arm_args("la_happo", ns.task, []))
+    per_iter = la.algo.rollout_steps * la.experiment.num_envs
     rows, runs = [], {}
     for arm in ns.arms.split(","):
         algo, extra = ARMS[arm]
-        base = arm_args(algo, ns.task, [])[2:] + extra  # without algo= and task=
-        cfg = resolve([f"algo={algo}", f"task={ns.task}", *base])
-        per_iter = cfg.algo.rollout_steps * cfg.experiment.num_envs
+        base = ([] if arm in OWN_DEFAULTS else arm_args(algo, ns.task, [])[2:]) + extra  # no algo=, task=
+        steps = arm_steps.get(arm, ns.steps)
         overrides = [
             *base,
-            f"total_steps={ns.steps}",
-            f"eval_every={per_iter * 5}",
+            f"total_steps={steps}",
+            f"eval_every={per_iter * 5}",  # every arm evaluated at the same env steps
             "eval_episodes=2",
             "checkpoint_every=1000",
         ]
-        seeds = ns.seeds_r2 if arm == "la_happo_r2" else ns.seeds
+        seeds = arm_seeds.get(arm, ns.seeds)
         run_dir, wall, total = run_sweep(
             algo, ns.task, seeds, overrides, reuse=ns.reuse, tag=arm[len(algo) :], root=RUNS
         )
@@ -95,7 +118,7 @@ def main() -> None:
         rows.append(
             [
                 f"{arm} ({seeds} seeds)",
-                f"{ns.steps:,}",
+                f"{steps:,}",
                 f"{final.mean():.0f} ({se(final):.0f})",
                 f"{auc.mean():.0f} ({se(auc):.0f})",
                 kl,
@@ -103,16 +126,24 @@ def main() -> None:
                 f"{wall:.0f}",
             ]
         )
-    png = HERE / f"mamujoco_{ns.task.split('/')[-1]}.png"
+    out = Path(ns.out)
+    png = out.parent / f"{out.stem}_{ns.task.split('/')[-1]}.png"
     plot_grid(list(runs.values()), png, labels=list(runs), title=f"{ns.task}, {ns.seeds} seeds")
+    cmd = f"--task {ns.task} --seeds {ns.seeds} --steps {ns.steps} --arms {ns.arms}"
+    cmd += f" --arm-seeds {ns.arm_seeds}" if ns.arm_seeds else ""
+    cmd += f" --arm-steps {ns.arm_steps}" if ns.arm_steps else ""
+    names = {"la_happo": "LA-HAPPO", "happo": "HAPPO", "mappo": "MAPPO", "ippo": "IPPO", "tappo": "TAPPO"}
+    title = " vs ".join(dict.fromkeys(names.get(ARMS[a][0], ARMS[a][0].upper()) for a in runs))
     lines = [
-        f"# Teammate Lookahead on {ns.task}: LA-HAPPO vs HAPPO (Table 1, Figs. 3-6)",
+        f"# Teammate Lookahead on {ns.task}: {title} (Table 1, Figs. 3-6)",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on a 2-core CPU machine by "
-        f"`python benchmarks/lookahead/mamujoco.py --task {ns.task} --seeds {ns.seeds} --steps {ns.steps} "
-        f"--arms {ns.arms}`. Settings: the task's `la_happo` defaults (the paper's Tables 4-5) with "
-        f"`{' '.join(SCALED)}` ({per_iter:,} env steps per iteration, lookahead after 50,000), HAPPO at "
-        "LA-HAPPO's values of every shared key. Final = mean of the last two greedy evaluations per seed; "
+        f"`python benchmarks/lookahead/mamujoco.py {cmd}"
+        + (f" --out {out.name}`" if out.name != "mamujoco.md" else "`")
+        + f". Settings: the task's `la_happo` defaults (the paper's Tables 4-5) with "
+        f"`{' '.join(SCALED)}` ({per_iter:,} env steps per iteration, lookahead after 50,000); the other "
+        "on-policy arms at LA-HAPPO's values of every shared key; MADDPG at its own task defaults. "
+        "Final = mean of the last two greedy evaluations per seed; "
         "AUC = mean greedy return over all evaluations; both mean (standard error) over seeds. KL > 0 = "
         "fraction of the iterations collected by a lookahead policy whose Sec. 4.3 diagnostic was positive. "
         "The paper's numbers are at 5e6 steps (the authors' code), far beyond this budget.",
@@ -133,7 +164,7 @@ def main() -> None:
         f"![{ns.task}]({png.name})",
         "",
     ]
-    Path(ns.out).write_text("\n".join(lines) + "\n")
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -50,14 +50,15 @@ ITERS_PER_EVAL = 2
 
 
 def arm_args(algo: str, task: str, extra: list[str]) -> list[str]:
-    """LA-HAPPO: its task defaults with SCALED and ``extra``; HAPPO: LA-HAPPO's resolved values of every
-    key the two share (not HAPPO's own task defaults, which are HARL's)."""
+    """LA-HAPPO: its task defaults with SCALED and ``extra``; any other on-policy algorithm (HAPPO, MAPPO,
+    IPPO, TAPPO): LA-HAPPO's resolved values of every key the two share, and the algorithm's own task
+    defaults for the keys LA-HAPPO lacks (MAPPO's ``share_actor``, TAPPO's encoder)."""
     la = resolve(["algo=la_happo", f"task={task}", *SCALED, *extra])
     if algo == "la_happo":
         return [f"algo={algo}", f"task={task}", *SCALED, *extra]
     if algo == "la_happo_timed":
         return ["algo=la_happo", f"task={task}", *SCALED, *TIMED, *extra]
-    keys = field_types(get_algo("happo").Config)
+    keys = field_types(get_algo(algo).Config)
     shared = [f"{k}={_fmt(v)}" for k, v in to_dict(la.algo).items() if k in keys]
     return [f"algo={algo}", f"task={task}", f"num_envs={la.experiment.num_envs}", *shared]
 

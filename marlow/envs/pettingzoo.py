@@ -72,7 +72,6 @@ Importing this module is cheap: pettingzoo, gymnasium and mpe2 are imported on f
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +80,7 @@ import numpy as np
 from marlow.envs.api import EnvSpec, SpecSurface
 from marlow.envs.registry import register, register_prefix
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
+from marlow.envs.user import load_factory, split_task
 from marlow.errors import ConfigError
 
 _ADAPTER_KWARGS = ("teams", "shared_reward", "team_reward", "episode_length")
@@ -454,23 +454,11 @@ class PettingZooEnv(SpecSurface):
 
 def make_pettingzoo(task: str, **kwargs) -> PettingZooEnv:
     """Build the adapter for ``pettingzoo:module.path[:factory]``; see the module docstring."""
-    spec = task.removeprefix("pettingzoo:")
-    parts = spec.split(":")
-    if not spec or len(parts) > 2 or not all(parts):
-        raise ConfigError(f"bad PettingZoo task {task!r}; expected 'pettingzoo:module.path[:factory]'")
-    module_name, factory_name = parts[0], parts[1] if len(parts) == 2 else "parallel_env"
+    module_name, factory_name = split_task(task, "pettingzoo:", "parallel_env", "PettingZoo")
     adapter_kwargs = {k: kwargs.pop(k) for k in _ADAPTER_KWARGS if k in kwargs}
     env_kwargs = dict(kwargs.pop("env_kwargs", None) or {})
     env_kwargs.update(kwargs)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"{task}: cannot import module {module_name!r} ({e})") from None
-    factory = getattr(module, factory_name, None)
-    if factory is None:
-        raise ConfigError(f"{task}: module {module_name!r} has no attribute {factory_name!r}")
-    if not callable(factory):
-        raise ConfigError(f"{task}: {module_name}.{factory_name} is not callable")
+    factory = load_factory(task, module_name, factory_name)
     try:
         pz_env = factory(**env_kwargs)
     except TypeError as e:

@@ -4,7 +4,8 @@ Tasks register a zero-argument-or-kwargs factory under a name ``family/task``. M
 are imported lazily on first use (by name, so this module imports none of them) so that importing
 ``marlow`` stays cheap. A module may also register a *prefix* handler: a task string of the form
 ``pettingzoo:module:factory`` (or ``pettingzoo:module`` with a ``parallel_env`` factory) builds a
-host-side adapter around any PettingZoo Parallel env (``marlow.envs.pettingzoo`` registers it).
+host-side adapter around any PettingZoo Parallel env (``marlow.envs.pettingzoo`` registers it), and
+``jax:module:factory`` (or ``jax:path/to/file.py:factory``) a user's own JAX env (``marlow.envs.user``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _TASK_MODULES = (
     "marlow.envs.pettingzoo",
     "marlow.envs.smax",
     "marlow.envs.mamujoco",
+    "marlow.envs.user",
 )
 
 

@@ -8,6 +8,7 @@ saved config), so a corrupted or mismatched file is reported as a one-line Check
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,17 @@ def save(run_dir: str | Path, state: Any, meta: dict[str, Any]) -> Path:
     path = Path(run_dir) / CKPT_NAME
     payload = {"state": serialization.to_state_dict(jax.device_get(state)), "meta": meta}
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(serialization.msgpack_serialize(payload))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(serialization.msgpack_serialize(payload))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # unwritable or full: the previous checkpoint is untouched
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written"
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
     return path
 
 

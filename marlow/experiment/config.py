@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from marlow.errors import ConfigError
+from marlow.experiment import checks
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -42,13 +43,13 @@ class ExperimentConfig:
 
     algo: str
     task: str
-    seed: int
-    num_seeds: int
-    total_steps: int
-    num_envs: int
-    eval_every: int
-    eval_episodes: int
-    checkpoint_every: int
+    seed: checks.Count
+    num_seeds: checks.Size
+    total_steps: checks.Size
+    num_envs: checks.Size
+    eval_every: checks.Size
+    eval_episodes: checks.Size
+    checkpoint_every: checks.Size
     run_dir: str
     resume: str
     progress: bool
@@ -62,7 +63,13 @@ def _type_name(tp) -> str:
 
 
 def coerce(key: str, value: Any, tp) -> Any:
-    """Convert ``value`` (a YAML value or a command-line string) to ``tp`` or raise ConfigError."""
+    """Convert ``value`` (a YAML value or a command-line string) to ``tp`` or raise ConfigError; floats must
+    be finite and an ``Annotated`` type's :class:`~marlow.experiment.checks.Range` must hold."""
+    base, rng = checks.split(tp)
+    return checks.check(key, _coerce(key, value, base), rng)
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
     from_cli = isinstance(value, str)
     origin = typing.get_origin(tp)
     try:
@@ -125,7 +132,8 @@ def _describe(tp) -> str:
 
 
 def field_types(cls) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    """Field name -> declared type, with its ``Annotated`` range if any (:func:`checks.split` parts them)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in fields(cls)}
 
 
@@ -280,7 +288,6 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
         algo_cli,
         where=f" for algorithm {algo_name!r}",
     )
-    _validate(exp)
     return RunConfig(exp, algo_cfg)
 
 
@@ -293,11 +300,3 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
     d.setdefault("task_options", {})  # run directories written before task options existed
     exp = build(ExperimentConfig, d)
     return RunConfig(exp, build(get_algo(exp.algo).Config, algo_params))
-
-
-def _validate(exp: ExperimentConfig) -> None:
-    for k in ("num_seeds", "total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
-        if getattr(exp, k) <= 0:
-            raise ConfigError(f"config key {k!r} must be positive, got {getattr(exp, k)}")
-    if exp.seed < 0:
-        raise ConfigError(f"config key 'seed' must be >= 0, got {exp.seed}")

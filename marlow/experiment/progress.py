@@ -1,6 +1,11 @@
-"""A rich progress bar: env steps, latest evaluation return, env steps per second (all seeds)."""
+"""Training progress: env steps, latest evaluation return, env steps per second (all seeds). A rich
+progress bar when stderr is a terminal; otherwise (a log file, a cluster job) one plain line per
+evaluation."""
 
 from __future__ import annotations
+
+import sys
+import time
 
 from rich.console import Console
 from rich.progress import (
@@ -17,6 +22,8 @@ class ProgressReporter:
     def __init__(self, exp, total_steps: int, enabled: bool = True, console: Console | None = None):
         self.enabled = enabled
         self.console = console or Console(stderr=True)
+        self.lines = enabled and not self.console.is_terminal  # one line per evaluation, no bar
+        self.name, self.total, self.t0 = f"{exp.algo} on {exp.task} x{exp.num_seeds} seeds", total_steps, None
         self.progress = Progress(
             TextColumn(f"[bold]{exp.algo}[/] on {exp.task} x{exp.num_seeds} seeds"),
             BarColumn(),
@@ -25,7 +32,7 @@ class ProgressReporter:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
-            disable=not enabled,
+            disable=not enabled or self.lines,
             transient=False,
         )
         self.task = self.progress.add_task("train", total=total_steps, ret="-", sps="-")
@@ -38,6 +45,14 @@ class ProgressReporter:
         return self.progress.__exit__(*exc)
 
     def advance(self, steps: int, ret: float | None, sps: float | None) -> None:
+        if self.lines:
+            self.t0 = time.perf_counter() if self.t0 is None else self.t0
+            if ret is not None:
+                rate = f"{sps:,.0f} steps/s" if sps is not None else "- steps/s"
+                elapsed = time.perf_counter() - self.t0
+                line = f"{self.name}: {steps:,}/{self.total:,} env steps  return {ret:.2f}  {rate}"
+                print(f"{line}  {elapsed:.0f} s", file=sys.stderr, flush=True)
+            return
         fields = {}
         if ret is not None:
             fields["ret"] = f"{ret:.2f}"

@@ -5,6 +5,7 @@ host and runs the same jitted learning step)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jax
@@ -36,6 +37,13 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
         cfg = load_run_config(run_dir)
         cfg.experiment.progress = progress_flag
         cfg.experiment.resume = str(run_dir)  # the saved config has resume=""; run_chunks reads it
+        if not (run_dir / checkpoint.CKPT_NAME).exists():  # killed before its first checkpoint
+            print(
+                f"marlow: no checkpoint in {run_dir} yet: starting the run again from the beginning with its "
+                "saved config",
+                file=sys.stderr,
+            )
+            cfg.experiment.resume = ""
     else:
         run_dir = Path(run_dir or cfg.experiment.run_dir or default_run_dir(cfg))
     env, algo = build(cfg)

@@ -4,20 +4,21 @@ report."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from marlow.devices import shard_seeds
-from marlow.errors import TrainingDiverged
+from marlow.errors import RunInterrupted, TrainingDiverged
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
 from marlow.experiment.logging import RunLogger
 from marlow.experiment.progress import ProgressReporter
 from marlow.experiment.setup import num_chunks
+from marlow.experiment.signals import GracefulStop, wait
 
 
 def _rows(metrics: dict[str, Any], seeds: list[int], wall: float, sps: float) -> list[dict[str, Any]]:
@@ -63,7 +64,7 @@ def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate
     logger = RunLogger(run_dir, algo=e.algo, task=e.task, seeds=seeds, resume_step=logged_step)
     reporter = ProgressReporter(e, n_chunks * e.eval_every, enabled=e.progress)
     try:
-        with reporter:
+        with reporter, GracefulStop() as stop:
             if not resume:
                 state, ev = evaluate(state)
                 zeros = np.zeros(len(seeds), np.int64)
@@ -75,7 +76,7 @@ def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate
             for c in range(start, n_chunks):
                 t0 = time.perf_counter()
                 state, m = run_chunk(state, c)
-                m = jax.device_get(m)
+                m = wait(m)  # in short sleeps: a SIGINT/SIGTERM handler runs meanwhile
                 dt = time.perf_counter() - t0
                 wall += dt
                 sps = e.eval_every / dt
@@ -86,11 +87,14 @@ def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate
                         f"non-finite {bad} at env step {int(np.max(m['env_steps']))}; stopped, the last good "
                         f"checkpoint in {run_dir} is kept"
                     )
-                if (c + 1) % e.checkpoint_every == 0 or c + 1 == n_chunks:
-                    checkpoint.save(
-                        run_dir,
-                        state,
-                        {"chunk": c + 1, "env_steps": int(np.max(m["env_steps"])), "wall_time": wall},
+                step = int(np.max(m["env_steps"]))
+                if (c + 1) % e.checkpoint_every == 0 or c + 1 == n_chunks or stop.signum is not None:
+                    checkpoint.save(run_dir, state, {"chunk": c + 1, "env_steps": step, "wall_time": wall})
+                if stop.signum is not None and c + 1 < n_chunks:
+                    raise RunInterrupted(
+                        f"{signal.Signals(stop.signum).name}: stopped after env step {step:,}, checkpointed; "
+                        f"resume with `marlow train resume={run_dir}`",
+                        stop.signum,
                     )
                 reporter.advance(
                     (c + 1) * e.eval_every, float(np.mean(m["eval/team_return"])), sps * e.num_seeds

@@ -95,9 +95,12 @@ def cap_buffer(cfg: RunConfig) -> None:
 def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> None:
     """Cap the buffer at the run's length, create the run directory and (new runs) write config.yaml."""
     cap_buffer(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not cfg.experiment.resume:
-        (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg.experiment.resume:
+            (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    except OSError as e:
+        raise CheckpointError(f"cannot write the run directory {run_dir}: {e.strerror or e}") from None
 
 
 def summary(name: str, results: dict, spec) -> list[str]:

@@ -31,7 +31,7 @@ import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, make_dataclass
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -40,6 +40,8 @@ import optax
 from flax import struct
 
 from marlow.errors import ConfigError
+from marlow.experiment import checks
+from marlow.experiment.checks import AnyFloat, NonNegative, Positive, Range, Size, Widths
 from marlow.nn.mlp import ACTIVATIONS
 from marlow.nn.optim import make_optimizer
 
@@ -80,23 +82,23 @@ class EnsembleConfig:
     - ``max_grad_norm``: 200 (code), global norm over the whole ensemble; 0 disables clipping.
     """
 
-    num_members: int
-    num_elites: int
-    hidden: tuple[int, ...]
+    num_members: Size
+    num_elites: Size
+    hidden: Widths
     activation: str
-    lr: float
-    weight_decay: tuple[float, ...]
-    max_logvar_init: float
-    min_logvar_init: float
-    logvar_penalty: float
-    batch_size: int
-    holdout_ratio: float
-    max_holdout: int
-    steps_per_epoch: int
-    max_epochs: int
-    patience: int
-    improvement: float
-    max_grad_norm: float
+    lr: Positive
+    weight_decay: Annotated[tuple[float, ...], Range(0)]
+    max_logvar_init: AnyFloat
+    min_logvar_init: AnyFloat
+    logvar_penalty: NonNegative
+    batch_size: Size
+    holdout_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
+    max_holdout: Size
+    steps_per_epoch: Size
+    max_epochs: Size
+    patience: Size
+    improvement: Annotated[float, Range(0, 1, hi_open=True)]
+    max_grad_norm: NonNegative
 
 
 MODEL_PREFIX = "model_"
@@ -104,9 +106,10 @@ MODEL_PREFIX = "model_"
 #: :class:`EnsembleConfig`'s fields with the ``model_`` prefix, for an algorithm config that owns an
 #: ensemble (AORPO's world model, Teammate Lookahead's team model): derived from EnsembleConfig, so the two
 #: cannot drift. :func:`ensemble_config` builds the EnsembleConfig back.
+_HINTS = typing.get_type_hints(EnsembleConfig, include_extras=True)  # with the fields' ranges
 ModelKeys = make_dataclass(
     "ModelKeys",
-    [(MODEL_PREFIX + f.name, typing.get_type_hints(EnsembleConfig)[f.name]) for f in fields(EnsembleConfig)],
+    [(MODEL_PREFIX + f.name, _HINTS[f.name]) for f in fields(EnsembleConfig)],
     namespace={"__module__": __name__},
 )
 
@@ -117,14 +120,15 @@ def ensemble_config(cfg) -> EnsembleConfig:
 
 
 def validate(cfg: EnsembleConfig) -> None:
-    """Raise :class:`ConfigError` for values the ensemble cannot use."""
-    if cfg.num_members < 1:
-        raise ConfigError(f"ensemble num_members must be >= 1, got {cfg.num_members}")
+    """Raise :class:`ConfigError` for values the ensemble cannot use: each field's declared range (for a
+    config built in Python; the config system checks them on YAML / command-line values), then the
+    constraints between keys."""
+    checks.validate(cfg, where=" (EnsembleConfig)")
     if not 1 <= cfg.num_elites <= cfg.num_members:
         raise ConfigError(
             f"ensemble num_elites must be in [1, num_members={cfg.num_members}], got {cfg.num_elites}"
         )
-    if len(cfg.hidden) < 1 or any(int(h) < 1 for h in cfg.hidden):
+    if len(cfg.hidden) < 1:
         raise ConfigError(f"ensemble hidden must be a non-empty list of positive widths, got {cfg.hidden}")
     if cfg.activation not in ACTIVATIONS:
         raise ConfigError(f"ensemble activation must be one of {sorted(ACTIVATIONS)}, got {cfg.activation!r}")
@@ -133,24 +137,11 @@ def validate(cfg: EnsembleConfig) -> None:
             f"ensemble weight_decay needs 1 or len(hidden)+1={len(cfg.hidden) + 1} values, "
             f"got {cfg.weight_decay}"
         )
-    if any(w < 0 for w in cfg.weight_decay) or cfg.logvar_penalty < 0:
-        raise ConfigError("ensemble weight_decay and logvar_penalty must be >= 0")
     if cfg.min_logvar_init >= cfg.max_logvar_init:
         raise ConfigError(
             f"ensemble min_logvar_init ({cfg.min_logvar_init}) must be below "
             f"max_logvar_init ({cfg.max_logvar_init})"
         )
-    if not cfg.lr > 0:
-        raise ConfigError(f"ensemble lr must be > 0, got {cfg.lr}")
-    if not 0.0 < cfg.holdout_ratio < 1.0:
-        raise ConfigError(f"ensemble holdout_ratio must be in (0, 1), got {cfg.holdout_ratio}")
-    for name in ("batch_size", "max_holdout", "steps_per_epoch", "max_epochs", "patience"):
-        if int(getattr(cfg, name)) < 1:
-            raise ConfigError(f"ensemble {name} must be >= 1, got {getattr(cfg, name)}")
-    if not 0.0 <= cfg.improvement < 1.0:
-        raise ConfigError(f"ensemble improvement must be in [0, 1), got {cfg.improvement}")
-    if cfg.max_grad_norm < 0:
-        raise ConfigError(f"ensemble max_grad_norm must be >= 0, got {cfg.max_grad_norm}")
 
 
 # ---- network --------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +69,8 @@ from flax import struct
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
+from marlow.experiment import checks
+from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Widths
 from marlow.nn.distributions import LOG_STD_MAX, LOG_STD_MIN
 from marlow.nn.mlp import MLP
 from marlow.nn.optim import make_optimizer, opt_step
@@ -107,18 +109,18 @@ class OpponentConfig:
     - ``share_across_egos`` False: paper/code (every agent owns its models of the others).
     """
 
-    hidden: tuple[int, ...]
-    lr: float
-    entropy_coef: float
-    window: int
-    holdout_ratio: float
+    hidden: Widths
+    lr: Positive
+    entropy_coef: NonNegative
+    window: Annotated[int, Range(lo=2)]
+    holdout_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
     holdout: str
-    batch_size: int
-    steps_per_epoch: int
-    max_epochs: int
-    patience: int
+    batch_size: Count
+    steps_per_epoch: Size
+    max_epochs: Size
+    patience: Size
     stop_metric: str
-    max_grad_norm: float
+    max_grad_norm: NonNegative
     normalize_inputs: bool
     share_across_egos: bool
 
@@ -513,34 +515,23 @@ class OpponentModels:
 
 
 def _check_config(cfg: OpponentConfig, spec: EnvSpec) -> None:
+    """Each field's declared range (for a config built in Python; the config system checks them on YAML /
+    command-line values), then what the ranges cannot say and the constraints involving the env."""
+
     def bad(msg):
         raise ConfigError(f"opponent models: {msg}")
 
+    checks.validate(cfg, where=" (OpponentConfig)")
     if spec.num_agents < 2:
         bad(f"task {spec.name!r} has a single agent, nothing to model")
-    if not cfg.hidden or any(int(h) < 1 for h in cfg.hidden):
+    if not cfg.hidden:
         bad(f"hidden must be positive layer widths, got {cfg.hidden}")
-    if not cfg.lr > 0:
-        bad(f"lr must be > 0, got {cfg.lr}")
-    if cfg.entropy_coef < 0:
-        bad(f"entropy_coef must be >= 0, got {cfg.entropy_coef}")
     if cfg.entropy_coef >= 1 and any(isinstance(s, Box) for s in spec.act_spaces):
         bad(f"entropy_coef must be < 1 with Box actions (sigma diverges), got {cfg.entropy_coef}")
-    if cfg.window < 2:
-        bad(f"window must be >= 2, got {cfg.window}")
-    if not 0 < cfg.holdout_ratio < 1:
-        bad(f"holdout_ratio must be in (0, 1), got {cfg.holdout_ratio}")
     if cfg.holdout not in HOLDOUTS:
         bad(f"holdout must be one of {HOLDOUTS}, got {cfg.holdout!r}")
-    if cfg.batch_size < 0:
-        bad(f"batch_size must be >= 0 (0 = full training split), got {cfg.batch_size}")
-    for name in ("steps_per_epoch", "max_epochs", "patience"):
-        if getattr(cfg, name) < 1:
-            bad(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.stop_metric not in STOP_METRICS:
         bad(f"stop_metric must be one of {STOP_METRICS}, got {cfg.stop_metric!r}")
-    if cfg.max_grad_norm < 0:
-        bad(f"max_grad_norm must be >= 0, got {cfg.max_grad_norm}")
 
 
 __all__ = [

@@ -28,7 +28,7 @@ Choices the paper leaves open are marked in conf/algo/aorpo.yaml ("ours" with th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,7 @@ from marlow.algos.offpolicy import masac
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
+from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Widths
 from marlow.world.dynamics import DynamicsModel
 from marlow.world.ensemble import ModelKeys, ensemble_config
 from marlow.world.model_env import ModelEnv
@@ -64,31 +65,32 @@ class WorldConfig(ModelKeys):
     conf/world.yaml): the ensemble's ``model_*`` fields (:data:`~marlow.world.ensemble.ModelKeys`), the
     world model's schedule, and :class:`~marlow.world.opponents.OpponentConfig`'s fields prefixed ``opp_``."""
 
-    real_ratio: float
-    model_warmup_steps: int
-    model_train_every: int
-    model_lr_halve_every: int
+    real_ratio: Annotated[float, Range(0, 1, lo_open=True)]  # every batch keeps real rows; 1 = real only
+    model_warmup_steps: Count
+    model_train_every: Size
+    model_lr_halve_every: Count  # 0 = never
     model_per_agent: bool
-    model_buffer_size: int
-    epoch_steps: int
-    rollout_batch: int
-    rollout_min: int
-    rollout_max: int
-    rollout_start: int
-    rollout_end: int
+    model_buffer_size: Size
+    epoch_steps: Size
+    rollout_batch: Size
+    rollout_min: Size
+    rollout_max: Size
+    rollout_start: Count  # epochs; rollout_start < rollout_end is checked in Algorithm
+    rollout_end: Count
     rollout_scheme: str
-    opp_hidden: tuple[int, ...]
-    opp_lr: float
-    opp_entropy_coef: float
-    opp_window: int
-    opp_holdout_ratio: float
+    # OpponentConfig's fields and ranges (marlow.world.opponents), prefixed opp_
+    opp_hidden: Widths
+    opp_lr: Positive
+    opp_entropy_coef: NonNegative
+    opp_window: Annotated[int, Range(lo=2)]
+    opp_holdout_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
     opp_holdout: str
-    opp_batch_size: int
-    opp_steps_per_epoch: int
-    opp_max_epochs: int
-    opp_patience: int
+    opp_batch_size: Count  # 0 = full-batch steps
+    opp_steps_per_epoch: Size
+    opp_max_epochs: Size
+    opp_patience: Size
     opp_stop_metric: str
-    opp_max_grad_norm: float
+    opp_max_grad_norm: NonNegative  # 0 = no gradient clipping
     opp_normalize_inputs: bool
     opp_share_across_egos: bool
 
@@ -125,17 +127,9 @@ class Algorithm:
     def __init__(self, spec: EnvSpec, cfg: Config):
         if cfg.rollout_scheme not in SCHEMES:
             raise ConfigError(f"rollout_scheme must be one of {SCHEMES}, got {cfg.rollout_scheme!r}")
-        if not 0.0 < cfg.real_ratio <= 1.0:
-            raise ConfigError(f"real_ratio must be in (0, 1], got {cfg.real_ratio}")
         if not (1 <= cfg.rollout_min <= cfg.rollout_max and cfg.rollout_start < cfg.rollout_end):
             raise ConfigError(
                 "the rollout schedule needs 1 <= rollout_min <= rollout_max and rollout_start < rollout_end"
-            )
-        if cfg.model_train_every < 1 or cfg.epoch_steps < 1 or cfg.rollout_batch < 1:
-            raise ConfigError("model_train_every, epoch_steps and rollout_batch must be >= 1")
-        if cfg.model_lr_halve_every < 0:
-            raise ConfigError(
-                f"model_lr_halve_every must be >= 0 (0 = never), got {cfg.model_lr_halve_every}"
             )
         if cfg.model_buffer_size < cfg.rollout_batch * cfg.rollout_max:
             raise ConfigError(

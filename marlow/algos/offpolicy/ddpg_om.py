@@ -52,6 +52,7 @@ from marlow.algos import common
 from marlow.algos.offpolicy.ddpg import first_scalar, from_unit, to_unit
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.mlp import MLP
 
 NAME = "ddpg_om"
@@ -63,21 +64,21 @@ SUPPORTED_ACTIONS = frozenset({"box"})
 class Config:
     """Defaults in conf/algo/ddpg_om.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    lr_actor: float
-    lr_critic: float
-    lr_om: float
-    gamma: float
-    tau: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
-    exploration_noise: float
-    policy_reg: float
-    max_grad_norm: float
-    om_window: int
+    hidden: Widths
+    lr_actor: Positive
+    lr_critic: Positive
+    lr_om: Positive
+    gamma: Unit
+    tau: Unit
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
+    exploration_noise: NonNegative  # 0 = act greedily
+    policy_reg: NonNegative
+    max_grad_norm: NonNegative  # 0 = no gradient clipping
+    om_window: Size
 
 
 @struct.dataclass

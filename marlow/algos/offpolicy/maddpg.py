@@ -21,6 +21,7 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.distributions import DeterministicTanh
 from marlow.nn.mlp import MLP
 
@@ -33,21 +34,21 @@ SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 class Config:
     """Defaults in conf/algo/maddpg.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    lr_actor: float
-    lr_critic: float
-    gamma: float
-    tau: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
-    exploration_noise: float
-    policy_reg: float
-    reward_scale: float
-    max_grad_norm: float
-    gumbel_temperature: float
+    hidden: Widths
+    lr_actor: Positive
+    lr_critic: Positive
+    gamma: Unit
+    tau: Unit
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
+    exploration_noise: NonNegative  # 0 = act greedily
+    policy_reg: NonNegative
+    reward_scale: Positive
+    max_grad_norm: NonNegative  # 0 = no gradient clipping
+    gumbel_temperature: Positive
 
 
 @struct.dataclass

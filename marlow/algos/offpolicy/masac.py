@@ -31,6 +31,7 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete
+from marlow.experiment.checks import AnyFloat, Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.mlp import TwinQ
 
 NAME = "masac"
@@ -42,23 +43,24 @@ SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 class Config:
     """Defaults in conf/algo/masac.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    lr_actor: float
-    lr_critic: float
-    lr_alpha: float
-    gamma: float
-    tau: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
-    alpha: float
+    hidden: Widths
+    lr_actor: Positive
+    lr_critic: Positive
+    lr_alpha: Positive
+    gamma: Unit
+    tau: Unit
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
+    alpha: Positive  # the initial temperature: log_alpha starts at log(alpha)
     autotune_alpha: bool
-    target_entropy_scale: float
-    reward_scale: float
-    max_grad_norm: float
-    gumbel_temperature: float
+    # any sign: a target below every reachable entropy (the code's -|A|) only drives alpha to 0
+    target_entropy_scale: AnyFloat
+    reward_scale: Positive
+    max_grad_norm: NonNegative  # 0 = no gradient clipping
+    gumbel_temperature: Positive
 
 
 @struct.dataclass

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +67,7 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
+from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Unit, Widths
 from marlow.nn.mlp import MLP
 
 NAME = "masql"
@@ -81,27 +82,27 @@ H_MIN = 1e-3  # SQL / maci: smallest kernel bandwidth
 class Config:
     """Defaults in conf/algo/masql.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    lr_q: float
-    lr_sampler: float
-    gamma: float
-    tau: float
-    alpha: float
+    hidden: Widths
+    lr_q: Positive
+    lr_sampler: Positive
+    gamma: Unit
+    tau: Unit
+    alpha: Positive  # divides Q (exp(Q / alpha))
     alpha_schedule: str
-    anneal_scale: float
-    anneal_rate: float
-    anneal_start: int
-    value_particles: int
-    kernel_particles: int
-    kernel_update_ratio: float
-    greedy_particles: int
-    reward_scale: float
-    max_grad_norm: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    anneal_scale: NonNegative  # 0 = alpha stays constant
+    anneal_rate: NonNegative  # 0 = alpha + anneal_scale for ever
+    anneal_start: Count  # updates before the decay starts
+    value_particles: Size
+    kernel_particles: Annotated[int, Range(lo=2)]  # >= one fixed and one updated particle
+    kernel_update_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # both halves non-empty
+    greedy_particles: Size
+    reward_scale: Positive
+    max_grad_norm: NonNegative  # 0 = no gradient clipping
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass
@@ -221,8 +222,6 @@ class Algorithm:
                 "kernel_particles x kernel_update_ratio must leave at least one fixed and one updated "
                 f"particle (got {cfg.kernel_particles} x {cfg.kernel_update_ratio})"
             )
-        if cfg.value_particles < 1 or cfg.greedy_particles < 1:
-            raise ConfigError("value_particles and greedy_particles must be >= 1")
         self.spec, self.cfg = spec, cfg
         self.n_fixed = cfg.kernel_particles - n_upd
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}

@@ -60,7 +60,7 @@ Choices the paper leaves open (defaults in conf/algo/pr2_ac.yaml; "maci" = the a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,7 @@ from marlow.algos.offpolicy.masql import (
 )
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
+from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Unit, Widths
 from marlow.nn.mlp import MLP
 
 NAME = "pr2_ac"
@@ -91,25 +92,25 @@ DIAG_SAMPLES = 256  # samples of rho averaged for the rho_mean diagnostic
 class Config:
     """Defaults in conf/algo/pr2_ac.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    lr_actor: float
-    lr_critic: float
-    lr_rho: float
-    gamma: float
-    tau: float
-    alpha: float
-    value_particles: int
-    kernel_particles: int
-    kernel_update_ratio: float
-    exploration_noise: float
-    policy_reg: float
-    reward_scale: float
-    max_grad_norm: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    hidden: Widths
+    lr_actor: Positive
+    lr_critic: Positive
+    lr_rho: Positive
+    gamma: Unit
+    tau: Unit
+    alpha: Positive  # divides Q (exp(Q / alpha))
+    value_particles: Size
+    kernel_particles: Annotated[int, Range(lo=2)]  # >= one fixed and one updated particle
+    kernel_update_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # both halves non-empty
+    exploration_noise: NonNegative  # 0 = act greedily
+    policy_reg: NonNegative
+    reward_scale: Positive
+    max_grad_norm: NonNegative  # 0 = no gradient clipping
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass
@@ -133,8 +134,6 @@ class Algorithm:
                 "kernel_particles x kernel_update_ratio must leave at least one fixed and one updated "
                 f"particle (got {cfg.kernel_particles} x {cfg.kernel_update_ratio})"
             )
-        if cfg.value_particles < 1:
-            raise ConfigError(f"value_particles must be >= 1, got {cfg.value_particles}")
         self.spec, self.cfg = spec, cfg
         self.n_fixed = cfg.kernel_particles - n_upd
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}

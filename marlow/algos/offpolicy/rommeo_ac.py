@@ -47,6 +47,7 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box
+from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.distributions import TanhGaussian
 from marlow.nn.mlp import MLP
 
@@ -61,26 +62,27 @@ NETS = ("q", "pi", "rho", "prior")
 class Config:
     """Defaults in conf/algo/rommeo_ac.yaml, each with its source."""
 
-    hidden: tuple[int, ...]
-    lr_q: float
-    lr_pi: float
-    lr_rho: float
-    lr_prior: float
-    gamma: float
-    tau: float
-    alpha: float
+    hidden: Widths
+    # learning rates may be 0, which freezes a network (tests/test_rommeo.py freezes Q, pi and P)
+    lr_q: NonNegative
+    lr_pi: NonNegative
+    lr_rho: NonNegative
+    lr_prior: NonNegative
+    gamma: Unit
+    tau: Unit
+    alpha: Positive  # the max-entropy temperature (pi* ∝ exp(Q / alpha))
     alpha_schedule: str
-    anneal_scale: float
-    anneal_rate: float
-    anneal_start: int
-    policy_reg: float
-    reward_scale: float
-    max_grad_norm: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    anneal_scale: NonNegative  # 0 = alpha stays constant
+    anneal_rate: NonNegative  # 0 = alpha + anneal_scale for ever
+    anneal_start: Count  # updates before the decay starts
+    policy_reg: NonNegative
+    reward_scale: Positive
+    max_grad_norm: NonNegative  # 0 = no gradient clipping
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

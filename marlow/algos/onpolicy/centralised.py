@@ -32,6 +32,7 @@ from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
+from marlow.experiment.checks import Positive
 from marlow.nn.mlp import MLP
 
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
@@ -41,7 +42,7 @@ SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 class Config(ppo.Config):
     """PPO's keys and the centralised critic's learning rate (MAPPO's and HAPPO's configs extend it)."""
 
-    critic_lr: float
+    critic_lr: Positive
 
 
 @struct.dataclass

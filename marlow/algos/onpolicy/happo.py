@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from marlow import rollout
 from marlow.algos.onpolicy import centralised, ppo
 from marlow.algos.onpolicy.centralised import SUPPORTED_ACTIONS, CentralisedPPO, State
+from marlow.experiment.checks import NonNegative, Size
 
 NAME = "happo"
 KIND = "on_policy"
@@ -47,9 +48,9 @@ __all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algori
 class Config(centralised.Config):
     """Defaults in conf/algo/happo.yaml, each with its source."""
 
-    critic_epochs: int
-    critic_minibatches: int
-    factor_clip: float
+    critic_epochs: Size
+    critic_minibatches: Size
+    factor_clip: NonNegative  # M clipped to [1 - c, 1 + c]; 0 leaves it unclipped
 
 
 class Algorithm(CentralisedPPO):

@@ -51,6 +51,7 @@ from marlow.algos.onpolicy.centralised import State as BaseState
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
+from marlow.experiment.checks import Count, NonNegative, Positive, Size
 from marlow.world.ensemble import ModelKeys, ensemble_config
 from marlow.world.model_env import ModelEnv
 from marlow.world.team_model import TeamModel
@@ -62,21 +63,21 @@ class LookaheadConfig(ModelKeys):
     ``model_*`` fields (:data:`~marlow.world.ensemble.ModelKeys`), plus ``model_buffer_size`` and
     ``model_term_steps``."""
 
-    la_rounds: int
-    la_warmup_steps: int
-    la_rollouts: int
-    la_episode_length: int
-    la_epochs: int
-    la_minibatches: int
-    la_ent_coef: float
-    la_start_window: int
+    la_rounds: Size
+    la_warmup_steps: Count  # 0: look ahead from the first iteration
+    la_rollouts: Size
+    la_episode_length: Size
+    la_epochs: Size
+    la_minibatches: Size
+    la_ent_coef: NonNegative
+    la_start_window: Size
     la_model_mode: bool
-    vtrace_rho_clip: float
-    vtrace_c_clip: float
+    vtrace_rho_clip: Positive  # rho-bar = min(rho, rho_clip): 0 would zero every TD error
+    vtrace_c_clip: Positive
     vtrace_recompute: bool
-    diag_samples: int
-    model_buffer_size: int
-    model_term_steps: int
+    diag_samples: Size
+    model_buffer_size: Size
+    model_term_steps: Count  # 0: the termination head is not trained
 
 
 def _env_major(tree):
@@ -192,14 +193,7 @@ class Lookahead(OnPolicyDefaults):
         self.window = min(cfg.la_start_window, cfg.model_buffer_size)
 
     def bind(self, num_envs: int, total_steps: int) -> None:
-        cfg = self.cfg
-        for key in ("la_rounds", "la_rollouts", "la_episode_length", "la_start_window", "diag_samples"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"{self.NAME}: {key} must be >= 1, got {getattr(cfg, key)}")
-        if cfg.la_warmup_steps < 0 or cfg.model_term_steps < 0:
-            raise ConfigError(f"{self.NAME}: la_warmup_steps and model_term_steps must be >= 0")
-        if cfg.vtrace_rho_clip <= 0 or cfg.vtrace_c_clip <= 0:
-            raise ConfigError(f"{self.NAME}: vtrace_rho_clip and vtrace_c_clip must be > 0")
+        cfg = self.cfg  # each key's own range: its field's, checked by ego.bind (ppo.check_schedule)
         batch = cfg.rollout_steps * num_envs
         if cfg.model_buffer_size < batch:
             raise ConfigError(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,8 @@ import optax
 from flax import struct
 
 from marlow.errors import ConfigError
+from marlow.experiment import checks
+from marlow.experiment.checks import AnyFloat, NonNegative, Positive, Range, Size, Unit, Widths
 
 
 @dataclass
@@ -37,26 +39,27 @@ class Config:
     """The keys of every PPO learner (IPPO, MAPPO, HAPPO and what builds on them); the defaults are in each
     algorithm's YAML (conf/algo/<name>.yaml), each with its source."""
 
-    hidden: tuple[int, ...]
+    hidden: Widths
     activation: str
-    lr: float
+    lr: Positive
     anneal_lr: bool
-    adam_eps: float
-    gamma: float
-    gae_lambda: float
-    clip_eps: float
-    ent_coef: float
-    vf_coef: float
-    max_grad_norm: float
-    rollout_steps: int
-    epochs: int
-    num_minibatches: int
+    adam_eps: Positive
+    gamma: Unit
+    gae_lambda: Unit
+    clip_eps: Positive  # the ratio's clip (and the value clip with value_clip)
+    ent_coef: NonNegative
+    vf_coef: NonNegative
+    max_grad_norm: NonNegative  # 0 turns gradient clipping off
+    rollout_steps: Size
+    epochs: Size
+    num_minibatches: Size
     value_norm: bool
-    value_norm_beta: float
+    # the EMA weight of the old statistics: at 1 they would never move from their start (mean 0)
+    value_norm_beta: Annotated[float, Range(0, 1, hi_open=True)]
     value_clip: bool
-    huber_delta: float
+    huber_delta: NonNegative  # 0: half the squared error instead of the Huber loss
     normalize_advantages: bool
-    log_std_init: float
+    log_std_init: AnyFloat  # the initial log-std of Box actions, any sign
 
 
 def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
@@ -250,14 +253,12 @@ def linear_decay(step, total_steps: int, iteration_steps: int) -> jax.Array:
 
 
 def check_schedule(name: str, cfg, num_envs: int, minibatches: dict[str, int] | None = None) -> None:
-    """One-line errors for a schedule that cannot run: ``rollout_steps`` and ``epochs`` (and every
-    ``*_epochs`` field) below 1, or a batch of ``rollout_steps x num_envs`` transitions too small for one of
-    the ``minibatches`` counts (name -> value; default ``num_minibatches``)."""
+    """One-line errors for a schedule that cannot run: a key outside the range its config field declares
+    (checked again here for a config built in Python, not through the config system), or a batch of
+    ``rollout_steps x num_envs`` transitions too small for one of the ``minibatches`` counts (name -> value;
+    default ``num_minibatches``)."""
+    checks.validate(cfg, f" for {name}")
     minibatches = minibatches or {"num_minibatches": cfg.num_minibatches}
-    fields = ["rollout_steps", "epochs", *(k for k in vars(cfg) if k.endswith("_epochs")), *minibatches]
-    for key in dict.fromkeys(fields):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{name}: {key} must be >= 1, got {getattr(cfg, key)}")
     batch = cfg.rollout_steps * num_envs
     for key, n in minibatches.items():
         if batch < n:

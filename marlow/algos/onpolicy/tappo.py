@@ -42,6 +42,7 @@ from marlow import rollout
 from marlow.algos.onpolicy import mappo
 from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.spaces import Box
+from marlow.experiment.checks import Positive, Size, Widths
 from marlow.nn.mlp import MLP
 
 NAME = "tappo"
@@ -57,11 +58,11 @@ __all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algori
 class Config(mappo.Config):
     """MAPPO's keys and the teammate model's (conf/algo/tappo.yaml)."""
 
-    tm_hidden: int  # GRU width
-    tm_embed_dim: int  # width of the embedding z the policy is conditioned on
-    tm_decoder_hidden: tuple[int, ...]
-    tm_lr: float
-    tm_updates: int  # Adam steps of encoder + decoder per iteration, each on the whole trajectory
+    tm_hidden: Size  # GRU width
+    tm_embed_dim: Size  # width of the embedding z the policy is conditioned on
+    tm_decoder_hidden: Widths
+    tm_lr: Positive
+    tm_updates: Size  # Adam steps of encoder + decoder per iteration, each on the whole trajectory
 
 
 @struct.dataclass
@@ -95,7 +96,10 @@ class Algorithm(mappo.Algorithm):
             a: spec.act_space(a).flat_dim if self.box[a] else spec.act_space(a).n for a in spec.agents
         }
         self.mates = {a: [b for b in spec.agents if b != a] for a in spec.agents}
-        self.gru = nn.GRUCell(features=cfg.tm_hidden)
+        # LeCun-normal recurrent kernels instead of flax's orthogonal default: the orthogonal init's batched
+        # QR, in the one program that initialises every seed's learner, deadlocked XLA's CPU runtime with more
+        # than one seed (tests/test_tappo.py runs a 3-seed init in a subprocess with a timeout)
+        self.gru = nn.GRUCell(features=cfg.tm_hidden, recurrent_kernel_init=nn.initializers.lecun_normal())
         self.embed = nn.Dense(E)
         self.decoder = {
             a: MLP(

@@ -14,12 +14,18 @@ order, and with one sample per cell it is the textbook update ``Q <- Q + lr (y -
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
 
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Discrete
+from marlow.experiment.checks import Range
+
+# A table's learning rate: the weight of the target in Q <- (1 - lr) Q + lr y (``cell_update``), in (0, 1]
+# (above 1 every update would overshoot its target).
+StepSize = Annotated[float, Range(0, 1, lo_open=True)]
 
 
 class Indexing:

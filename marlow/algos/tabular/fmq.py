@@ -36,8 +36,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos.tabular import common as tabular
-from marlow.algos.tabular.common import decayed
+from marlow.algos.tabular.common import StepSize, decayed
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Size, Unit
 
 NAME = "fmq"
 DESCRIPTION = (
@@ -51,17 +52,17 @@ TABULAR = True
 class Config:
     """Defaults in conf/algo/fmq.yaml, each with its source."""
 
-    gamma: float
-    lr: float
-    lr_decay: float
-    c: float
-    max_temp: float
-    temp_decay: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    gamma: Unit
+    lr: StepSize
+    lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
+    c: NonNegative  # the heuristic's weight; 0 leaves plain Boltzmann Q-learning
+    max_temp: NonNegative  # 0: T = 1 throughout
+    temp_decay: NonNegative  # s_T; 0 keeps T = max_temp + 1
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

@@ -28,7 +28,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos.tabular import common as tabular
+from marlow.algos.tabular.common import StepSize
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Size, Unit
 
 NAME = "iql"
 DESCRIPTION = (
@@ -44,15 +46,15 @@ TABULAR = True
 class Config:
     """Defaults in conf/algo/iql.yaml, each with its source."""
 
-    gamma: float
-    lr: float
-    lr_decay: float
-    epsilon: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    gamma: Unit
+    lr: StepSize
+    lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
+    epsilon: Unit  # the probability of a uniform action
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

@@ -35,8 +35,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos.tabular import common as tabular
-from marlow.algos.tabular.common import decayed
+from marlow.algos.tabular.common import StepSize, decayed
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit
 
 NAME = "jal"
 DESCRIPTION = "Joint action learner: joint Q + empirical opponent frequencies (Claus & Boutilier 1998)"
@@ -48,17 +49,17 @@ TABULAR = True
 class Config:
     """Defaults in conf/algo/jal.yaml, each with its source."""
 
-    gamma: float
-    lr: float
-    lr_decay: float
-    temperature: float
-    temperature_decay: float
-    epsilon: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    gamma: Unit
+    lr: StepSize
+    lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
+    temperature: Positive
+    temperature_decay: NonNegative  # 0 keeps the temperature constant
+    epsilon: Unit  # the probability of a uniform action
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

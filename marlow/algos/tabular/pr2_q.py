@@ -35,8 +35,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos.tabular import common as tabular
-from marlow.algos.tabular.common import decayed
+from marlow.algos.tabular.common import StepSize, decayed
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit
 
 NAME = "pr2_q"
 DESCRIPTION = "PR2-Q: tabular level-1 probabilistic recursive reasoning (Wen et al. 2019)"
@@ -48,17 +49,17 @@ TABULAR = True
 class Config:
     """Defaults in conf/algo/pr2_q.yaml, each with its source."""
 
-    gamma: float
-    alpha: float
-    alpha_decay: float
-    lr: float
-    lr_decay: float
-    epsilon: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    gamma: Unit
+    alpha: Positive
+    alpha_decay: NonNegative  # 0 keeps alpha constant
+    lr: StepSize
+    lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
+    epsilon: Unit  # the probability of a uniform action
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

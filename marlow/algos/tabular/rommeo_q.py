@@ -39,7 +39,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos.tabular import common as tabular
+from marlow.algos.tabular.common import StepSize
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit
 
 NAME = "rommeo_q"
 DESCRIPTION = "ROMMEO-Q: tabular soft Q-iteration with a regularised opponent model (ROMMEO Alg. 1)"
@@ -51,19 +53,19 @@ TABULAR = True
 class Config:
     """Defaults in conf/algo/rommeo_q.yaml, each with its source."""
 
-    gamma: float
-    alpha: float
-    alpha_decay: float
-    lr: float
-    lr_decay: float
-    epsilon: float
-    num_value_samples: int
-    prior_pseudocount: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    gamma: Unit
+    alpha: Positive
+    alpha_decay: NonNegative  # 0 keeps alpha constant
+    lr: StepSize
+    lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
+    epsilon: Unit  # the probability of a uniform action
+    num_value_samples: Count  # 0: the exact soft value, Eq. (13)
+    prior_pseudocount: NonNegative  # 0: the raw frequencies (log P = -inf for an unseen joint action)
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

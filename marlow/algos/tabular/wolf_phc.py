@@ -33,6 +33,7 @@ Choices the papers leave open (values and sources in conf/algo/wolf_phc.yaml):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,7 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import decayed, greedy_sample
 from marlow.envs.api import EnvSpec
+from marlow.experiment.checks import Count, NonNegative, Range, Size, Unit
 
 NAME = "wolf_phc"
 DESCRIPTION = (
@@ -54,18 +56,18 @@ TABULAR = True
 class Config:
     """Defaults in conf/algo/wolf_phc.yaml, each with its source."""
 
-    gamma: float
-    lr: float
-    lr_decay: float
-    delta_win: float
-    delta_lose: float
-    delta_decay: float
-    epsilon: float
-    batch_size: int
-    buffer_size: int
-    update_every: int
-    updates_per_step: int
-    warmup_steps: int
+    gamma: Unit
+    lr: Unit  # the Q step size (1 - lr) Q + lr y; 0 freezes Q while pi still hill-climbs
+    lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
+    delta_win: Annotated[float, Range(0, 1, lo_open=True)]  # probability mass moved per step
+    delta_lose: Annotated[float, Range(0, 1, lo_open=True)]  # > delta_win (checked by Algorithm)
+    delta_decay: NonNegative  # 0 keeps both deltas constant
+    epsilon: Unit  # the probability of a uniform action
+    batch_size: Size
+    buffer_size: Size
+    update_every: Size
+    updates_per_step: Size
+    warmup_steps: Count
 
 
 @struct.dataclass

@@ -1,0 +1,77 @@
+"""The Python API: what ``marlow train`` / ``marlow eval`` do, callable from a script or a notebook.
+
+    import marlow
+    run_dir = marlow.train("mappo", "smax/3m", total_steps=200_000, num_seeds=4, hidden=[64, 64])
+    print(marlow.evaluate(run_dir, episodes=20))
+    marlow.train(resume=run_dir)                    # continue a stopped run
+
+Keyword arguments are the command line's ``key=value`` pairs with Python values (lists and tuples for
+list keys, booleans, numbers); ``task_options`` holds a task's factory options (the CLI's
+``task.<option>=value``). They are validated exactly like the command line (unknown keys, types, ranges:
+:class:`marlow.errors.ConfigError`) before anything is compiled. Unlike the CLI, the API leaves JAX's
+device setup alone: call :func:`marlow.devices.configure_host_devices` first, before JAX starts, to spread
+seeds over the cores as the CLI does. ``progress`` defaults to False here (True on the CLI).
+
+For a loop of one's own: :func:`make_env` builds a task (registered, ``jax:``, ``pettingzoo:``),
+:func:`config` resolves a :class:`~marlow.experiment.config.RunConfig`, and ``marlow.algos.get_algo(name)``
+gives an algorithm module whose ``Algorithm(env.spec, cfg.algo)`` is the learner
+(:mod:`marlow.algos.learner` describes the protocol; :func:`marlow.rollout.collect` is the rollout engine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _arg(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list | tuple):
+        return ",".join(_arg(x) for x in v)
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _args(algo: str | None, task: str | None, task_options: dict | None, overrides: dict) -> list[str]:
+    args = [f"algo={algo}"] if algo else []
+    args += [f"task={task}"] if task else []
+    args += [f"task.{k}={_arg(v)}" for k, v in (task_options or {}).items()]
+    return args + [f"{k}={_arg(v)}" for k, v in overrides.items()]
+
+
+def config(algo: str | None = None, task: str | None = None, task_options: dict | None = None, **overrides):
+    """The resolved, validated :class:`~marlow.experiment.config.RunConfig` (defaults < task < overrides)."""
+    from marlow.experiment.config import resolve
+
+    return resolve(_args(algo, task, task_options, overrides))
+
+
+def train(
+    algo: str | None = None,
+    task: str | None = None,
+    *,
+    resume: str | Path | None = None,
+    task_options: dict | None = None,
+    **overrides,
+) -> Path:
+    """Train ``algo`` on ``task`` (or resume the run in ``resume``); returns the run directory."""
+    from marlow.experiment.runner import train as run
+
+    overrides.setdefault("progress", False)
+    if resume is not None:
+        return Path(run(config(resume=str(resume), progress=overrides["progress"])))
+    return Path(run(config(algo, task, task_options, **overrides)))
+
+
+def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> list[str]:
+    """Greedy evaluation of a run's checkpointed policies (``marlow eval``): its summary lines."""
+    from marlow.experiment.evaluate import evaluate_run
+
+    return list(evaluate_run(str(run_dir), episodes=episodes, seed=seed))
+
+
+def make_env(task: str, **options):
+    """Build a task by name, with its factory options."""
+    from marlow.envs import make
+
+    return make(task, **options)
