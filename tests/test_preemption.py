@@ -165,7 +165,7 @@ def test_no_checkpoint_yet_starts_again_with_the_saved_config(reference, tmp_pat
     _same_results(run, reference)
 
 
-LONG = ["total_steps=10000000", "eval_every=100000"]  # chunks of a few seconds
+LONG = ["total_steps=100000000", "eval_every=1000000"]  # chunks of about 5 s here (0.45 s per 100k steps)
 
 
 def _start_long(run: Path, *extra: str) -> subprocess.Popen:
@@ -191,16 +191,34 @@ def test_a_signal_finishes_the_chunk_and_checkpoints(tmp_path, sig):
 
 
 def test_a_second_signal_exits_at_once_and_keeps_the_checkpoint(tmp_path):
+    import threading
+
     from flax import serialization
 
     run = tmp_path / "twice"
     p = _start_long(run)
+    while not (run / "checkpoint.msgpack").exists():  # chunk 1's checkpoint follows its row
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the next chunk, so the first signal cannot end the run by itself
+    lines: list[str] = []
+    first_seen = threading.Event()
+
+    def read():
+        for line in p.stderr:
+            lines.append(line)
+            if "send it again" in line:
+                first_seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     p.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    assert first_seen.wait(60), "".join(lines)
     t0 = time.time()
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
+    p.wait(timeout=60)
+    reader.join(10)
+    err = "".join(lines)
     assert p.returncode == 128 + signal.SIGTERM and time.time() - t0 < 5, err
-    assert "exiting now" in err
+    assert "exiting now" in err, err
     meta = serialization.msgpack_restore((run / "checkpoint.msgpack").read_bytes())["meta"]
     assert meta["chunk"] >= 1
