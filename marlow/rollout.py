@@ -101,8 +101,11 @@ class Trajectory:
 
 
 def reset(env, key: jax.Array, num_envs: int, pstate: Any = None) -> EnvCarry:
-    """``num_envs`` fresh episodes of a JAX env, reset with ``split(key, num_envs)``."""
+    """``num_envs`` fresh episodes of a JAX env, reset with ``split(key, num_envs)``. Weakly typed leaves
+    of the env state (SMAX's step counter, say) are made strongly typed: after a step they are strong, so
+    a jitted chunk would otherwise compile twice, once for the state ``reset`` made and once for its own."""
     obs, state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.asarray(x).dtype), state)
     return EnvCarry(state, obs, pstate)
 
 

@@ -56,12 +56,18 @@ CI_TASKS = {  # model-free network learners -> tasks CI trains them on
     # TAPPO: MAPPO's update (trained above) with a recurrent teammate model: Box one-shot and masked Discrete
     # multi-step episodes (tests/test_tappo.py trains it on simple_spread)
     "tappo": {"games/lookahead_toy", "smax/3m"},
+    # world-model learners and their model-free counterpart: masked multi-step battles and a one-shot game
+    # without masks (tests/test_mamba.py and tests/test_mag.py train them further)
+    "mamba": {"games/climbing"},
+    "mag": {"smax/3m"},
+    "attention_ppo": {"smax/3m"},
 }
 # SMAX maps that differ from the CI-trained ones (3m, 3s_vs_4z) only in unit counts and types (2s3z: two
 # types): test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm
 # on them
 SMAX_EXHAUSTIVE = {"smax/2s3z", "smax/3s_vs_5z", "smax/3s5z_vs_3s6z", "smax/3s_vs_3z", "smax/6z_vs_24zg"}
 ON_POLICY = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "on_policy"}
+WORLD_MODEL = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "world_model"}
 
 
 def in_ci(algo: str, task: str) -> bool:
@@ -113,6 +119,23 @@ RUN = ["num_envs=2", "eval_every=100", "total_steps=100", "eval_episodes=2", "pr
 TINY = ["batch_size=16", "update_every=50", "updates_per_step=1", "warmup_steps=50", *RUN]
 # on-policy: two iterations of 25 steps x 2 envs, one epoch of two minibatches each
 TINY_ON_POLICY = ["rollout_steps=25", "epochs=1", "num_minibatches=2", *RUN]
+# world-model learners (MAMBA, MAG): a tiny model, one model update and one imagination round per learner
+# step, learner steps every 50 env steps from the first; MAG plans over 2 candidates of 2 steps
+TINY_WORLD_MODEL = [
+    "preset=small",
+    *("embed=8", "hidden=8", "deter=8", "n_categoricals=2", "n_classes=4", "attn_heads=2"),
+    *("actor_hidden=8", "critic_hidden=8", "seq_len=5", "model_batch=4", "agent_batch=2", "horizon=3"),
+    *("model_updates=1", "agent_updates=1", "ppo_epochs=1", "ppo_minibatch=16"),
+    *("warmup_steps=50", "train_every=50", "buffer_size=100"),
+    *RUN,
+]
+MAG = ["plan_candidates=2", "plan_horizon=2", "rm_hidden=8", "rm_updates=1", "rm_batch=2"]
+
+
+def tiny_args(algo: str) -> list[str]:
+    if algo in WORLD_MODEL:
+        return TINY_WORLD_MODEL + (MAG if algo == "mag" else [])
+    return TINY_ON_POLICY if algo in ON_POLICY else TINY
 
 
 def test_every_algorithm_fits_some_task():
@@ -133,9 +156,9 @@ def test_ci_trains_every_algorithm_and_every_task():
 
 @pytest.mark.parametrize(("algo", "task"), REFUSED)
 def test_unfitting_pair_is_refused(tmp_path, algo, task):
-    tiny = TINY_ON_POLICY if algo in ON_POLICY else TINY
-    with pytest.raises(ConfigError, match=algo):
-        train(resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny]))
+    cfg = resolve([f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny_args(algo)])
+    with pytest.raises(ConfigError, match=f"algorithm '{algo}'"):
+        train(cfg)
     assert not (tmp_path / "run").exists()
 
 
@@ -143,10 +166,10 @@ def test_unfitting_pair_is_refused(tmp_path, algo, task):
 def test_algorithm_trains_on_task(tmp_path, algo, task):
     spec = envs.make(task).spec
     types = field_types(get_algo(algo).Config)
-    net = NETWORK if "hidden" in types else []
+    net = NETWORK if "hidden" in types and algo not in WORLD_MODEL else []
     world = WORLD if "rollout_batch" in types else []
     lookahead = LOOKAHEAD if "la_rounds" in types else []
-    tiny = TINY_ON_POLICY if algo in ON_POLICY else TINY
+    tiny = tiny_args(algo)
     run = train(
         resolve(
             [f"algo={algo}", f"task={task}", f"run_dir={tmp_path / 'run'}", *tiny, *net, *world, *lookahead]

@@ -19,7 +19,6 @@ import jax
 import numpy as np
 import pytest
 import yaml
-from jax.experimental.compilation_cache import compilation_cache as jax_cc
 
 from marlow import envs
 from marlow.algos import ALGORITHMS
@@ -58,24 +57,7 @@ RUN_FILES = (
     "learning_curve.png",
 )
 
-_CACHE_OPTIONS = {
-    "jax_compilation_cache_dir": None,
-    "jax_persistent_cache_min_compile_time_secs": 0.0,
-    "jax_persistent_cache_min_entry_size_bytes": 0,
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def jax_compilation_cache(tmp_path_factory):
-    old = {k: getattr(jax.config, k) for k in _CACHE_OPTIONS}
-    new = dict(_CACHE_OPTIONS, jax_compilation_cache_dir=str(tmp_path_factory.mktemp("jax_cache")))
-    for k, v in new.items():
-        jax.config.update(k, v)
-    jax_cc.reset_cache()
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-    jax_cc.reset_cache()
+pytestmark = pytest.mark.usefixtures("jax_compilation_cache")  # tests/conftest.py
 
 
 def _train(run_dir: Path, *extra: str) -> Path:

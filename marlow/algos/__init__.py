@@ -1,7 +1,8 @@
 """Algorithms, grouped by how they learn; names on the command line are flat (``algo=masac``).
 
 - ``offpolicy/``: model-free replay learners (MASAC, MADDPG, DDPG, DDPG-OM, MASQL, PR2-AC, ROMMEO-AC);
-- ``model_based/``: AORPO and AORDPG (world and opponent models, branched rollouts);
+- ``model_based/``: AORPO and AORDPG (world and opponent models, branched rollouts), MAMBA and MAG
+  (policies learned in a world model's imagination, ``KIND = "world_model"``);
 - ``tabular/``: ROMMEO-Q and the tabular baselines of ROMMEO Fig. 1 (finite-state tasks);
 - ``onpolicy/``: the PPO family (IPPO, MAPPO, HAPPO; the PPO pieces in ``onpolicy/ppo.py``, the actors in
   ``onpolicy/actors.py``, MAPPO's and HAPPO's centralised critic in ``onpolicy/centralised.py``).
@@ -17,6 +18,8 @@ Optional parts of that protocol:
 - module constant ``SUPPORTS_MASKS = True``: the algorithm respects available-action masks, so it may run
   on tasks with ``EnvSpec.action_masks`` (others are refused there);
 - module constant ``COOPERATIVE = True``: the algorithm needs a cooperative task (one team);
+- module constant ``HOMOGENEOUS = True``: the algorithm shares its networks across agents stacked on one
+  axis and needs agents of one observation and action space (MAMBA, MAG, Attention-PPO);
 - ``Algorithm.observe(state, trans) -> state``: sees every batch of transitions as it is stored (e.g. to
   keep empirical action counts), also during warm-up;
 - ``Algorithm.diagnostics(state) -> dict`` of scalars, logged as ``diag/<name>`` at every evaluation;
@@ -41,12 +44,12 @@ from marlow.errors import ConfigError
 GROUPS: dict[str, tuple[str, ...]] = {
     # model-free actor-critics (AORPO paper's bases) and ROMMEO Fig. 2's continuous learners
     "offpolicy": ("masac", "maddpg", "rommeo_ac", "ddpg", "ddpg_om", "masql", "pr2_ac"),
-    # AORPO paper (model-based, opponent models)
-    "model_based": ("aorpo", "aordpg"),
+    # AORPO paper (model-based, opponent models); MAG paper (MAMBA and MAG: imagination in a world model)
+    "model_based": ("aorpo", "aordpg", "mamba", "mag"),
     # ROMMEO paper (tabular, Fig. 1)
     "tabular": ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q"),
     # the PPO family (Teammate Lookahead and MAG build on it)
-    "onpolicy": ("ippo", "mappo", "happo", "la_happo", "la_mappo", "tappo"),
+    "onpolicy": ("ippo", "mappo", "happo", "la_happo", "la_mappo", "tappo", "attention_ppo"),
 }
 MODULES = {name: f"marlow.algos.{group}.{name}" for group, names in GROUPS.items() for name in names}
 ALGORITHMS = tuple(MODULES)
@@ -68,9 +71,15 @@ def unsupported(algo: ModuleType, spec) -> str | None:
             f"(it supports: {', '.join(sorted(algo.SUPPORTED_ACTIONS))})"
         )
     if spec.action_masks and not getattr(algo, "SUPPORTS_MASKS", False):
+        able = [a for a in ALGORITHMS if getattr(get_algo(a), "SUPPORTS_MASKS", False)]
         return (
             f"algorithm {algo.NAME!r} cannot respect the available-action masks of task {spec.name!r} "
-            "(algorithms that can: ippo, mappo, happo, tappo)"
+            f"(algorithms that can: {', '.join(able)})"
+        )
+    if getattr(algo, "HOMOGENEOUS", False) and len(set(zip(spec.obs_spaces, spec.act_spaces))) > 1:
+        return (
+            f"algorithm {algo.NAME!r} shares its networks across agents and needs agents of one observation "
+            f"and action space; task {spec.name!r} has agents of different spaces"
         )
     if getattr(algo, "COOPERATIVE", False) and spec.competitive:
         return (

@@ -31,6 +31,10 @@ Two kinds implement it:
   ``Algorithm`` is itself a learner): learns from each ``rollout_steps x num_envs`` trajectory of its
   behaviour policy, whose log-probabilities and values it keeps in the trajectory's extras.
 
+- **world-model** (``KIND = "world_model"``, :mod:`marlow.algos.model_based.mamba` and MAG): a learner of
+  its own too, which keeps the collected steps in a sequence buffer, trains its world model and learns
+  its policies in the model's imagination every ``train_every`` env steps.
+
 The runner (:mod:`marlow.experiment.loop`) only alternates ``collect`` and ``learn``, evaluates, logs and
 checkpoints, the same for both kinds and for JAX and host envs.
 """
@@ -49,7 +53,7 @@ from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
 
-OFF_POLICY, ON_POLICY = "off_policy", "on_policy"
+OFF_POLICY, ON_POLICY, WORLD_MODEL = "off_policy", "on_policy", "world_model"
 
 
 def kind_of(algo_mod: ModuleType) -> str:
@@ -179,7 +183,7 @@ class OnPolicyDefaults:
 
 def make_learner(algo_mod: ModuleType, algo, cfg, spec: EnvSpec, num_envs: int, total_steps: int):
     """The learner of a built algorithm (``algo = algo_mod.Algorithm(spec, cfg.algo)``)."""
-    if kind_of(algo_mod) == ON_POLICY:
+    if kind_of(algo_mod) != OFF_POLICY:  # on-policy and world-model learners are their own learners
         algo.bind(num_envs=num_envs, total_steps=total_steps)
         return algo
     return OffPolicyLearner(algo, cfg, num_envs, capacity=cfg.buffer_size)

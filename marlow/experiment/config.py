@@ -10,6 +10,9 @@ shipped in ``marlow/conf`` (one place, with comments citing the paper table each
   an ``experiment:`` section and one section per algorithm name, which may hold an ``experiment:`` section
   of its own (experiment keys for that algorithm on those tasks, e.g. an on-policy learner's ``num_envs``).
 
+An algorithm with a ``preset`` key (MAMBA, MAG) has named sets of values in its YAML's ``presets:``
+section; the chosen preset's values sit just above the YAML defaults.
+
 Resolution order: YAML defaults < the algorithm's ``experiment:`` section (e.g. an on-policy learner's
 ``num_envs``) < family overrides < task overrides (each: experiment section, then the algorithm's
 experiment section) < command line. Command-line keys are experiment
@@ -191,12 +194,27 @@ def task_overrides(task: str) -> dict[str, dict[str, Any]]:
 
 
 def algo_defaults(algo: str) -> dict[str, Any]:
-    """``conf/algo/<algo>.yaml`` without its ``experiment:`` section; its optional ``_base`` list names
-    YAML files (relative to ``conf/``) whose values come first, e.g. AORPO = MASAC's defaults + the
-    world-model ones + its own."""
+    """``conf/algo/<algo>.yaml`` without its ``experiment:`` and ``presets:`` sections; its optional
+    ``_base`` list names YAML files (relative to ``conf/``) whose values come first, e.g. AORPO = MASAC's
+    defaults + the world-model ones + its own."""
     data = _with_bases(CONF_DIR / "algo" / f"{algo}.yaml")
     data.pop("experiment", None)
+    data.pop("presets", None)
     return data
+
+
+def algo_preset(algo: str, name: str) -> dict[str, Any]:
+    """The values of preset ``name`` from the ``presets:`` section of ``conf/algo/<algo>.yaml`` (named sets of
+    values, e.g. MAMBA's ``paper`` sizes and the ``small`` ones that train on a CPU), chosen with the
+    algorithm's ``preset`` key; they sit above the file's defaults and below task overrides and the
+    command line."""
+    presets = _with_bases(CONF_DIR / "algo" / f"{algo}.yaml").get("presets", {})
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r} for algorithm {algo!r}; presets: {', '.join(presets)}")
+    values = presets[name] or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"conf/algo/{algo}.yaml: preset {name!r} must be a mapping")
+    return values
 
 
 def algo_experiment_defaults(algo: str) -> dict[str, Any]:
@@ -214,9 +232,13 @@ def _with_bases(path: Path) -> dict[str, Any]:
     if not isinstance(bases, list):
         raise ConfigError(f"{path}: _base must be a list of YAML files")
     out: dict[str, Any] = {}
-    for base in bases:
-        out.update(_with_bases(CONF_DIR / str(base)))
-    out.update(data)
+    for layer in [_with_bases(CONF_DIR / str(base)) for base in bases] + [data]:
+        presets = {**out.get("presets", {})}
+        for name, values in (layer.get("presets") or {}).items():  # presets merge name by name
+            presets[name] = {**presets.get(name, {}), **(values or {})}
+        out.update(layer)
+        if presets:
+            out["presets"] = presets
     return out
 
 
@@ -281,9 +303,15 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
     )
     if task_cli:
         exp = dataclasses.replace(exp, task_options={**exp.task_options, **task_cli})
+    defaults = algo_defaults(algo_name)
+    preset = {}
+    if "preset" in algo_keys:  # the preset named last (command line > task > file) picks its values
+        name = algo_cli.get("preset", task_algo.get("preset", defaults.get("preset")))
+        preset = algo_preset(algo_name, str(name))
     algo_cfg = build(
         algo_mod.Config,
-        algo_defaults(algo_name),
+        defaults,
+        preset,
         task_algo,
         algo_cli,
         where=f" for algorithm {algo_name!r}",

@@ -1,0 +1,176 @@
+"""MAG, Models as AGents (Wu et al. 2023, "Models as Agents: Optimizing Multi-Step Predictions of
+Interactive Local Models in Model-Based Multi-Agent Reinforcement Learning"): MAMBA
+(:mod:`marlow.algos.model_based.mamba`) whose imagined rollouts are *planned* by the local models, which
+act as agents of a "model MMDP" (Def. 1) that minimise the team's accumulated prediction error while the
+current joint policy plays the environment. Upstream: ZifanWu/MAG (``src/networks/dreamer/rnns.py``
+``MPCPredict``, ``src/agent/optim/loss.py``, ``src/agent/learners/DreamerLearner.py``).
+
+Added to MAMBA's learner step, after the world model's updates:
+
+- **the model-error predictor** ``R_m`` (Sec. 3.3 "Approximating R_m"; App. B: an MLP of ``rm_layers``
+  layers of ``rm_hidden`` units, ELU): on the *prior* features ``[z ~ p(z|h), h]`` of every step and agent
+  of ``rm_batch`` replayed windows, regressed (smooth L1, ``rm_updates`` Adam steps) toward the frozen
+  world model's loss at that step and agent (:func:`marlow.world.rssm.model_loss`'s ``per_step``: KL +
+  reconstruction + reward + continuation + available actions). It tells the local models where their
+  predictions are weak.
+- **planning at every imagination step** (Algorithm 1 lines 9-12, random shooting MPC): after the policy's
+  actions give the next deterministic state ``h``, ``plan_candidates`` (L) candidate next latents are
+  drawn from the prior (the candidates differ only in that sample, as in the code); each candidate is
+  rolled ``plan_horizon - 1`` (H - 1) more steps with the current policy (actions sampled under masks
+  sampled from the model, the next latents from the prior), and scored by the sum over its H states of
+  the predicted error ``R_m``. The first step of the best candidate becomes the imagined next state (MPC
+  keeps only the first step). ``plan_select``: ``joint`` takes, per imagined sample, the candidate with the
+  lowest error summed over agents (Def. 1's model reward is shared by the local models); ``agent`` lets
+  each agent's local model take, per sample, the candidate with its own lowest accumulated error. The
+  reference code takes one argmin over the whole batch and all agents (its per-sample choice is a TODO);
+  we choose per sample. The L candidates and their rollouts are one batched computation (a leading
+  candidate axis), not a Python loop. With L = 1 this is MAMBA exactly (the same draws, the only
+  candidate kept; tests/test_mag.py).
+
+Logged besides MAMBA's metrics: ``rm_loss``; ``plan_err_chosen`` and ``plan_err_random``, the predicted
+(R_m) H-step error of the chosen and of a uniformly random candidate, summed along the imagination
+horizon (the Fig. 3 analogue within one model: the random candidate is what MAMBA's plain prior draw would
+keep); and MAMBA's realised error (``real_err_*``), here with planned latents. Defaults: conf/algo/mag.yaml;
+per-map L and H (Table 1) in conf/task/smax/<map>.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from marlow.algos.model_based import mamba
+from marlow.algos.onpolicy.actors import mask_logits
+from marlow.buffers import sequence
+from marlow.errors import ConfigError
+from marlow.experiment.checks import Positive, Size
+from marlow.nn.mlp import MLP
+from marlow.world import rssm
+
+NAME = "mag"
+KIND = "world_model"
+DESCRIPTION = "MAG: MAMBA with imagined rollouts planned to keep the local models' accumulated error low"
+SUPPORTED_ACTIONS = mamba.SUPPORTED_ACTIONS
+SUPPORTS_MASKS = True
+COOPERATIVE = True
+HOMOGENEOUS = True
+SELECT = ("joint", "agent")
+__all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algorithm"]
+
+
+@dataclass
+class Config(mamba.Config):
+    """MAMBA's keys and MAG's (conf/algo/mag.yaml)."""
+
+    plan_candidates: Size  # L
+    plan_horizon: Size  # H
+    plan_select: str  # "joint" or "agent"
+    rm_hidden: Size
+    rm_layers: Size
+    rm_lr: Positive
+    rm_updates: Size
+    rm_batch: Size
+
+
+@struct.dataclass
+class State(mamba.State):
+    rm: Any
+    rm_opt: Any
+
+
+class Algorithm(mamba.Algorithm):
+    """MAG as a learner (module docstring)."""
+
+    NAME = NAME
+
+    def __init__(self, spec, cfg: Config):
+        super().__init__(spec, cfg)
+        if cfg.plan_select not in SELECT:
+            raise ConfigError(f"mag: plan_select must be one of {', '.join(SELECT)}, got {cfg.plan_select!r}")
+        self.rm_net = MLP((cfg.rm_hidden,) * (cfg.rm_layers - 1), 1, "elu")
+        self.rm_tx = optax.adam(cfg.rm_lr)
+
+    def init_extra(self, state: mamba.State, key) -> State:
+        rm = self.rm_net.init(key, jnp.zeros((1, self.n, self.sizes.feat)))
+        base = {f: getattr(state, f) for f in state.__dataclass_fields__}
+        return State(**base, rm=rm, rm_opt=self.rm_tx.init(rm))
+
+    def predicted_error(self, rm, deter, stoch) -> jax.Array:
+        """R_m at the prior features ``[z, h]``: ``[..., N]``."""
+        return self.rm_net.apply(rm, self.features(deter, stoch))[..., 0]
+
+    # ---- the error predictor ----------------------------------------------------------------------
+    def train_extra(self, state: State, key) -> tuple[State, dict]:
+        cfg = self.cfg
+        params = jax.lax.stop_gradient(state.model)
+
+        def one(carry, k):
+            rm, opt = carry
+            k_s, k_l = jax.random.split(k)
+            window = sequence.sample(state.buffer, k_s, cfg.rm_batch, cfg.seq_len)
+            _, (_, target, post) = rssm.model_loss(self.model, params, window, k_l, cfg.kl_balance)
+            deter, z = jax.lax.stop_gradient((post["deter"], post["prior_stoch"]))
+
+            def loss(p):
+                return jnp.mean(optax.huber_loss(self.predicted_error(p, deter, z), target, delta=1.0))
+
+            value, grads = jax.value_and_grad(loss)(rm)
+            upd, opt = self.rm_tx.update(grads, opt, rm)
+            return (optax.apply_updates(rm, upd), opt), value
+
+        (rm, opt), losses = jax.lax.scan(one, (state.rm, state.rm_opt), jax.random.split(key, cfg.rm_updates))
+        return state.replace(rm=rm, rm_opt=opt), {"rm_loss": jnp.mean(losses)}
+
+    # ---- planning ---------------------------------------------------------------------------------
+    def candidate_scores(self, state: State, deter, cands, key) -> jax.Array:
+        """Each candidate's predicted error over H steps, per agent: ``deter [M, N, D]`` (shared by the
+        candidates), ``cands [L, M, N, S]`` -> ``[L, M, N]`` (module docstring)."""
+        params = jax.lax.stop_gradient(state.model)
+        L = cands.shape[0]
+        deter = jnp.broadcast_to(deter, (L,) + deter.shape)
+
+        def advance(carry, k):
+            d, z = carry
+            err = self.predicted_error(state.rm, d, z)
+            k_av, k_a, k_z = jax.random.split(k, 3)
+            feat = self.features(d, z)
+            av = jax.random.bernoulli(k_av, jax.nn.sigmoid(self._m(params, rssm.WorldModel.avail, feat)))
+            a = jax.random.categorical(k_a, mask_logits(self.actor.apply(state.actor, feat), av))
+            d = self._m(params, rssm.WorldModel.transition, d, z, jax.nn.one_hot(a, self.n_actions))
+            z = self.sample_prior(params, d, k_z, 1)[0]
+            return (d, z), err
+
+        H = self.cfg.plan_horizon
+        (d, z), errs = jax.lax.scan(advance, (deter, cands), jax.random.split(key, H - 1))
+        return jnp.sum(errs, axis=0) + self.predicted_error(state.rm, d, z)
+
+    def next_latent(self, state: State, deter, key) -> tuple[jax.Array, dict]:
+        """The planned next latent at ``deter`` ``[M, N, D]`` (module docstring) and, per sample, the chosen
+        and a random candidate's predicted errors (summed over agents)."""
+        L = self.cfg.plan_candidates
+        k_c, k_roll, k_rand = jax.random.split(key, 3)  # MAMBA draws its one latent with k_c too
+        cands = self.sample_prior(state.model, deter, k_c, L)  # [L, M, N, S]
+        scores = jax.lax.stop_gradient(self.candidate_scores(state, deter, cands, k_roll))  # [L, M, N]
+        team = jnp.sum(scores, axis=-1)  # [L, M]
+        if self.cfg.plan_select == "joint":
+            best = jnp.argmin(team, axis=0)  # [M]
+            pick = jnp.broadcast_to(best[:, None], deter.shape[:-1])  # [M, N]
+        else:
+            pick = jnp.argmin(scores, axis=0)  # [M, N]
+        z = jnp.take_along_axis(cands, pick[None, ..., None], axis=0)[0]
+        chosen = jnp.sum(jnp.take_along_axis(scores, pick[None], axis=0)[0], axis=-1)
+        rand = jax.random.randint(k_rand, team.shape[1:], 0, L)
+        random = jnp.take_along_axis(team, rand[None], axis=0)[0]
+        return z, {"plan_err_chosen": chosen, "plan_err_random": random}
+
+    def train_agent(self, state: State, key) -> tuple[State, dict]:
+        """MAMBA's, with the planning metrics summed along the imagined horizon (not averaged)."""
+        state, m = super().train_agent(state, key)
+        for k in ("plan_err_chosen", "plan_err_random"):
+            m[k] = m[k] * self.cfg.horizon
+        return state, m
