@@ -76,7 +76,8 @@ def unsupported(algo: ModuleType, spec) -> str | None:
             f"algorithm {algo.NAME!r} cannot respect the available-action masks of task {spec.name!r} "
             f"(algorithms that can: {', '.join(able)})"
         )
-    if getattr(algo, "HOMOGENEOUS", False) and len(set(zip(spec.obs_spaces, spec.act_spaces, strict=True))) > 1:
+    kinds = set(zip(spec.obs_spaces, spec.act_spaces, strict=True))
+    if getattr(algo, "HOMOGENEOUS", False) and len(kinds) > 1:
         return (
             f"algorithm {algo.NAME!r} shares its networks across agents and needs agents of one observation "
             f"and action space; task {spec.name!r} has agents of different spaces"
