@@ -28,9 +28,11 @@ Added to MAMBA's learner step, after the world model's updates:
   candidate kept; tests/test_mag.py).
 
 Logged besides MAMBA's metrics: ``rm_loss``; ``plan_err_chosen`` and ``plan_err_random``, the predicted
-(R_m) H-step error of the chosen and of a uniformly random candidate, summed along the imagination
-horizon (the Fig. 3 analogue within one model: the random candidate is what MAMBA's plain prior draw would
-keep); and MAMBA's realised error (``real_err_*``), here with planned latents. Defaults: conf/algo/mag.yaml;
+(R_m) H-step score of the chosen and of a uniformly random candidate, summed along the imagination
+horizon; ``pred_err_acc_kXX`` and ``pred_err_random_acc_kXX``, the predicted error of the imagined states
+accumulated over the first k imagination steps, for the planned states and for random candidates (the
+Fig. 3 analogue within one model: a random candidate is what MAMBA's plain prior draw keeps); and
+MAMBA's realised error (``real_err_*``), here with planned latents. Defaults: conf/algo/mag.yaml;
 per-map L and H (Table 1) in conf/task/smax/<map>.yaml.
 """
 
@@ -101,7 +103,8 @@ class Algorithm(mamba.Algorithm):
         return State(**base, rm=rm, rm_opt=self.rm_tx.init(rm))
 
     def predicted_error(self, rm, deter, stoch) -> jax.Array:
-        """R_m at the prior features ``[z, h]``: ``[..., N]``."""
+        """R_m at the prior features ``[z, h]``: ``[..., N]`` (``deter`` broadcast to the latents' batch)."""
+        deter = jnp.broadcast_to(deter, stoch.shape[:-1] + deter.shape[-1:])
         return self.rm_net.apply(rm, self.features(deter, stoch))[..., 0]
 
     # ---- the error predictor ----------------------------------------------------------------------
@@ -163,14 +166,27 @@ class Algorithm(mamba.Algorithm):
         else:
             pick = jnp.argmin(scores, axis=0)  # [M, N]
         z = jnp.take_along_axis(cands, pick[None, ..., None], axis=0)[0]
-        chosen = jnp.sum(jnp.take_along_axis(scores, pick[None], axis=0)[0], axis=-1)
-        rand = jax.random.randint(k_rand, team.shape[1:], 0, L)
-        random = jnp.take_along_axis(team, rand[None], axis=0)[0]
-        return z, {"plan_err_chosen": chosen, "plan_err_random": random}
+        rand = jax.random.randint(k_rand, team.shape[1:], 0, L)  # a random candidate (MAMBA's kind of draw)
+        first = jnp.sum(self.predicted_error(state.rm, deter, cands), axis=-1)  # [L, M]: R_m of the state
 
-    def train_agent(self, state: State, key) -> tuple[State, dict]:
-        """MAMBA's, with the planning metrics summed along the imagined horizon (not averaged)."""
-        state, m = super().train_agent(state, key)
-        for k in ("plan_err_chosen", "plan_err_random"):
-            m[k] = m[k] * self.cfg.horizon
-        return state, m
+        def at(x, idx):
+            return jnp.take_along_axis(x, idx[None], axis=0)[0]
+
+        metrics = {
+            "plan_err_chosen": jnp.sum(at(scores, pick), axis=-1),
+            "plan_err_random": at(team, rand),
+            "step_err_chosen": jnp.sum(at(self.predicted_error(state.rm, deter, cands), pick), axis=-1),
+            "step_err_random": at(first, rand),
+        }
+        return z, metrics
+
+    def horizon_metrics(self, plan: dict) -> dict:
+        """The planning metrics ``[H, M]`` of an imagination: the H-step scores summed along the imagined
+        horizon (``plan_err_*``), and the predicted error of the states taken, accumulated step by step
+        along it (``pred_err_acc_kXX`` for the planned states, ``pred_err_random_acc_kXX`` for random
+        candidates; the Fig. 3 analogue)."""
+        out = {k: jnp.sum(jnp.mean(plan[k], axis=1)) for k in ("plan_err_chosen", "plan_err_random")}
+        for name, key in (("pred_err_acc", "step_err_chosen"), ("pred_err_random_acc", "step_err_random")):
+            acc = jnp.cumsum(jnp.mean(plan[key], axis=1))
+            out.update({f"{name}_k{k + 1:02d}": acc[k] for k in range(acc.shape[0])})
+        return out

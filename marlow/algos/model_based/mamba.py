@@ -39,8 +39,9 @@ available-action masks are used where the task has them (SMAX).
 Logged: the world-model loss parts, the imagined return, actor and critic losses, entropy, and the
 *realised* model error on the steps just collected (not yet trained on): the posterior over the first
 steps of each env's fresh trajectory, then open-loop prediction with the real actions, the observation
-reconstruction error (smooth L1) accumulated along the predicted horizon (``real_err_acc``) and at its
-first step (``real_err_1``). Defaults: conf/algo/mamba.yaml, with the ``paper`` and ``small`` presets.
+reconstruction error (smooth L1) at the first predicted step (``real_err_1``) and accumulated along the
+predicted horizon (``real_err_acc``, and ``real_err_acc_kXX`` after each step k). Defaults:
+conf/algo/mamba.yaml, with the ``paper`` and ``small`` presets.
 """
 
 from __future__ import annotations
@@ -425,6 +426,10 @@ class Algorithm:
         _, (out, m) = jax.lax.scan(step, (deter, stoch), jax.random.split(key, self.cfg.horizon))
         return out, m
 
+    def horizon_metrics(self, plan: dict) -> dict:
+        """Metrics of :meth:`next_latent`'s outputs along an imagination (``[H, M]`` each; MAG's); none."""
+        return {}
+
     def train_agent(self, state: State, key) -> tuple[State, dict]:
         cfg = self.cfg
 
@@ -460,7 +465,7 @@ class Algorithm:
             data = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), data)  # [(H-1) M, N, ...]
             state, m = self.ppo(state, jax.lax.stop_gradient(data), k_p)
             m["imag_return"] = jnp.mean(returns[0])
-            m.update({k: jnp.mean(v) for k, v in plan.items()})
+            m.update(self.horizon_metrics(plan))
             return state, m
 
         state, metrics = jax.lax.scan(one, state, jax.random.split(key, cfg.agent_updates))
@@ -557,4 +562,6 @@ class Algorithm:
         _, pred = jax.lax.scan(step, start, (actions, jax.random.split(k_roll, K)))
         err = jnp.mean(jnp.sum(optax.huber_loss(pred, target, delta=1.0), axis=-1), axis=-1)  # [K, E]
         per_k = jnp.sum(err * valid, axis=1) / jnp.maximum(jnp.sum(valid, axis=1), 1.0)
-        return {"real_err_1": per_k[0], "real_err_acc": jnp.sum(per_k)}
+        acc = jnp.cumsum(per_k)
+        out = {f"real_err_acc_k{k + 1:02d}": acc[k] for k in range(K)}
+        return {"real_err_1": per_k[0], "real_err_acc": acc[-1], **out}
