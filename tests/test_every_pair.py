@@ -123,7 +123,7 @@ TINY_ON_POLICY = ["rollout_steps=25", "epochs=1", "num_minibatches=2", *RUN]
 # step, learner steps every 50 env steps from the first; MAG plans over 2 candidates of 2 steps
 TINY_WORLD_MODEL = [
     "preset=small",
-    *("embed=8", "hidden=8", "deter=8", "n_categoricals=2", "n_classes=4", "attn_heads=2"),
+    *("embed=8", "model_width=8", "deter=8", "n_categoricals=2", "n_classes=4", "attn_heads=2"),
     *("actor_hidden=8", "critic_hidden=8", "seq_len=5", "model_batch=4", "agent_batch=2", "horizon=3"),
     *("model_updates=1", "agent_updates=1", "ppo_epochs=1", "ppo_minibatch=16"),
     *("warmup_steps=50", "train_every=50", "buffer_size=100"),
@@ -166,7 +166,7 @@ def test_unfitting_pair_is_refused(tmp_path, algo, task):
 def test_algorithm_trains_on_task(tmp_path, algo, task):
     spec = envs.make(task).spec
     types = field_types(get_algo(algo).Config)
-    net = NETWORK if "hidden" in types and algo not in WORLD_MODEL else []
+    net = NETWORK if "hidden" in types else []
     world = WORLD if "rollout_batch" in types else []
     lookahead = LOOKAHEAD if "la_rounds" in types else []
     tiny = tiny_args(algo)

@@ -28,7 +28,7 @@ from marlow.world import rssm
 
 TASK = "smax/3m"
 TINY_MODEL = [
-    *("embed=8", "hidden=8", "deter=8", "n_categoricals=2", "n_classes=4", "attn_heads=2"),
+    *("embed=8", "model_width=8", "deter=8", "n_categoricals=2", "n_classes=4", "attn_heads=2"),
     *("actor_hidden=8", "critic_hidden=8", "seq_len=5", "model_batch=4", "agent_batch=2", "horizon=3"),
     *("model_updates=1", "agent_updates=1", "ppo_epochs=1", "ppo_minibatch=16"),
 ]
@@ -225,9 +225,9 @@ def test_imagined_actions_respect_the_predicted_available_actions():
 def test_presets_and_unknown_preset():
     small = resolve(["algo=mamba", f"task={TASK}", "preset=small"]).algo
     paper = resolve(["algo=mamba", f"task={TASK}"]).algo
-    assert (paper.hidden, paper.n_categoricals, paper.model_updates) == (256, 32, 60)
-    assert (small.hidden, small.n_categoricals, small.model_updates) == (64, 8, 10)
-    assert resolve(["algo=mamba", f"task={TASK}", "preset=small", "hidden=32"]).algo.hidden == 32
+    assert (paper.model_width, paper.n_categoricals, paper.model_updates) == (256, 32, 60)
+    assert (small.model_width, small.n_categoricals, small.model_updates) == (64, 8, 10)
+    assert resolve(["algo=mamba", f"task={TASK}", "preset=small", "model_width=32"]).algo.model_width == 32
     assert resolve(["algo=mag", f"task={TASK}", "preset=small"]).algo.rm_hidden == 64  # presets merge
     with pytest.raises(
         ConfigError, match="unknown preset 'huge' for algorithm 'mamba'; presets: paper, small"

@@ -83,7 +83,7 @@ class Config:
     preset: str  # "paper" or "small" (conf/algo/mamba.yaml: presets)
     # world model
     embed: Size
-    hidden: Size
+    model_width: Size  # the world model's hidden width
     deter: Size
     n_categoricals: Size
     n_classes: Size
@@ -175,10 +175,10 @@ class Algorithm:
                 f"{self.NAME} shares one world model and one policy across agents and needs agents of one "
                 f"observation and action space; task {spec.name!r} has {len(spaces)} kinds"
             )
-        if cfg.hidden % cfg.attn_heads or cfg.critic_hidden % cfg.attn_heads:
+        if cfg.model_width % cfg.attn_heads or cfg.critic_hidden % cfg.attn_heads:
             raise ConfigError(
-                f"{self.NAME}: hidden ({cfg.hidden}) and critic_hidden ({cfg.critic_hidden}) must be "
-                f"multiples of attn_heads ({cfg.attn_heads})"
+                f"{self.NAME}: model_width ({cfg.model_width}) and critic_hidden ({cfg.critic_hidden}) must "
+                f"be multiples of attn_heads ({cfg.attn_heads})"
             )
         if cfg.warmup_steps < cfg.seq_len:
             raise ConfigError(
@@ -191,7 +191,7 @@ class Algorithm:
             obs_dim=spec.obs_dim(a0),
             n_actions=self.n_actions,
             embed=cfg.embed,
-            hidden=cfg.hidden,
+            hidden=cfg.model_width,
             deter=cfg.deter,
             n_categoricals=cfg.n_categoricals,
             n_classes=cfg.n_classes,
