@@ -56,6 +56,7 @@ import optax
 from flax import struct
 
 from marlow import rollout
+from marlow.algos.learner import OnPolicyDefaults
 from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import mask_logits
 from marlow.buffers import replay, sequence
@@ -161,8 +162,8 @@ def lambda_returns(rewards, values, cont, bootstrap, gamma: float, lam: float):
     return out
 
 
-class Algorithm:
-    """MAMBA as a learner (:mod:`marlow.algos.learner`; module docstring)."""
+class Algorithm(OnPolicyDefaults):
+    """MAMBA as a learner (:mod:`marlow.algos.learner`; module docstring); ready after the warm-up."""
 
     NAME = NAME
 
@@ -255,15 +256,6 @@ class Algorithm:
     def init_extra(self, state: State, key: jax.Array) -> State:
         """More state for a subclass (MAG's error predictor); MAMBA has none."""
         return state
-
-    def algo_state(self, state):
-        return state
-
-    def diagnostics(self, state) -> dict:
-        return {}
-
-    def communications(self, state) -> jax.Array:
-        return jnp.float32(0)
 
     def ready(self, step) -> jax.Array:
         return jnp.asarray(step >= self.cfg.warmup_steps)
