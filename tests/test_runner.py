@@ -312,6 +312,8 @@ def test_cli_list(capsys, monkeypatch):
         (["num_seeds=0"], "'num_seeds'"),
         (["eval_every=150", "update_every=100"], "eval_every"),
         (["seed"], "key=value"),
+        (["task=smax/3m", "algo=mappo", "task.episode_length=-3"], "bad task option for 'smax/3m'"),
+        (["task=smax/3m", "algo=mag", "preset=huge"], "unknown preset 'huge'"),
     ],
 )
 def test_cli_train_bad_input_exits_2(args, needle, capsys, tmp_path, monkeypatch):

@@ -85,3 +85,8 @@ def make(name: str, **kwargs):
         return _REGISTRY[name].factory(**kwargs)
     except TypeError as e:
         raise ConfigError(f"bad arguments for task {name!r}: {e}") from None
+    except ValueError as e:  # a task option out of its range (the factory's own check)
+        if not kwargs:
+            raise
+        options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"bad task option for {name!r} ({options}): {e}") from None
