@@ -56,9 +56,10 @@ def test_multi_step_scores_sum_the_error_along_each_candidate_s_rollout():
     key = jax.random.PRNGKey(5)
     k_c, k_roll, _ = jax.random.split(key, 3)
     cands = alg.sample_prior(state.model, deter, k_c, 5)
-    scores = alg.candidate_scores(state, deter, cands, k_roll)
+    scores, first = alg.candidate_scores(state, deter, cands, k_roll)
     one_step = cands @ w
     assert scores.shape == (5, 64, alg.n) and not np.allclose(scores, one_step)
+    np.testing.assert_allclose(first, one_step, rtol=1e-6)
     z, _ = alg.next_latent(state, deter, key)
     best = np.asarray(scores.sum(-1)).argmin(0)
     np.testing.assert_allclose(z, np.asarray(cands)[best, np.arange(64)], atol=1e-6)

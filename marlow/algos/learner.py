@@ -156,11 +156,16 @@ class OffPolicyLearner:
 
     def learn(self, state: OffPolicyState, traj: rollout.Trajectory, step, key: jax.Array):
         state = self.store(state, rollout.transitions(traj))
-        shapes = jax.eval_shape(lambda s: self.updates(s, step, key)[1], state)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return jax.lax.cond(
-            self.ready(step), lambda s: self.updates(s, step, key), lambda s: (s, zeros), state
-        )
+        return learn_when(self.ready(step), lambda s: self.updates(s, step, key), state)
+
+
+def learn_when(ready, learn, state):
+    """``learn(state) -> (state, metrics)`` where ``ready``, else ``state`` unchanged with zero metrics of
+    the same shapes (``metrics["updates"]`` = 0: nothing learned): one ``lax.cond``, a real branch when
+    ``ready`` is not batched over seeds (warm-up)."""
+    shapes = jax.eval_shape(lambda s: learn(s)[1], state)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return jax.lax.cond(ready, learn, lambda s: (s, zeros), state)
 
 
 class OnPolicyDefaults:

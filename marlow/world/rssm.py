@@ -225,17 +225,11 @@ def model_loss(model: WorldModel, params, window: dict, key, kl_balance: float =
     feat = jnp.concatenate([out["stoch"], out["deter"]], axis=-1)
     rfeat = jnp.concatenate([out["stoch"], out["next_deter"]], axis=-1)
 
-    def heads(p):
-        obs_hat, dec_h = model.apply(p, feat, method=WorldModel.decode)
-        return (
-            obs_hat,
-            model.apply(p, dec_h, method=WorldModel.action_info),
-            model.apply(p, rfeat, method=WorldModel.reward),
-            model.apply(p, rfeat, method=WorldModel.cont),
-            model.apply(p, feat, method=WorldModel.avail),
-        )
-
-    obs_hat, info_logits, r_hat, c_logit, av_logits = heads(params)
+    obs_hat, dec_h = model.apply(params, feat, method=WorldModel.decode)
+    info_logits = model.apply(params, dec_h, method=WorldModel.action_info)
+    r_hat = model.apply(params, rfeat, method=WorldModel.reward)
+    c_logit = model.apply(params, rfeat, method=WorldModel.cont)
+    av_logits = model.apply(params, feat, method=WorldModel.avail)
     kl = kl_balanced(out["post"], out["prior"], s.n_categoricals, s.n_classes, kl_balance)
     rec = jnp.sum(optax.huber_loss(obs_hat, window["obs"], delta=1.0), axis=-1)  # smooth L1
     reward = jnp.broadcast_to(window["reward"][..., None], r_hat.shape)

@@ -47,7 +47,6 @@ import optax
 from flax import struct
 
 from marlow.algos.model_based import mamba
-from marlow.algos.onpolicy.actors import mask_logits
 from marlow.buffers import sequence
 from marlow.errors import ConfigError
 from marlow.experiment.checks import Positive, Size
@@ -130,27 +129,26 @@ class Algorithm(mamba.Algorithm):
         return state.replace(rm=rm, rm_opt=opt), {"rm_loss": jnp.mean(losses)}
 
     # ---- planning ---------------------------------------------------------------------------------
-    def candidate_scores(self, state: State, deter, cands, key) -> jax.Array:
+    def candidate_scores(self, state: State, deter, cands, key) -> tuple[jax.Array, jax.Array]:
         """Each candidate's predicted error over H steps, per agent: ``deter [M, N, D]`` (shared by the
-        candidates), ``cands [L, M, N, S]`` -> ``[L, M, N]`` (module docstring)."""
+        candidates), ``cands [L, M, N, S]`` -> ``(scores, first)``, both ``[L, M, N]``: the sum over the H
+        states of each candidate's rollout and the error of its first state, the candidate itself (module
+        docstring)."""
         params = jax.lax.stop_gradient(state.model)
         L = cands.shape[0]
         deter = jnp.broadcast_to(deter, (L,) + deter.shape)
+        first = self.predicted_error(state.rm, deter, cands)
 
         def advance(carry, k):
             d, z = carry
-            err = self.predicted_error(state.rm, d, z)
             k_av, k_a, k_z = jax.random.split(k, 3)
-            feat = self.features(d, z)
-            av = jax.random.bernoulli(k_av, jax.nn.sigmoid(self._m(params, rssm.WorldModel.avail, feat)))
-            a = jax.random.categorical(k_a, mask_logits(self.actor.apply(state.actor, feat), av))
+            a, _, _ = self.imagined_action(params, state.actor, self.features(d, z), k_av, k_a)
             d = self._m(params, rssm.WorldModel.transition, d, z, jax.nn.one_hot(a, self.n_actions))
             z = self.sample_prior(params, d, k_z, 1)[0]
-            return (d, z), err
+            return (d, z), self.predicted_error(state.rm, d, z)
 
-        H = self.cfg.plan_horizon
-        (d, z), errs = jax.lax.scan(advance, (deter, cands), jax.random.split(key, H - 1))
-        return jnp.sum(errs, axis=0) + self.predicted_error(state.rm, d, z)
+        _, errs = jax.lax.scan(advance, (deter, cands), jax.random.split(key, self.cfg.plan_horizon - 1))
+        return first + jnp.sum(errs, axis=0), first
 
     def next_latent(self, state: State, deter, key) -> tuple[jax.Array, dict]:
         """The planned next latent at ``deter`` ``[M, N, D]`` (module docstring) and, per sample, the chosen
@@ -158,7 +156,7 @@ class Algorithm(mamba.Algorithm):
         L = self.cfg.plan_candidates
         k_c, k_roll, k_rand = jax.random.split(key, 3)  # MAMBA draws its one latent with k_c too
         cands = self.sample_prior(state.model, deter, k_c, L)  # [L, M, N, S]
-        scores = jax.lax.stop_gradient(self.candidate_scores(state, deter, cands, k_roll))  # [L, M, N]
+        scores, first = jax.lax.stop_gradient(self.candidate_scores(state, deter, cands, k_roll))  # [L, M, N]
         team = jnp.sum(scores, axis=-1)  # [L, M]
         if self.cfg.plan_select == "joint":
             best = jnp.argmin(team, axis=0)  # [M]
@@ -167,7 +165,6 @@ class Algorithm(mamba.Algorithm):
             pick = jnp.argmin(scores, axis=0)  # [M, N]
         z = jnp.take_along_axis(cands, pick[None, ..., None], axis=0)[0]
         rand = jax.random.randint(k_rand, team.shape[1:], 0, L)  # a random candidate (MAMBA's kind of draw)
-        first = jnp.sum(self.predicted_error(state.rm, deter, cands), axis=-1)  # [L, M]: R_m of the state
 
         def at(x, idx):
             return jnp.take_along_axis(x, idx[None], axis=0)[0]
@@ -175,8 +172,8 @@ class Algorithm(mamba.Algorithm):
         metrics = {
             "plan_err_chosen": jnp.sum(at(scores, pick), axis=-1),
             "plan_err_random": at(team, rand),
-            "step_err_chosen": jnp.sum(at(self.predicted_error(state.rm, deter, cands), pick), axis=-1),
-            "step_err_random": at(first, rand),
+            "step_err_chosen": jnp.sum(at(first, pick), axis=-1),
+            "step_err_random": at(jnp.sum(first, axis=-1), rand),
         }
         return z, metrics
 

@@ -56,7 +56,7 @@ import optax
 from flax import struct
 
 from marlow import rollout
-from marlow.algos.learner import OnPolicyDefaults
+from marlow.algos.learner import OnPolicyDefaults, learn_when
 from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import mask_logits
 from marlow.buffers import replay, sequence
@@ -353,10 +353,7 @@ class Algorithm(OnPolicyDefaults):
     def learn(self, state: State, traj: rollout.Trajectory, step, key: jax.Array) -> tuple[State, dict]:
         steps = self.steps_of(traj)
         state = state.replace(buffer=sequence.add(state.buffer, steps))
-        run = lambda s: self.updates(s, steps, key)  # noqa: E731
-        shapes = jax.eval_shape(lambda s: run(s)[1], state)
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
-        return jax.lax.cond(self.ready(step), run, lambda s: (s, zeros), state)
+        return learn_when(self.ready(step), lambda s: self.updates(s, steps, key), state)
 
     def updates(self, state: State, fresh: dict, key: jax.Array) -> tuple[State, dict]:
         """One learner step (module docstring); ``fresh``: the rows just collected (held out so far)."""
@@ -393,6 +390,14 @@ class Algorithm(OnPolicyDefaults):
         """More training after the world model's (MAG: the error predictor); MAMBA: nothing."""
         return state, {}
 
+    def imagined_action(self, params, actor, feat, k_av, k_a):
+        """An imagined step's actions at the features ``feat``: the available actions sampled from the
+        model's Bernoulli head (key ``k_av``), then the actions sampled from the policy's logits under that
+        mask (``k_a``). Returns ``(actions, masked logits, mask)``."""
+        av = jax.random.bernoulli(k_av, jax.nn.sigmoid(self._m(params, rssm.WorldModel.avail, feat)))
+        logits = mask_logits(self.actor.apply(actor, feat), av)
+        return jax.random.categorical(k_a, logits), logits, av
+
     def imagine(self, state: State, deter, stoch, key) -> dict:
         """``horizon`` imagined steps from the states ``[M, N, ...]`` with the current policy (module
         docstring); every output ``[H, M, N, ...]`` (``reward`` ``[H, M, 1]``), plus ``next_latent``'s
@@ -404,9 +409,7 @@ class Algorithm(OnPolicyDefaults):
             deter, z = carry
             k_av, k_a, k_z = jax.random.split(k, 3)
             feat = self.features(deter, z)
-            av = jax.random.bernoulli(k_av, jax.nn.sigmoid(self._m(params, rssm.WorldModel.avail, feat)))
-            logits = mask_logits(self.actor.apply(state.actor, feat), av)
-            a = jax.random.categorical(k_a, logits)
+            a, logits, av = self.imagined_action(params, state.actor, feat, k_av, k_a)
             nxt = self._m(params, rssm.WorldModel.transition, deter, z, jax.nn.one_hot(a, s.n_actions))
             rfeat = self.features(nxt, z)
             reward = jnp.mean(self._m(params, rssm.WorldModel.reward, rfeat), axis=-1, keepdims=True)
