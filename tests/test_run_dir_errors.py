@@ -5,25 +5,10 @@ from __future__ import annotations
 import errno
 
 from flax import serialization
+from test_runner import TINY  # noqa: E402  the runner tests' tiny MASAC run, a checkpoint per chunk
 
 from marlow import cli
 from marlow.experiment import checkpoint
-
-TINY = [
-    "algo=masac",
-    "task=games/climbing",
-    "hidden=16,16",
-    "batch_size=32",
-    "buffer_size=1000",
-    "total_steps=400",
-    "eval_every=100",
-    "update_every=100",
-    "warmup_steps=100",
-    "num_envs=4",
-    "eval_episodes=2",
-    "checkpoint_every=1",
-    "progress=false",
-]
 
 
 def _one_line(err: str) -> str:
