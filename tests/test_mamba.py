@@ -2,8 +2,8 @@
 latents and KL balancing against closed forms, the sequence buffer's windows, MAMBA's lambda-returns, the
 execution-time posterior equal to the training-time filter over the same steps (resets and previous
 actions bookkept alike), the world model fitting a tiny deterministic two-agent system, imagined actions
-respecting the model's predicted masks, presets, and through the runner: vmapped seeds equal separate runs
-and a resumed run equals an uninterrupted one."""
+respecting the model's predicted masks, presets, and through the runner: vmapped seeds equal separate runs,
+a resumed run equals an uninterrupted one, and MAG with one candidate equals MAMBA."""
 
 from __future__ import annotations
 
@@ -256,15 +256,7 @@ class _Killed(Exception):
 RUNNER_TASK = "games/climbing"  # the cheapest program to compile (SMAX's masks: test_every_pair)
 
 
-@pytest.fixture(scope="module")
-def single_runs(tmp_path_factory, jax_compilation_cache):
-    base = tmp_path_factory.mktemp("mamba")
-    args = ["algo=mamba", f"task={RUNNER_TASK}", "preset=small", *TINY_MODEL, *RUN]
-    return {s: train(resolve([*args, f"seed={s}", f"run_dir={base / f's{s}'}"])) for s in (0, 1)}, args
-
-
-def test_vmapped_seeds_equal_separate_runs(single_runs, tmp_path):
-    runs, args = single_runs
+def _vmapped_seeds_equal_separate_runs(runs: dict, args: list[str], tmp_path: Path) -> None:
     both = train(resolve([*args, "seed=0", "num_seeds=2", f"run_dir={tmp_path / 'v'}"]))
     for s in (0, 1):
         a, b = _rows(both, s), _rows(runs[s])
@@ -275,8 +267,7 @@ def test_vmapped_seeds_equal_separate_runs(single_runs, tmp_path):
     assert float(_rows(runs[0])[-1]["loss/model_rec"]) > 0
 
 
-def test_resumed_run_equals_uninterrupted(single_runs, tmp_path, monkeypatch):
-    runs, args = single_runs
+def _resumed_run_equals_uninterrupted(runs: dict, args: list[str], tmp_path: Path, monkeypatch) -> None:
     real_save = checkpoint.save
 
     def save_then_die(run_dir, state, meta):
@@ -290,3 +281,28 @@ def test_resumed_run_equals_uninterrupted(single_runs, tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "save", real_save)
     train(resolve([f"resume={tmp_path / 'k'}", "progress=false"]))
     assert _rows(tmp_path / "k") == _rows(runs[0])
+
+
+def _mag_with_one_candidate_is_mamba(runs: dict, args: list[str], tmp_path: Path) -> None:
+    """MAG with L = 1 (and MAMBA's model learning rate) trains exactly as MAMBA on the same seed: its
+    planning keeps the only candidate, drawn as MAMBA draws its latent, and its error predictor touches
+    nothing else."""
+    mamba_lr = resolve([*args, "seed=0"]).algo.model_lr
+    mag = ["algo=mag", *args[1:], "seed=0", "plan_candidates=1", f"model_lr={mamba_lr}"]
+    a = _rows(runs[0])
+    b = _rows(train(resolve([*mag, f"run_dir={tmp_path / 'mag'}"])))
+    assert len(a) == len(b) == 4
+    for ra, rb in zip(a, b, strict=True):
+        assert {k: ra[k] for k in ra} == {k: rb[k] for k in ra}
+    assert "loss/rm_loss" in b[-1] and float(b[-1]["loss/rm_loss"]) > 0
+
+
+def test_vmapped_seeds_resume_and_mag_with_one_candidate(tmp_path, monkeypatch, jax_compilation_cache):
+    """Through the runner, against separate MAMBA runs of seeds 0 and 1 (one test, so the two runs, which
+    compile MAMBA's whole program, are made once on one worker): vmapped seeds equal separate runs, a
+    resumed run equals the uninterrupted one, and MAG with one candidate equals MAMBA."""
+    args = ["algo=mamba", f"task={RUNNER_TASK}", "preset=small", *TINY_MODEL, *RUN]
+    runs = {s: train(resolve([*args, f"seed={s}", f"run_dir={tmp_path / f's{s}'}"])) for s in (0, 1)}
+    _vmapped_seeds_equal_separate_runs(runs, args, tmp_path)
+    _resumed_run_equals_uninterrupted(runs, args, tmp_path, monkeypatch)
+    _mag_with_one_candidate_is_mamba(runs, args, tmp_path)

@@ -5,7 +5,9 @@
   (policies learned in a world model's imagination, ``KIND = "world_model"``);
 - ``tabular/``: ROMMEO-Q and the tabular baselines of ROMMEO Fig. 1 (finite-state tasks);
 - ``onpolicy/``: the PPO family (IPPO, MAPPO, HAPPO; the PPO pieces in ``onpolicy/ppo.py``, the actors in
-  ``onpolicy/actors.py``, MAPPO's and HAPPO's centralised critic in ``onpolicy/centralised.py``).
+  ``onpolicy/actors.py``, MAPPO's and HAPPO's centralised critic in ``onpolicy/centralised.py``), Teammate
+  Lookahead's learners, and the MAG paper's communicating baselines (Attention-PPO, G2A and CommNet: one
+  learner, three networks).
 
 Every algorithm meets the runner through the learner protocol of :mod:`marlow.algos.learner`. An
 off-policy, model-based or tabular module defines ``NAME``, ``DESCRIPTION``, ``SUPPORTED_ACTIONS``, a
@@ -49,7 +51,17 @@ GROUPS: dict[str, tuple[str, ...]] = {
     # ROMMEO paper (tabular, Fig. 1)
     "tabular": ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q"),
     # the PPO family (Teammate Lookahead and MAG build on it)
-    "onpolicy": ("ippo", "mappo", "happo", "la_happo", "la_mappo", "tappo", "attention_ppo"),
+    "onpolicy": (
+        "ippo",
+        "mappo",
+        "happo",
+        "la_happo",
+        "la_mappo",
+        "tappo",
+        "attention_ppo",
+        "commnet",
+        "g2a",
+    ),
 }
 MODULES = {name: f"marlow.algos.{group}.{name}" for group, names in GROUPS.items() for name in names}
 ALGORITHMS = tuple(MODULES)

@@ -84,30 +84,38 @@ class State:
 class Algorithm(OnPolicyDefaults):
     """Attention-PPO as a learner (module docstring)."""
 
+    NAME = NAME
+
     def __init__(self, spec, cfg: Config):
         self.spec, self.cfg = spec, cfg
         kinds = {(spec.obs_space(a), spec.act_space(a)) for a in spec.agents}
         if len(kinds) != 1:
             raise ConfigError(
-                f"{NAME} shares its networks across agents and needs agents of one observation and action "
-                f"space; task {spec.name!r} has {len(kinds)} kinds"
+                f"{self.NAME} shares its networks across agents and needs agents of one observation and "
+                f"action space; task {spec.name!r} has {len(kinds)} kinds"
             )
-        if cfg.hidden[0] % cfg.attn_heads:
-            raise ConfigError(f"{NAME}: hidden[0] ({cfg.hidden[0]}) must be a multiple of attn_heads")
         a0 = spec.agents[0]
         self.n, self.n_actions = spec.num_agents, spec.act_space(a0).n
         self.obs_dim = spec.obs_dim(a0)
-        h, layers, heads, act = tuple(cfg.hidden), cfg.attn_layers, cfg.attn_heads, cfg.activation
-        self.actor = AttentionNet(h, self.n_actions, layers, heads, act, out_scale=0.01)
-        self.critic = AttentionNet(h, 1, layers, heads, act)
+        self.actor = self.network(self.n_actions, out_scale=0.01)
+        self.critic = self.network(1, out_scale=1.0)
         self.env_info = spec.action_masks
         clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
         self.opt = optax.chain(*clip, optax.scale_by_adam(eps=cfg.adam_eps))
         self.steps_per_iter = cfg.rollout_steps
         self.num_envs, self.total_steps = None, None
 
+    def network(self, out_dim: int, out_scale: float) -> nn.Module:
+        """The actor's (``out_dim`` logits) or the critic's (one value) network over ``[..., N, obs]``;
+        the communicating baselines built on this learner (:mod:`.commnet`, :mod:`.g2a`) override it."""
+        cfg = self.cfg
+        if cfg.hidden[0] % cfg.attn_heads:
+            raise ConfigError(f"{NAME}: hidden[0] ({cfg.hidden[0]}) must be a multiple of attn_heads")
+        h, act = tuple(cfg.hidden), cfg.activation
+        return AttentionNet(h, out_dim, cfg.attn_layers, cfg.attn_heads, act, out_scale=out_scale)
+
     def bind(self, num_envs: int, total_steps: int) -> None:
-        ppo.check_schedule(NAME, self.cfg, num_envs)
+        ppo.check_schedule(self.NAME, self.cfg, num_envs)
         self.num_envs, self.total_steps = num_envs, total_steps
 
     @property
