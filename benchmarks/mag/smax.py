@@ -1,8 +1,10 @@
-"""The MAG paper's Figs. 2 and 3 on SMAX at a low-data budget that fits this 2-core machine: MAG against
-MAMBA (the same world model and schedule; planning is the only difference) and Attention-PPO.
+"""The MAG paper's Figs. 2-5 on SMAX at a low-data budget that fits this 2-core machine: MAG against MAMBA
+(the same world model and schedule; planning is the only difference) and the model-free baselines
+Attention-PPO, G2A and CommNet; with ``--ablation`` also MAG's L and H on one map (Figs. 4-5).
 
     .venv/bin/python benchmarks/mag/smax.py [--tasks smax/3s_vs_3z=24000,smax/2s3z=16000] [--seeds 3]
-        [--arms mag,mamba,attention_ppo] [--reuse] [--out benchmarks/mag/smax.md]
+        [--arms mag,mamba,attention_ppo,g2a,commnet] [--ablation smax/3s_vs_3z=24000] [--ablation-seeds 2]
+        [--reuse] [--out benchmarks/mag/smax.md]
 
 SMAX stands in for SMAC (the StarCraft II binary cannot be installed here): its battles, enemy AI, reward
 and episode lengths differ (marlow/envs/smax.py), so none of these numbers is comparable with the paper's.
@@ -14,12 +16,13 @@ one imagination round, every 100 env steps) with ``agent_batch=8`` windows per i
 SMAC schedule (MAG's fork) runs 60 model updates of 40 x 20 windows and 4 imagination rounds of 40 windows
 after every episode (about every 50 env steps): per env step about 1/30 of its model updates and 1/60 of
 its imagination. MAG plans with the paper's Table 1 L and H of each map (conf/task/smax/<map>.yaml).
-Attention-PPO runs at the SMAX defaults (conf/task/smax.yaml) over the same env steps. Seeds of an arm run
-vmapped in one process. Reported: the greedy win rate (32 battles per evaluation) against env steps (Fig. 2
-style), the final win rate (last two evaluations) and its area under the curve; for the Fig. 3 analogue the
-accumulated model error along the imagination horizon: predicted by MAG's R_m for the states MAG's
-planning keeps against random candidates (what MAMBA's prior draw keeps), and the realised open-loop
-reconstruction error on freshly collected steps for MAG and MAMBA, averaged over the run's second half.
+Attention-PPO, G2A and CommNet run at the SMAX defaults (conf/task/smax.yaml) over the same env steps.
+Seeds of an arm run vmapped in one process. Reported: the greedy win rate (32 battles per evaluation)
+against env steps (Fig. 2 style), the final win rate (last two evaluations) and its area under the curve;
+for the Fig. 3 analogue the accumulated model error along the imagination horizon: predicted by MAG's R_m
+for the states MAG's planning keeps against random candidates (what MAMBA's prior draw keeps), and the
+realised open-loop reconstruction error on freshly collected steps for MAG and MAMBA, averaged over the
+run's second half. The Figs. 4-5 analogue reports the same for MAG at other L and H.
 """
 
 from __future__ import annotations
@@ -39,7 +42,17 @@ from marlow.experiment.report import aligned_seeds, load_run, plot_grid  # noqa:
 
 RUNS = HERE / "runs"
 WORLD = ["preset=small", "agent_batch=8", "model_lr=0.0005"]
-ARMS = {"mag": ("mag", WORLD), "mamba": ("mamba", WORLD), "attention_ppo": ("attention_ppo", [])}
+MODEL_FREE = ("attention_ppo", "g2a", "commnet")
+ARMS = {
+    "mag": ("mag", WORLD),
+    "mamba": ("mamba", WORLD),
+    **{name: (name, []) for name in MODEL_FREE},
+    # Figs. 4-5 analogue: MAG with other L (candidates) or H (planning horizon); L = 1 is MAMBA exactly
+    # (tests/test_mag.py), so the ``mamba`` arm stands for it
+    "mag_L3": ("mag", [*WORLD, "plan_candidates=3"]),
+    "mag_H2": ("mag", [*WORLD, "plan_horizon=2"]),
+    "mag_H6": ("mag", [*WORLD, "plan_horizon=6"]),
+}
 
 
 def curve(run_dir: Path, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,24 +94,94 @@ def plot_horizon(curves: dict[str, np.ndarray], png: Path, title: str) -> None:
     plt.close(fig)
 
 
+def at_k(run_dir: Path, prefix: str, k: int) -> str:
+    v = horizon(run_dir, prefix)
+    return f"{v[min(k, len(v)) - 1]:.2f}" if v is not None else "-"
+
+
+def ablation(ns, out: Path, arm_seeds: dict[str, int]) -> list[str]:
+    """Figs. 4-5 analogue: MAG's win rate and model error against L (candidates) and H (planning horizon)
+    on one map, the other fixed at the map's Table 1 value; L = 1 is MAMBA (same seeds' runs)."""
+    task, steps = ns.ablation.split("=")
+    arms = {"mamba": "1, -", "mag_L3": "3, 10", "mag": "5, 10", "mag_H2": "5, 2", "mag_H6": "5, 6"}
+    runs, rows = {}, []
+    for arm, lh in arms.items():
+        algo, extra = ARMS[arm]
+        overrides = [*extra, f"total_steps={steps}", f"eval_every={ns.eval_every}", "eval_episodes=32"]
+        overrides.append("checkpoint_every=1000")
+        seeds = arm_seeds.get(arm, ns.seeds if arm in ("mag", "mamba") else ns.ablation_seeds)
+        run_dir, wall, _ = run_sweep(
+            algo, task, seeds, overrides, reuse=True, tag=arm[len(algo) :], root=RUNS
+        )
+        runs[f"{arm} (L, H = {lh})"] = run_dir
+        _, win = curve(run_dir, "eval/win_rate")
+        final, auc = np.nanmean(win[:, -2:], axis=1), np.nanmean(win, axis=1)
+        rows.append(
+            [
+                arm,
+                lh,
+                str(seeds),
+                f"{final.mean():.2f} ({se(final):.2f})",
+                f"{auc.mean():.2f} ({se(auc):.2f})",
+                at_k(run_dir, "loss/pred_err_acc", 15),
+                at_k(run_dir, "loss/pred_err_random_acc", 15),
+                at_k(run_dir, "loss/real_err_acc", 10),
+                f"{wall:.0f}",
+            ]
+        )
+    png = out.parent / f"{out.stem}_ablation.png"
+    plot_grid(list(runs.values()), png, y="eval/win_rate", labels=list(runs), title=f"{task}: MAG's L and H")
+    head = [
+        "arm",
+        "L, H",
+        "seeds",
+        "final win rate",
+        "AUC",
+        "pred. err k=15, planned",
+        "random",
+        "real err k=10",
+    ]
+    return [
+        f"## Figs. 4-5 analogue: L and H on {task}",
+        "",
+        f"MAG with L (candidates) in {{1, 3, 5}} at H = 10 and H (planning horizon) in {{2, 6, 10}} at L = 5 "
+        f"(`--ablation {ns.ablation}`), {steps} env steps; L = 1 is MAMBA exactly (tests/test_mag.py), so "
+        "the MAMBA run above stands for it, and L, H = 5, 10 is the MAG run above. The predicted errors are "
+        "R_m's accumulated error at k = 15 of the states planning keeps and of random candidates, the "
+        "realised one the open-loop error after 10 steps on fresh real steps (as in the Fig. 3 analogue).",
+        "",
+        table([*head, "training wall s"], rows),
+        "",
+        f"![{task} L and H]({png.name})",
+        "",
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tasks", default="smax/3s_vs_3z=24000,smax/2s3z=16000", help="task=env steps,...")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--arms", default="mag,mamba,attention_ppo")
+    p.add_argument("--arms", default="mag,mamba,attention_ppo,g2a,commnet")
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--reuse", action="store_true")
     p.add_argument("--out", default=str(HERE / "smax.md"))
+    p.add_argument("--arm-seeds", default="", help="arm=seeds,... (e.g. the ablation arms at 2 seeds)")
+    p.add_argument("--ablation", default="", help="task=env steps: Figs. 4-5 analogue (L, H) on that task")
+    p.add_argument("--ablation-seeds", type=int, default=2)
     ns = p.parse_args()
+    arm_seeds = {k: int(v) for k, v in (kv.split("=") for kv in ns.arm_seeds.split(",") if kv)}
     out = Path(ns.out)
     lines = [
-        "# MAG vs MAMBA vs Attention-PPO on SMAX (the MAG paper's Figs. 2-3, low-data budget)",
+        "# MAG vs MAMBA vs the model-free baselines on SMAX (the MAG paper's Figs. 2-5, low-data budget)",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on a 2-core CPU machine by `python benchmarks/mag/smax.py "
-        f"--tasks {ns.tasks} --seeds {ns.seeds} --arms {ns.arms} --eval-every {ns.eval_every}`. **SMAX, not "
+        f"--tasks {ns.tasks} --seeds {ns.seeds} --arms {ns.arms} --eval-every {ns.eval_every}"
+        + (f" --ablation {ns.ablation} --ablation-seeds {ns.ablation_seeds}" if ns.ablation else "")
+        + "`. **SMAX, not "
         "SMAC**: JaxMARL's re-implementation with a heuristic enemy, 100-step battles and its own reward, so "
         "no number here is comparable with the paper's. Schedule: benchmarks/mag/smax.py's docstring (the "
-        f"`small` preset with `{' '.join(WORLD)}` for MAMBA and MAG; Attention-PPO at the SMAX defaults). "
+        f"`small` preset with `{' '.join(WORLD)}` for MAMBA and MAG; Attention-PPO, G2A and CommNet at the "
+        "SMAX defaults). "
         "Win rate = greedy battles won of 32 per evaluation; final = mean of the last two evaluations per "
         "seed; AUC = mean over all evaluations; mean (standard error) over seeds.",
         "",
@@ -116,15 +199,17 @@ def main() -> None:
                 "eval_episodes=32",
                 "checkpoint_every=1000",
             ]
-            if algo == "attention_ppo":  # whole iterations of its 32 envs x 128 steps per evaluation
+            if algo in MODEL_FREE:  # whole iterations (16 envs x 125 steps) per evaluation
                 overrides += ["num_envs=16", "rollout_steps=125"]
-            run_dir, wall, _ = run_sweep(algo, task, ns.seeds, overrides, reuse=ns.reuse, root=RUNS)
+            seeds = arm_seeds.get(arm, ns.seeds)
+            tag = arm[len(algo) :]
+            run_dir, wall, _ = run_sweep(algo, task, seeds, overrides, reuse=ns.reuse, tag=tag, root=RUNS)
             runs[arm] = run_dir
             _, win = curve(run_dir, "eval/win_rate")
             final, auc = np.nanmean(win[:, -2:], axis=1), np.nanmean(win, axis=1)
             rows.append(
                 [
-                    f"{arm} ({ns.seeds} seeds)",
+                    f"{arm} ({seeds} seeds)",
                     f"{steps:,}",
                     f"{final.mean():.2f} ({se(final):.2f})",
                     f"{auc.mean():.2f} ({se(auc):.2f})",
@@ -177,6 +262,9 @@ def main() -> None:
                 f"![{task} error]({epng.name})",
                 "",
             ]
+        out.write_text("\n".join(lines) + "\n")  # each task's section as soon as it is measured
+    if ns.ablation:
+        lines += ablation(ns, out, arm_seeds)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
