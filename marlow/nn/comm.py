@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from marlow.nn.recurrent import gru_cell, lstm_cell
+
 
 def others_mean(h: jax.Array) -> jax.Array:
     """CommNet's communication vector ``c_i = mean_{j != i} h_j`` of ``[..., N, D]`` (Sukhbaatar et al.
@@ -36,7 +38,7 @@ class CommNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         e = nn.relu(nn.Dense(self.width, name="encode")(x))
-        cell = nn.OptimizedLSTMCell(self.width, name="module")
+        cell = lstm_cell(self.width, name="module")
         carry = (jnp.zeros_like(e), e)  # (cell state, hidden state)
         for _ in range(self.steps):
             h = carry[1]
@@ -86,7 +88,7 @@ class G2A(nn.Module):
         lead = pairs.shape[:-2]
         seq = pairs.reshape((-1,) + pairs.shape[-2:])  # [B, N-1, 2W]: the pair sequence of each agent
         bigru = nn.Bidirectional(
-            nn.RNN(nn.GRUCell(self.width), name="forward"), nn.RNN(nn.GRUCell(self.width), name="backward")
+            nn.RNN(gru_cell(self.width), name="forward"), nn.RNN(gru_cell(self.width), name="backward")
         )
         hard_logits = nn.Dense(2, name="hard")(bigru(seq)).reshape(lead + (n - 1, 2))
         w_hard = straight_through_hard(hard_logits, self.temperature)  # [..., N, N-1]

@@ -44,6 +44,7 @@ import optax
 
 from marlow.nn.attention import AgentAttention
 from marlow.nn.mlp import MLP
+from marlow.nn.recurrent import gru_cell
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,7 @@ class WorldModel(nn.Module):
         self.encoder = MLP((h, h), s.embed)
         self.trans_in = nn.Dense(h)
         self.attention = AgentAttention(s.attn_layers, s.attn_heads, h)
-        # LeCun-normal recurrent kernels: flax's orthogonal default runs a batched QR at init, which
-        # deadlocked XLA's CPU runtime with several vmapped seeds (see marlow.algos.onpolicy.tappo)
-        self.gru = nn.GRUCell(features=s.deter, recurrent_kernel_init=nn.initializers.lecun_normal())
+        self.gru = gru_cell(s.deter)  # LeCun-normal recurrent kernels: marlow.nn.recurrent says why
         self.prior_net = MLP((h,), s.stoch)
         self.post_net = MLP((h,), s.stoch)
         self.decoder_trunk = MLP((h,), h)

@@ -44,6 +44,7 @@ from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.spaces import Box
 from marlow.experiment.checks import Positive, Size, Widths
 from marlow.nn.mlp import MLP
+from marlow.nn.recurrent import gru_cell
 
 NAME = "tappo"
 KIND = "on_policy"
@@ -96,10 +97,7 @@ class Algorithm(mappo.Algorithm):
             a: spec.act_space(a).flat_dim if self.box[a] else spec.act_space(a).n for a in spec.agents
         }
         self.mates = {a: [b for b in spec.agents if b != a] for a in spec.agents}
-        # LeCun-normal recurrent kernels instead of flax's orthogonal default: the orthogonal init's batched
-        # QR, in the one program that initialises every seed's learner, deadlocked XLA's CPU runtime with more
-        # than one seed (tests/test_tappo.py runs a 3-seed init in a subprocess with a timeout)
-        self.gru = nn.GRUCell(features=cfg.tm_hidden, recurrent_kernel_init=nn.initializers.lecun_normal())
+        self.gru = gru_cell(cfg.tm_hidden)  # LeCun-normal recurrent kernels: marlow.nn.recurrent says why
         self.embed = nn.Dense(E)
         self.decoder = {
             a: MLP(
