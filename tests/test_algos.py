@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import closed_forms
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,6 +182,35 @@ def test_masac_critic_loss_terminal_batch_closed_form():
     garbage = {a: 100.0 + 0 * o for a, o in batch["next_obs"].items()}
     _, m_garbage = s.update(s.state0, {**batch, "next_obs": garbage}, jax.random.PRNGKey(12))
     np.testing.assert_allclose(float(m_garbage["critic_loss"]), float(m["critic_loss"]), rtol=1e-6)
+
+
+def test_masac_bootstrapped_losses_closed_form():
+    """done=0: Eq. (5)'s target y = c r + gamma (min_k Qbar^k(s', a') + alpha H(pi_i(.|o'_i))) with every
+    a'_j drawn from pi_j at o'_j, and Eq. (4)'s actor loss mean(-alpha H - min_k Q^k(s, a_i ~ pi_i, a_-i
+    from D)) on the just-updated critic, against closed_forms.soft_losses; the formula without the entropy
+    term or with the larger twin instead of the smaller gives other values, so each part is required."""
+    s = setup_for("masac", "mpe/simple_spread")
+    spec, algo, state, key = s.spec, s.algo, s.state0, jax.random.PRNGKey(2)
+    k_next, k_pi = jax.random.split(key)
+    next_keys = dict(zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True))
+    pi_keys = dict(zip(spec.agents, jax.random.split(k_pi, spec.num_agents), strict=True))
+
+    def logits(a, obs):
+        return np.asarray(algo.policies.out(state.actor, a, obs[a]), np.float64)
+
+    nxt = {a: closed_forms.gumbel_one_hot(next_keys[a], logits(a, s.batch["next_obs"])) for a in spec.agents}
+    exact, no_entropy, max_twin = [], [], []
+    for a in spec.agents:
+        args = (algo, state, s.state1.critic[a], a, s.batch, nxt, logits(a, s.batch["next_obs"]))
+        rest = (next_keys[a], logits(a, s.batch["obs"]), pi_keys[a])
+        exact.append(closed_forms.soft_losses(*args, *rest))
+        no_entropy.append(closed_forms.soft_losses(*args, *rest, entropy_bonus=False)[0])
+        max_twin.append(closed_forms.soft_losses(*args, *rest, twin=np.max)[0])
+    critic_loss, actor_loss = np.mean(exact, axis=0)
+    np.testing.assert_allclose(float(s.metrics1["critic_loss"]), critic_loss, rtol=1e-4)
+    np.testing.assert_allclose(float(s.metrics1["actor_loss"]), actor_loss, rtol=1e-4)
+    for wrong in (np.mean(no_entropy), np.mean(max_twin)):
+        assert abs(wrong - critic_loss) > 1e-2 * abs(critic_loss)
 
 
 def test_masac_target_critic_is_polyak_average():
