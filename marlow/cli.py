@@ -6,6 +6,9 @@
     marlow crossplay <agent_run_dir> <adversary_run_dir> [episodes=N] [seed=N]
     marlow compounding <aorpo_run_dir> [starts=M] [horizon=H] [seed=N]
     marlow plot <run_dir> [<run_dir> ...] [out=FILE] [x=env_steps] [y=eval/team_return] [title=TEXT]
+    marlow sweep algo=ippo,mappo task=mpe/simple_spread seeds=0-4 lr=0.001,0.0005 [out=DIR] [address=ADDR]
+        [cpus_per_trial=1] [gpus_per_trial=0] [key=value ...]
+    marlow aggregate <sweep_dir|run_dir> [...] [out=DIR] [y=eval/team_return] [last=2] [reps=2000]
     marlow list
     marlow demo [total_steps=N]
 
@@ -209,6 +212,30 @@ def cmd_list(args: list[str]) -> int:
     return 0
 
 
+def cmd_sweep(args: list[str]) -> int:
+    from marlow.sweep.run import run_sweep
+
+    return run_sweep(args)
+
+
+def cmd_aggregate(args: list[str]) -> int:
+    from marlow.sweep.report import write
+
+    p = _Parser(prog="marlow aggregate")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--out", default=None)
+    p.add_argument("--y", default="eval/team_return")
+    p.add_argument("--last", type=int, default=2)
+    p.add_argument("--reps", type=int, default=2000)
+    ns = p.parse_args(args)
+    if ns.last < 1 or ns.reps < 1:
+        raise MarlowError("marlow aggregate: last and reps must be at least 1")
+    paths = [Path(x) for x in ns.paths]
+    out = Path(ns.out) if ns.out else paths[0] / "aggregate"
+    print(f"aggregate: {write(paths, out, y=ns.y, last=ns.last, reps=ns.reps)}")
+    return 0
+
+
 def cmd_demo(args: list[str]) -> int:
     from marlow.experiment.demo import run_demo
 
@@ -223,6 +250,8 @@ COMMANDS = {
     "compounding": cmd_compounding,
     "plot": cmd_plot,
     "list": cmd_list,
+    "sweep": cmd_sweep,
+    "aggregate": cmd_aggregate,
     "demo": cmd_demo,
 }
 

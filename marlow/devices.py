@@ -20,11 +20,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 _FLAG = "--xla_force_host_platform_device_count"
 
 
-def configure_host_devices() -> None:
+def configure_host_devices(count: int | None = None) -> None:
     """Ask XLA for one host device per core, unless the user set the count or JAX is already running.
-    ``MARLOW_HOST_DEVICES=1`` turns it off."""
-    wanted = os.environ.get("MARLOW_HOST_DEVICES", str(os.cpu_count() or 1))
+    ``MARLOW_HOST_DEVICES=1`` turns it off. ``count`` (a sweep's trial, which inherits its launcher's
+    environment) replaces any count already in ``XLA_FLAGS``."""
     flags = os.environ.get("XLA_FLAGS", "")
+    if count is not None:
+        flags = " ".join(f for f in flags.split() if not f.startswith(_FLAG))
+        os.environ["XLA_FLAGS"] = flags
+        wanted = str(count)
+    else:
+        wanted = os.environ.get("MARLOW_HOST_DEVICES", str(os.cpu_count() or 1))
     if _FLAG in flags or not wanted.isdigit() or int(wanted) <= 1:
         return
     os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}={int(wanted)}".strip()

@@ -95,13 +95,14 @@ def test_policy_is_conditioned_on_opponent_predictions(spread):
     obs = jax.tree.map(lambda x: x[:64], s.buffer.data["obs"])
     zeros = s.state.replace(opp=predicting(s, s.state.opp, {a: 0 for a in s.spec.agents}))
     moved = zeros.replace(opp=predicting(s, zeros.opp, {a: 3 for a in s.spec.agents}, ego="agent_0"))
-    eye = np.eye(5)
+    eye, policy_input = np.eye(5), jax.jit(s.algo.policy_input, static_argnums=1)
     for st, pred in ((zeros, 0), (moved, 3)):
-        x = np.asarray(s.algo.policy_input(st.opp, "agent_0", obs))
+        x = np.asarray(policy_input(st.opp, "agent_0", obs))
         np.testing.assert_array_equal(x[:, :18], obs["agent_0"])
         np.testing.assert_array_equal(x[:, 18:], np.tile(np.concatenate([eye[pred], eye[pred]]), (64, 1)))
-    before = s.algo.act(zeros, obs, jax.random.PRNGKey(0), False)
-    after = s.algo.act(moved, obs, jax.random.PRNGKey(0), False)
+    act = jax.jit(s.algo.act, static_argnums=3)
+    before = act(zeros, obs, jax.random.PRNGKey(0), False)
+    after = act(moved, obs, jax.random.PRNGKey(0), False)
     assert np.any(np.asarray(before["agent_0"]) != np.asarray(after["agent_0"]))
     for a in ("agent_1", "agent_2"):
         np.testing.assert_array_equal(before[a], after[a])
@@ -207,8 +208,9 @@ def test_aordpg_learns_on_mixed_batches_with_a_conditioned_deterministic_policy(
     assert all(int(state.n[e][j]) == 3 for e in state.n for j in state.n[e])
     batch = replay.sample(s.buffer, jax.random.PRNGKey(2), s.cfg.batch_size)
     assert (s.algo.n_real, s.algo.n_model) == (16, 16)
+    mixed_batch = jax.jit(s.algo.mixed_batch)
     for a in s.spec.agents:
-        mixed = s.algo.mixed_batch(state.model_buf[a], batch, jax.random.PRNGKey(4))
+        mixed = mixed_batch(state.model_buf[a], batch, jax.random.PRNGKey(4))
         np.testing.assert_array_equal(rows(mixed)[:16], rows(batch)[:16])
         stored = rows(jax.tree.map(lambda x, a=a: x[: int(state.model_buf[a].size)], state.model_buf[a].data))
         assert int(state.model_buf[a].size) == M * 3
@@ -243,13 +245,14 @@ def test_aorpo_losses_take_the_others_next_actions_from_the_opponent_models(spre
     new, m = s.update(state, batch, key)
     k_model, k_next, k_pi = (jax.random.split(k, spec.num_agents) for k in jax.random.split(key, 3))
     exact, shifted, n = [], [], len(batch["done"])
+    mixed_batch, out = jax.jit(s.algo.mixed_batch), jax.jit(s.algo.policies.out, static_argnums=1)
     for i, a in enumerate(spec.agents):
-        b = s.algo.mixed_batch(state.model_buf[a], batch, k_model[i])
+        b = mixed_batch(state.model_buf[a], batch, k_model[i])
         k_own = jax.random.split(k_next[i])[0]
 
         def logits(obs, a=a):
             x = np.concatenate([np.asarray(obs[a]), *predicted(s, a, plays, n).values()], -1)
-            return np.asarray(s.algo.policies.out(state.base.actor, a, x), np.float64)
+            return np.asarray(out(state.base.actor, a, x), np.float64)
 
         args = (s.algo.base, state.base, new.base.critic[a], a, b)
         rest = (logits(b["next_obs"]), k_own, logits(b["obs"]), k_pi[i])
@@ -292,17 +295,25 @@ def test_an_opponent_holdout_without_rows_is_refused():
 def test_aorpo_reaches_the_climb_equilibrium():
     """AORPO Fig. 3 in small: on games/climb both agents' greedy actions reach each state's unique Nash
     equilibrium, (-0.5, -0.5) in state 1 and (0.5, 0.5) in state 2, within 0.1 on both seeds after
-    8,000 env steps at benchmarks/aorpo/climb.py's settings (measured: 0.012 and 0.032 at 8,000 steps,
-    0.81 and 0.87 at 2,000; in climb.md AORPO's median seed is within 0.1 at 6,000 steps and MASAC's at
-    11,000). The initial policies play near 0, 0.5 from the equilibrium in every coordinate; a learner
-    that does not learn, or learns only one state, stays out of reach."""
+    8,000 env steps at benchmarks/aorpo/climb.py's settings with a 4-member ensemble instead of 7 (about a
+    minute of one core; measured: 0.022 and 0.040 at 8,000 steps, 0.76 and 0.82 at 2,000; with a 64 x 64
+    ensemble it is still 0.26-0.29 at 8,000). In climb.md AORPO's median seed is within 0.1 at 6,000 steps
+    and MASAC's at 11,000. The initial policies play near 0, 0.5 from the equilibrium in every coordinate;
+    a learner that does not learn, or learns only one state, stays out of reach."""
     from marlow.envs.games import CLIMB_LANDMARKS
     from marlow.experiment.demo import AORPO_DEMO
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, seed_keys
     from marlow.experiment.setup import learner
 
-    schedule = {**AORPO_DEMO, "model_warmup_steps": "2000", "model_train_every": "2000", "epoch_steps": "200"}
+    schedule = {
+        **AORPO_DEMO,
+        "model_warmup_steps": "2000",
+        "model_train_every": "2000",
+        "epoch_steps": "200",
+        "model_num_members": "4",
+        "model_num_elites": "3",
+    }
     cfg = resolve(
         [
             "algo=aorpo",

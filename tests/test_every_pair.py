@@ -4,10 +4,11 @@ updates, evaluation, logging); every other pair must be refused with a one-line 
 go through the host loop (tests/test_host_loop.py).
 
 The model-based algorithms (AORPO, AORDPG) compile world-model training, opponent fits and rollouts for
-every task (about a minute each on 2 cores), so CI runs them on a representative subset, MODEL_TASKS:
-AORPO on Box actions (games/climb); tests/test_aorpo.py covers a competitive task (simple_tag),
-cooperative navigation and AORDPG (which shares all of AORPO's world-model code) on heterogeneous spaces;
-AORPO on heterogeneous multi-discrete agents (mpe/simple_schedule) runs in make test-all. The model-free
+every task (about a minute each on 2 cores), so CI trains them in tests/test_aorpo.py instead: AORPO
+through the runner on cooperative navigation, learning on Box actions (games/climb, the runner's jitted
+chunk), a competitive task (simple_tag), and AORDPG (which shares all of AORPO's world-model code) on
+heterogeneous spaces; AORPO's pairs here (games/climb, heterogeneous multi-discrete agents on
+mpe/simple_schedule, ...) run in make test-all. The model-free
 network learners train in CI on one to three tasks each, CI_TASKS, chosen so that together they cover
 every task (simple_spread: test_learning trains MASAC and MADDPG on it) and every layout
 (heterogeneous discrete agents, multi-discrete agents, competitive teams, Box and Discrete games, SMAX's
@@ -30,7 +31,6 @@ JAX_TASKS = [t for t in envs.task_names() if envs.make(t).is_jax]
 PAIRS = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if unsupported(get_algo(a), envs.make(t).spec) is None]
 REFUSED = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if (a, t) not in PAIRS]
 MODEL_TASKS = {  # model-based algorithms (with world-model keys) -> tasks CI trains them on
-    "aorpo": {"games/climb"},
     # Teammate Lookahead: stacked HAPPO agents on Box actions; MAPPO's shared actors (tests/test_lookahead.py
     # covers the rest; heterogeneous MPE agents run in make test-all)
     "la_happo": {"games/lookahead_toy"},
@@ -64,7 +64,11 @@ CI_TASKS = {  # model-free network learners -> tasks CI trains them on
     "commnet": {"games/climbing"},
     "g2a": {"games/climbing"},
 }
-RUNNER_TESTED = {"aordpg": "tests/test_aorpo.py", "mamba": "tests/test_mamba.py"}  # trained in CI there
+RUNNER_TESTED = {  # trained in CI there
+    "aorpo": "tests/test_aorpo.py",
+    "aordpg": "tests/test_aorpo.py",
+    "mamba": "tests/test_mamba.py",
+}
 # SMAX maps that differ from the CI-trained ones (3m, 3s_vs_4z) only in unit counts and types (2s3z: two
 # types): test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm
 # on them
@@ -146,9 +150,9 @@ def test_every_algorithm_fits_some_task():
 
 
 def test_ci_trains_every_algorithm_and_every_task():
-    """The CI subset still trains every algorithm (AORDPG and MAMBA through their own tests' runs) and every
-    task some algorithm fits (simple_spread through tests/test_learning.py), and names no pair that does
-    not exist."""
+    """The CI subset still trains every algorithm (AORPO, AORDPG and MAMBA through their own tests' runs) and
+    every task some algorithm fits (simple_spread through tests/test_learning.py), and names no pair that
+    does not exist."""
     ci = [(a, t) for a, t in PAIRS if in_ci(a, t)]
     assert {a for a, _ in ci} == set(ALGORITHMS) - set(RUNNER_TESTED)
     assert {t for _, t in ci} == {t for _, t in PAIRS} - {"mpe/simple_spread"} - SMAX_EXHAUSTIVE
