@@ -11,8 +11,8 @@ every seed of every run, with ``y`` the evaluation metric (the greedy team retur
   evaluation any run of the aggregate logged there (so 1 is the best seen, not an optimum);
 - IQM, mean, median and optimality gap (gamma = 1) of the normalised final scores, with 95% stratified
   bootstrap confidence intervals (``reps`` resamples of the seeds within each task);
-- the probability of improvement of every configuration over every other (Mann-Whitney, averaged over
-  tasks) with its bootstrap interval; score-distribution performance profiles with their intervals;
+- the probability of improvement for each pair of configurations (Mann-Whitney, averaged over tasks)
+  with its bootstrap interval; score-distribution performance profiles with their intervals;
 - learning curves: the IQM over seeds at every evaluation, with its bootstrap interval, per task.
 
 Written to ``<out>/``: ``aggregate.md`` (tables and plots), ``aggregate.json`` (every number),
@@ -93,6 +93,8 @@ def scores(configs: dict[str, Config], last: int = 2) -> tuple[list[str], dict, 
             raise ConfigError(f"aggregate: {c.label} has no runs on {', '.join(missing)}")
     lo = {t: min(float(y.min()) for c in configs.values() for _, y in c.curves[t].values()) for t in tasks}
     hi = {t: max(float(y.max()) for c in configs.values() for _, y in c.curves[t].values()) for t in tasks}
+    low = np.asarray([lo[t] for t in tasks])
+    span = np.asarray([hi[t] - lo[t] for t in tasks])
     final, auc, norm = {}, {}, {}
     for label, c in configs.items():
         n = min(len(c.curves[t]) for t in tasks)
@@ -106,8 +108,7 @@ def scores(configs: dict[str, Config], last: int = 2) -> tuple[list[str], dict, 
                 f[i, j] = np.mean(y[-last:])
                 a[i, j] = np.trapezoid(y, x) / (x[-1] - x[0]) if len(x) > 1 else y[-1]
         final[label], auc[label] = f, a
-        span = np.asarray([hi[t] - lo[t] for t in tasks])
-        norm[label] = (f - np.asarray([lo[t] for t in tasks])) / np.where(span > 0, span, 1.0)
+        norm[label] = (f - low) / np.where(span > 0, span, 1.0)
     return tasks, final, auc, norm, notes
 
 
@@ -135,12 +136,12 @@ def aggregates(norm: dict, reps: int, seed: int = 0) -> dict:
 
 
 def improvement(final: dict, reps: int, seed: int = 0) -> dict:
-    """P(X > Y) of every ordered pair of configurations (on the raw final scores, task by task), with
-    its interval."""
+    """P(X > Y) for each pair of configurations, X listed before Y (P(Y > X) = 1 - P(X > Y)), on the raw
+    final scores task by task, with its interval."""
     from rliable import library as rly
     from rliable import metrics
 
-    labels = list(final)  # each unordered pair once: P(Y > X) = 1 - P(X > Y)
+    labels = list(final)
     pairs = {f"{x} > {y}": (final[x], final[y]) for i, x in enumerate(labels) for y in labels[i + 1 :]}
     if not pairs:
         return {}
