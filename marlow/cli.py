@@ -7,7 +7,7 @@
     marlow compounding <aorpo_run_dir> [starts=M] [horizon=H] [seed=N]
     marlow plot <run_dir> [<run_dir> ...] [out=FILE] [x=env_steps] [y=eval/team_return] [title=TEXT]
     marlow sweep algo=ippo,mappo task=mpe/simple_spread seeds=0-4 lr=0.001,0.0005 [out=DIR] [address=ADDR]
-        [cpus_per_trial=1] [gpus_per_trial=0] [key=value ...]
+        [cpus_per_trial=1] [gpus_per_trial=0] [ray_cpus=N] [aggregate=true] [key=value ...]
     marlow aggregate <sweep_dir|run_dir> [...] [out=DIR] [y=eval/team_return] [last=2] [reps=2000]
     marlow list
     marlow demo [total_steps=N]

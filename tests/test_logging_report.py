@@ -327,6 +327,24 @@ def test_plot_runs_two_runs_three_seeds_and_one_seed(tmp_path):
     assert _is_png(grid)
 
 
+def test_plot_grid_takes_loaded_runs_with_derived_columns(tmp_path):
+    """A RunData with a column computed after loading (benchmarks/aorpo/fig2.py's second interaction
+    count) plots like a run dir; the given labels replace the runs' own without changing the caller's."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _synthetic_run(a, "ippo", [0, 1], 4, 0.0)
+    _synthetic_run(b, "ippo", [0, 1], 4, 1.0)
+    run = load_run(a)
+    for cols in run.metrics.values():
+        cols["derived"] = cols["agent_interactions"] / 2
+    grid, _ = aligned_seeds(run, "derived")
+    np.testing.assert_array_equal(grid, [1500, 3000, 4500, 6000])
+    out = plot_grid([run, run], tmp_path / "derived.png", xs=("env_steps", "derived"), labels=["x", "y"])
+    assert _is_png(out) and run.label == "ippo"
+    assert _is_png(plot_grid([run, b], tmp_path / "both.png"))
+    with pytest.raises(MissingMetricError, match="derived"):
+        plot_grid([run, b], tmp_path / "bad.png", xs=("derived",))  # b lacks it
+
+
 def test_labels_from_config_and_fallbacks(tmp_path):
     a, b = tmp_path / "run_a", tmp_path / "run_b"
     _synthetic_run(a, "ippo", [0], 2, 0.0)

@@ -55,6 +55,7 @@ def test_grid_expands_to_one_trial_per_combination(tmp_path):
         (["algo=ippo", "task=games/climbing", "run_dir=x"], "run_dir is set per trial"),
         (["algo=ippo", "task=games/climbing", "cpus_per_trial=0"], "cpus_per_trial must be positive"),
         (["algo=ippo", "task=games/climbing", "gpus_per_trial=1.5"], "gpus_per_trial is a fraction"),
+        (["algo=ippo", "task=games/climbing", "aggregate=no"], "aggregate expects true or false"),
     ],
 )
 def test_bad_sweep_fails_before_any_trial_with_one_line(tmp_path, capsys, args, match):
@@ -97,9 +98,10 @@ def test_sweep_on_local_ray_resumes_reports_failures_and_skips_finished_trials(t
     _interrupt_after_first_chunk(broken.overrides, broken.run_dir)
     (broken.run_dir / "checkpoint.msgpack").write_bytes(b"not a checkpoint")
 
-    assert main(["sweep", f"out={out}", "ray_cpus=2", *GRID]) == 1
+    assert main(["sweep", f"out={out}", "ray_cpus=2", "aggregate=false", *GRID]) == 1
     cap = capsys.readouterr()
     assert "4 trials, 0 finished before, 4 to run" in cap.out
+    assert not (out / "aggregate").exists()  # aggregate=false: no report at the end
     failed = [line for line in cap.out.splitlines() if line.startswith("[") and "failed" in line]
     assert len(failed) == 1 and "CheckpointError: corrupted or incompatible checkpoint" in failed[0]
     assert broken.label in failed[0]

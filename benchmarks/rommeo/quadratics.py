@@ -1,13 +1,14 @@
 """ROMMEO paper Fig. 2: the Max of Two Quadratics differential game (games/max_of_two_quadratics) with
 ROMMEO-AC and the continuous baselines (MASQL, PR2-AC, MADDPG, independent DDPG, DDPG-OM), 20 seeds each,
-vmapped in one process per algorithm.
+vmapped in one trial per algorithm; the algorithms are one ``marlow sweep`` (Ray, a fresh process per
+trial, finished trials skipped on a rerun), under benchmarks/rommeo/runs/quadratics/ (git-ignored).
 
 Budget: the paper's 200 episodes x 25 steps per seed, one update per step (the task's config), a greedy
 evaluation episode every 5 episodes. "Reached the global optimum": the final greedy reward per step is
 above 5 (the local optimum (-5, -5) gives at most 0, the global one (5, 5) gives 10).
 
     .venv/bin/python benchmarks/rommeo/quadratics.py [--seeds 20] [--episodes 200] [--algos a,b,...]
-                                                     [--batch N] [--reuse]
+                                                     [--batch N] [--ray-cpus N]
 
 Writes benchmarks/rommeo/quadratics.md and quadratics_fig2{a,b,c}.png; with ``--batch N`` (every
 algorithm's minibatch set to N instead of its default, 512 for all of them) quadratics_b{N}.md and
@@ -17,13 +18,14 @@ quadratics_b{N}_fig2{a,b,c}.png, from runs kept apart from the default ones.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sweep import HERE, fmt_total, mean_ci, per_seed, run_sweep, steps, table  # noqa: E402
+from sweep import HERE, RUNS, grid_sweep, mean_ci, per_seed, steps, table, whole  # noqa: E402
 
 from marlow.envs.games import max_of_two_quadratics_reward  # noqa: E402
 from marlow.experiment.report import plot_runs  # noqa: E402
@@ -86,20 +88,26 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--algos", default=",".join(ALGOS))
-    p.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
     p.add_argument("--batch", type=int, default=0, help="minibatch size for every algorithm (0: defaults)")
     p.add_argument("--note", default="", help="a remark about these runs, appended to the table file")
+    p.add_argument("--ray-cpus", default="", help="CPUs of the local Ray instance (default: all)")
     args = p.parse_args()
     algos = [a for a in args.algos.split(",") if a]
-    over = [f"total_steps={EPISODE * args.episodes}", "eval_every=125", "eval_episodes=1", "progress=false"]
     tag = f"_b{args.batch}" if args.batch else ""
-    if args.batch:
-        over.append(f"batch_size={args.batch}")
-    runs, times, totals = {}, {}, {}
-    for algo in algos:
-        runs[algo], times[algo], totals[algo] = run_sweep(
-            algo, TASK, args.seeds, over, reuse=args.reuse, tag=tag
-        )
+    grid = [
+        f"algo={','.join(algos)}",
+        f"task={TASK}",
+        f"seeds=0-{args.seeds - 1}",
+        f"total_steps={EPISODE * args.episodes}",
+        "eval_every=125",
+        "eval_episodes=1",
+        *([f"batch_size={args.batch}"] if args.batch else []),
+    ]
+    trials = grid_sweep(RUNS / "quadratics" / (tag.lstrip("_") or "defaults"), grid, args.ray_cpus)
+    trials = {t["swept"]["algo"]: t for t in trials}
+    runs = {algo: Path(trials[algo]["run_dir"]) for algo in algos}
+    times = {algo: float(per_seed(runs[algo], "wall_time")[0, -1]) for algo in algos}
+    totals = {algo: trials[algo].get("seconds") for algo in algos}  # None: finished by an earlier call
 
     rows = []
     for algo in algos:
@@ -141,7 +149,7 @@ def main() -> None:
         table(["algorithm", "reached global", "at local", "final reward/step (95% CI)", "time (s)"], rows),
         "",
         f"Whole sweep ({len(algos)} algorithms x {args.seeds} seeds): training {sum(times.values()):.1f} s; "
-        f"with compilation and evaluation {fmt_total(totals)}.",
+        f"with compilation and evaluation {whole(totals)}.",
         "",
         f"![Fig. 2b](quadratics{tag}_fig2b.png)",
     ]

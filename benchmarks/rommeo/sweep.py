@@ -1,8 +1,10 @@
-"""Shared by the ROMMEO benchmarks: run one algorithm over many vmapped seeds through the marlow runner,
-time it, and load the per-seed metrics."""
+"""Shared by the benchmarks: run one algorithm over many vmapped seeds through the marlow runner
+(``run_sweep``, in this process) or a grid of them with ``marlow sweep`` (``grid_sweep``, on Ray), time it,
+and load the per-seed metrics."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -45,6 +47,22 @@ def run_sweep(
     return run_dir, float(per_seed(run_dir, "wall_time")[0, -1]), total
 
 
+def grid_sweep(out: Path, args: list[str], ray_cpus: str = "") -> list[dict]:
+    """``marlow sweep out=<out> <args>`` (finished trials skipped, interrupted ones resumed); returns the
+    trials of its sweep.json (``run_dir``, ``swept`` values, ``seconds`` of the trial's whole process
+    when this call ran it). ``ray_cpus``: the local Ray instance's CPUs (default: all). Exits with the
+    sweep's message when a trial failed."""
+    from marlow.sweep.run import SWEEP_FILE
+    from marlow.sweep.run import run_sweep as marlow_sweep
+
+    t0 = time.perf_counter()
+    opts = [f"out={out}", "aggregate=false", *([f"ray_cpus={ray_cpus}"] if ray_cpus else [])]
+    if marlow_sweep([*opts, *args]) != 0:  # the benchmark writes its own page, not the sweep's aggregate
+        raise SystemExit(f"{out}: some trials failed (see {out / SWEEP_FILE}); rerun to retry them")
+    print(f"{out}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return json.loads((out / SWEEP_FILE).read_text())["trials"]
+
+
 def _finished(run_dir: Path, cfg) -> bool:
     if not (run_dir / "metrics.csv").is_file() or not (run_dir / "config.yaml").is_file():
         return False
@@ -66,11 +84,11 @@ def steps(run_dir: Path) -> np.ndarray:
     return m[sorted(m)[0]]["env_steps"]
 
 
-def fmt_total(totals: dict) -> str:
-    """The whole-sweep time with compilation, when every algorithm was trained in this call."""
+def whole(totals: dict) -> str:
+    """The trials' whole seconds (import, compilation, training, evaluation) when this call ran them all."""
     if any(t is None for t in totals.values()):
-        return "not measured (some runs were reused)"
-    return f"{sum(totals.values()):.1f} s"
+        return "not measured (some trials were finished by an earlier call)"
+    return f"{sum(totals.values()):.1f} s in {len(totals)} trial processes"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

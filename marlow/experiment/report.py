@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +118,22 @@ def load_run(run_dir: str | Path, label: str | None = None) -> RunData:
     return RunData(run_dir, label or algo or run_dir.name, algo, task, metrics)
 
 
-def _load_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None) -> list[RunData]:
-    if isinstance(run_dirs, str | Path):
+def _load_runs(run_dirs: Sequence[str | Path | RunData], labels: Sequence[str] | None) -> list[RunData]:
+    """The runs of ``run_dirs``: paths are loaded, :class:`RunData` (e.g. with derived columns) is taken as
+    it is; ``labels`` replace the runs' own labels."""
+    if isinstance(run_dirs, str | Path | RunData):
         run_dirs = [run_dirs]
     if not run_dirs:
         raise ValueError("no run directories given")
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run dirs")
-    runs = [load_run(d, None if labels is None else labels[i]) for i, d in enumerate(run_dirs)]
+    runs = []
+    for i, d in enumerate(run_dirs):
+        label = None if labels is None else labels[i]
+        if isinstance(d, RunData):
+            runs.append(replace(d, label=label or d.label))  # a copy: the labels below may change
+        else:
+            runs.append(load_run(d, label))
     if labels is None:
         for attr in ("task", "dir"):
             counts: dict[str, int] = {}
@@ -203,7 +211,7 @@ def _new_figure(ncols: int) -> Any:
 
 
 def plot_grid(
-    run_dirs: Sequence[str | Path],
+    run_dirs: Sequence[str | Path | RunData],
     out_png: str | Path,
     xs: Sequence[str] = ("env_steps",),
     y: str = "eval/team_return",
@@ -211,9 +219,10 @@ def plot_grid(
     title: str | None = None,
     reference: dict[str, float] | None = None,
 ) -> Path:
-    """One subplot per x axis in ``xs`` (side by side), each with the same curves: one per run dir,
-    the seed mean with a 95% confidence band. ``reference`` draws labelled horizontal lines (e.g. a
-    random policy's return). Returns the PNG path."""
+    """One subplot per x axis in ``xs`` (side by side), each with the same curves: one per run dir (or
+    :class:`RunData`, e.g. with a derived column), the seed mean with a 95% confidence band.
+    ``reference`` draws labelled horizontal lines (e.g. a random policy's return). Returns the PNG
+    path."""
     if isinstance(xs, str):
         xs = (xs,)
     if not xs:

@@ -10,6 +10,8 @@ already holds every evaluation, resumes the ones with a checkpoint from it, and 
 that fails (a diverged run, a crash, a killed worker) is reported with one line and the others go on; the
 command then exits with status 1, and a rerun retries the failed trials. Each trial's output goes to its
 run directory's ``train.log``; ``sweep.json`` in the sweep directory lists the trials and their outcome.
+The aggregate report (marlow.sweep.report) is written to ``<out>/aggregate`` at the end unless
+``aggregate=false``.
 """
 
 from __future__ import annotations
@@ -26,12 +28,19 @@ from marlow.sweep.grid import Trial, expand
 
 SWEEP_FILE = "sweep.json"
 LOG_NAME = "train.log"
-OPTIONS = {"out": None, "address": "", "cpus_per_trial": "1", "gpus_per_trial": "0", "ray_cpus": ""}
+OPTIONS = {
+    "out": None,
+    "address": "",
+    "cpus_per_trial": "1",
+    "gpus_per_trial": "0",
+    "ray_cpus": "",
+    "aggregate": "true",
+}
 
 
 def split_options(args: list[str]) -> tuple[dict[str, str], list[str]]:
     """The sweep's own options (``out``, ``address``, ``cpus_per_trial``, ``gpus_per_trial``,
-    ``ray_cpus``) apart from the grid's arguments."""
+    ``ray_cpus``, ``aggregate``) apart from the grid's arguments."""
     opts, grid = dict(OPTIONS), []
     for a in args:
         key = a.split("=", 1)[0]
@@ -130,6 +139,8 @@ def run_sweep(args: list[str]) -> int:
         raise ConfigError(f"sweep: cpus_per_trial must be positive, got {opts['cpus_per_trial']}")
     if gpus > 1 and not gpus.is_integer():
         raise ConfigError(f"sweep: gpus_per_trial is a fraction below 1 or a whole number, got {gpus}")
+    if opts["aggregate"] not in ("true", "false"):
+        raise ConfigError(f"sweep: aggregate expects true or false, got {opts['aggregate']!r}")
     trials = expand(grid, out)
     status = {t.run_dir: trial_status(t) for t in trials}
     todo = [t for t in trials if status[t.run_dir] != "finished"]
@@ -141,7 +152,7 @@ def run_sweep(args: list[str]) -> int:
     _write_record(out, grid, trials, outcome)
     failed = [t for t in trials if outcome[t.run_dir]["status"] != "finished"]
     print(f"sweep {out}: {len(trials) - len(failed)} of {len(trials)} trials finished", flush=True)
-    if len(failed) < len(trials):
+    if len(failed) < len(trials) and opts["aggregate"] == "true":
         from marlow.sweep.report import write
 
         try:
