@@ -4,12 +4,14 @@ conf/task/mamujoco/halfcheetah_2x3.yaml: HARL's tuned HalfCheetah values; conf/t
 SMAX settings).
 
     .venv/bin/python benchmarks/onpolicy/learning.py [--tasks mamujoco/halfcheetah_2x3,smax/3m]
-        [--algos happo,mappo,ippo] [--seeds 3] [--steps-halfcheetah N] [--steps-smax N] [--reuse]
+        [--algos happo,mappo,ippo] [--seeds 3] [--steps-halfcheetah N] [--steps-smax N] [--ray-cpus N]
 
-Writes benchmarks/onpolicy/learning.md and learning_<task>.png (runs under benchmarks/onpolicy/runs,
-git-ignored). The budgets are a small fraction of the papers' (HARL: 10M steps on MA-MuJoCo; the
-Teammate Lookahead authors' code 5M; JaxMARL's SMAX baselines 10M): these runs show that each learner
-learns on each task on 2 CPU cores, not the papers' final numbers. SMAX results are not comparable with
+Writes benchmarks/onpolicy/learning.md and learning_<task>.png. Each task's algorithms are one
+``marlow sweep`` (Ray, a fresh process per trial, side by side on the machine's cores; finished trials
+are skipped and interrupted ones resumed on a rerun), under benchmarks/onpolicy/runs/ (git-ignored).
+The budgets are a small fraction of the papers' (HARL: 10M steps on MA-MuJoCo; the Teammate Lookahead
+authors' code 5M; JaxMARL's SMAX baselines 10M): these runs show that each learner learns on each task
+on 2 CPU cores, not the papers' final numbers. SMAX results are not comparable with
 SMAC's (docs/tasks/smax.md).
 """
 
@@ -24,7 +26,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "rommeo"))
-from sweep import run_sweep, table  # noqa: E402
+from sweep import grid_sweep, per_seed, table  # noqa: E402
 
 from marlow.experiment.report import aligned_seeds, load_run, plot_grid  # noqa: E402
 
@@ -51,7 +53,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps-halfcheetah", type=int, default=None)
     p.add_argument("--steps-smax", type=int, default=None)
-    p.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
+    p.add_argument("--ray-cpus", default="", help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--out", default=str(HERE / "learning.md"))
     ns = p.parse_args()
     algos = ns.algos.split(",")
@@ -75,11 +77,14 @@ def main() -> None:
             steps = ns.steps_halfcheetah
         if task.startswith("smax") and ns.steps_smax:
             steps = ns.steps_smax
+        grid = [f"algo={','.join(algos)}", f"task={task}", f"seeds=0-{ns.seeds - 1}"]
         overrides = [f"total_steps={steps}", f"eval_every={every}", "checkpoint_every=1000", *extra]
+        trials = grid_sweep(RUNS / task.replace("/", "_"), [*grid, *overrides], ns.ray_cpus)
+        trial_dirs = {t["swept"]["algo"]: Path(t["run_dir"]) for t in trials}
         runs, rows = {}, []
         for algo in algos:
-            run_dir, wall, _ = run_sweep(algo, task, ns.seeds, overrides, reuse=ns.reuse, root=RUNS)
-            runs[algo] = run_dir
+            run_dir = runs[algo] = trial_dirs[algo]
+            wall = float(per_seed(run_dir, "wall_time")[0, -1])
             cells = [f"{m:.3g} +- {s:.2g}" for m, s in (summarise(run_dir, c) for c in cols)]
             first, _ = summarise_first(run_dir, cols[0])
             rows.append([algo, f"{steps:,}", f"{first:.3g}", *cells, f"{wall:.0f}"])
