@@ -25,22 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
-from sensitivity import SWEEPS, sweep_family  # noqa: E402
+from sensitivity import ALGOS, SWEEPS, sweep_family  # noqa: E402
+from sensitivity import LABELS as SWEEP_LABELS  # noqa: E402
 from sweep import HERE, mean_ci, per_seed, steps, table, whole  # noqa: E402
 
 from marlow.experiment.report import plot_runs  # noqa: E402
 
-ALGOS = ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q")
-LABELS = {
-    "rommeo_q": "ROMMEO-Q",
-    "rommeo_q_emp": "ROMMEO-Q-EMP",
-    "iql": "IQL",
-    "jal": "JAL",
-    "wolf_phc": "WoLF-PHC",
-    "fmq": "FMQ (c=10)",
-    "pr2_q": "PR2-Q",
-}
-TASK = "games/climbing"
+LABELS = {**SWEEP_LABELS, "fmq": "FMQ (c=10)"}  # the defaults: FMQ at the paper's c
 OPTIMUM = 25 * 11.0
 
 
