@@ -19,7 +19,8 @@ baseline) and our defaults (FMQ and PR2-Q converge in 100/100 seeds, like ROMMEO
 - Budget: each run's greedy joint action is read after 25, 50 and 100 episodes (the paper plots 100).
 
 Every family is one ``marlow sweep`` (Ray, one fresh process per trial); its trials are
-``runs/sensitivity/<family>/games_climbing/<algo>/<key>=<value>``, and a rerun skips the finished ones.
+``runs/sensitivity/<family>/games_climbing/<algo>[/<key>=<value>]/seeds=0-99`` (benchmarks/rommeo/runs,
+git-ignored), and a rerun skips the finished ones. climbing.py reads the "defaults" family.
 
     .venv/bin/python benchmarks/rommeo/sensitivity.py [--seeds 100] [--episodes 100] [--ray-cpus N]
 
@@ -91,7 +92,14 @@ def outcome(run_dir: Path, episodes: int) -> dict:
     p_aa = per_seed(run_dir, "diag/pi_a0/agent_0")[:, -1] * per_seed(run_dir, "diag/pi_a0/agent_1")[:, -1]
     cc = np.mean(load_run_config(run_dir).experiment.task_options.get("cc_payoff", (5.0, 5.0)))
     joint = [int(np.sum(np.isclose(ret[:, -1], v))) for v in (11.0, 7.0, cc)]  # team reward per step
-    return {"at": at, "joint": joint, "p_aa": float(np.mean(p_aa)), "curve": np.isclose(ret, OPTIMUM)}
+    wall = float(per_seed(run_dir, "wall_time")[0, -1])  # the runner's training time, all seeds
+    return {
+        "at": at,
+        "joint": joint,
+        "p_aa": float(np.mean(p_aa)),
+        "curve": np.isclose(ret, OPTIMUM),
+        "wall": wall,
+    }
 
 
 def setting_label(name: str, trial: dict) -> str:
@@ -226,8 +234,10 @@ def main() -> None:
         f"defaults of `marlow/conf/algo/<algo>.yaml` (for reference: {defaults}). 'Greedy (A,A) after e "
         "episodes': the fraction of seeds whose greedy joint action is (A, A) after e episodes, with the "
         "95% Wilson interval at the end. P(A,A): the mean over seeds of the product of the two final "
-        f"policies' probabilities of A. Whole script: {wall:.0f} s on this 2-core machine (finished "
-        "trials of an earlier call are skipped, so a rerun takes less).",
+        f"policies' probabilities of A. Training time of all {len(results)} trials: "
+        f"{sum(r['wall'] for _, _, r in results):.0f} s on this 2-core machine (the runner's logged "
+        "training time, without start-up and compilation; each trial's process added about 30-75 s of "
+        f"those). This call took {wall:.0f} s (finished trials of an earlier call are skipped).",
         "",
         table(
             [
