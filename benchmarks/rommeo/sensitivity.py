@@ -37,6 +37,7 @@ import numpy as np
 from scipy import stats
 from sweep import HERE, RUNS, grid_sweep, per_seed, table
 
+from marlow.experiment.config import resolve
 from marlow.experiment.setup import load_run_config
 
 ALGOS = ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q")
@@ -63,8 +64,19 @@ FAMILIES: dict[str, tuple[tuple[str, ...], list[str], dict[str, str]]] = {
     "soft_epsilon": (("pr2_q", "rommeo_q"), [], {"epsilon": "0,0.3"}),
 }
 SWEEPS = RUNS / "sensitivity"  # one sweep directory per family
-DEFAULTS_OF = {"c": "10", "temp_decay": "0.006", "lr": "0.9", "alpha": "1", "epsilon": "0.1"}
 OPTIMUM, STEPS_PER_EPISODE = 11.0, 25
+
+
+def swept_defaults() -> dict[str, list[str]]:
+    """Per algorithm, the config keys its own families change (their defaults are printed on the page;
+    the every-algorithm families, online and the payoff, are described in words)."""
+    keys: dict[str, dict[str, None]] = {}  # an ordered set per algorithm
+    for algos, fixed, swept in FAMILIES.values():
+        if algos == ALGOS:
+            continue
+        for algo in algos:
+            keys.setdefault(algo, {}).update(dict.fromkeys([*swept, *(f.split("=")[0] for f in fixed)]))
+    return {algo: list(k) for algo, k in keys.items()}
 
 
 def sweep_family(name: str, seeds: int, episodes: int, ray_cpus: str, runs: Path) -> list[dict]:
@@ -222,7 +234,11 @@ def main() -> None:
             ]
         )
     plot(results, args.episodes, args.out / "climbing_sensitivity.png")
-    defaults = ", ".join(f"{k}={v}" for k, v in DEFAULTS_OF.items())
+    defaults = "; ".join(
+        f"{LABELS[algo]}: "
+        + ", ".join(f"{k}={getattr(resolve([f'algo={algo}', f'task={TASK}']).algo, k):g}" for k in keys)
+        for algo, keys in swept_defaults().items()
+    )
     md = [
         "# ROMMEO Fig. 1 sensitivity: which settings reach (A, A) in the iterated climbing game",
         "",
