@@ -1,5 +1,6 @@
 """Behaviour check for changes to shared machinery: train a fixed set of cheap configurations (every
-learner family: model-free off-policy, model-based, tabular, continuous games, a PettingZoo host run)
+learner family: model-free off-policy, model-based, tabular, continuous games, on-policy with and without
+lookahead, the world-model learners, a PettingZoo host run)
 and write every metric of every evaluation to ``<out>/<name>.csv``. Run it before and after a change
 and compare with ``--compare BEFORE AFTER``: the table lists, per configuration, the largest absolute
 difference of any metric and the metric it is in.
@@ -54,6 +55,26 @@ CONFIGS: dict[str, list[str]] = {
     "rommeo_q_climbing": ["algo=rommeo_q", "task=games/climbing", *SCHEDULE],
     "iql_climbing": ["algo=iql", "task=games/climbing", *SCHEDULE],
     "masac_pettingzoo": ["algo=masac", "task=pettingzoo/mpe2_simple_spread", *SCHEDULE, *SMALL_NET],
+}
+ON_POLICY = ["total_steps=600", "eval_every=200", "num_envs=2", "rollout_steps=25", "epochs=2"]
+ON_POLICY += ["num_minibatches=2", "hidden=16,16"]
+LOOKAHEAD = ["la_warmup_steps=100", "la_rollouts=4", "la_episode_length=3", "la_epochs=1"]
+LOOKAHEAD += ["la_minibatches=1", "la_start_window=16", "diag_samples=8", "model_hidden=8,8"]
+LOOKAHEAD += ["model_batch_size=8", "model_steps_per_epoch=2", "model_max_epochs=1", "model_term_steps=2"]
+LOOKAHEAD += ["model_buffer_size=64"]
+WORLD_MODEL = ["total_steps=600", "eval_every=200", "num_envs=2", "preset=small", "embed=8"]
+WORLD_MODEL += ["model_width=8", "deter=8", "n_categoricals=2", "n_classes=4", "attn_heads=2"]
+WORLD_MODEL += ["actor_hidden=8", "critic_hidden=8", "seq_len=5", "model_batch=4", "agent_batch=2"]
+WORLD_MODEL += ["horizon=3", "model_updates=1", "agent_updates=1", "ppo_epochs=1", "ppo_minibatch=16"]
+WORLD_MODEL += ["warmup_steps=100", "train_every=100", "buffer_size=200"]
+MAG = ["plan_candidates=2", "plan_horizon=2", "rm_hidden=8", "rm_updates=1", "rm_batch=2"]
+CONFIGS |= {  # the on-policy and world-model families
+    "ippo_smax": ["algo=ippo", "task=smax/3m", *ON_POLICY],
+    "mappo_spread": ["algo=mappo", "task=mpe/simple_spread", *ON_POLICY],
+    "happo_schedule": ["algo=happo", "task=mpe/simple_schedule", *ON_POLICY],
+    "la_happo_toy": ["algo=la_happo", "task=games/lookahead_toy", *ON_POLICY, *LOOKAHEAD],
+    "mamba_climbing": ["algo=mamba", "task=games/climbing", *WORLD_MODEL],
+    "mag_smax": ["algo=mag", "task=smax/3m", *WORLD_MODEL, *MAG],
 }
 SKIP = {"wall_time", "steps_per_s"}
 

@@ -19,6 +19,9 @@ if os.environ.get("MARLOW_TEST_XLA_OPT") != "1" and "xla_backend_optimization_le
 ):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 configure_host_devices()
+# Runs in the suite keep out of the user's compilation cache (~/.cache/marlow/jax, compile_cache=auto):
+# tests/test_compile_cache.py gives the cache its own directories. Subprocesses inherit the setting.
+os.environ.setdefault("MARLOW_COMPILE_CACHE", "off")
 
 _CACHE_OPTIONS = {
     "jax_compilation_cache_dir": None,

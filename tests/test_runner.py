@@ -55,6 +55,7 @@ RUN_FILES = (
     "checkpoint.msgpack",
     "report.md",
     "learning_curve.png",
+    "startup.json",
 )
 
 pytestmark = pytest.mark.usefixtures("jax_compilation_cache")  # tests/conftest.py

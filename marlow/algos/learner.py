@@ -47,6 +47,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.extend.core import jaxpr_as_fun
 
 from marlow import rollout
 from marlow.buffers import replay
@@ -162,10 +163,19 @@ class OffPolicyLearner:
 def learn_when(ready, learn, state):
     """``learn(state) -> (state, metrics)`` where ``ready``, else ``state`` unchanged with zero metrics of
     the same shapes (``metrics["updates"]`` = 0: nothing learned): one ``lax.cond``, a real branch when
-    ``ready`` is not batched over seeds (warm-up)."""
-    shapes = jax.eval_shape(lambda s: learn(s)[1], state)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return jax.lax.cond(ready, learn, lambda s: (s, zeros), state)
+    ``ready`` is not batched over seeds (warm-up).
+
+    ``learn`` is traced once, to a jaxpr that gives the zero branch its shapes and is then evaluated as
+    the learning branch (the same operations as tracing ``learn`` again inside the ``cond``, which would
+    double the Python tracing of every update at each compilation)."""
+    closed, out_shapes = jax.make_jaxpr(learn, return_shape=True)(state)
+    out_tree = jax.tree.structure(out_shapes)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shapes[1])
+
+    def traced_learn(s):
+        return jax.tree.unflatten(out_tree, jaxpr_as_fun(closed)(*jax.tree.leaves(s)))
+
+    return jax.lax.cond(ready, traced_learn, lambda s: (s, zeros), state)
 
 
 class OnPolicyDefaults:

@@ -66,39 +66,12 @@ import jax
 import jax.numpy as jnp
 
 from marlow.envs.api import Actions, EnvSpec, MultiAgentEnv, Obs, share_team_rewards
+from marlow.envs.jaxmarl_import import import_jaxmarl
 from marlow.envs.registry import register
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 
 if TYPE_CHECKING:
     from jaxmarl.environments.mpe.simple import State
-
-
-def _import_jaxmarl(module: str):
-    """Import a jaxmarl module quietly and without losing the caller's stdout/stderr.
-
-    jaxmarl 0.2.0 prints "Importing submoduled environments..." on import, and its mabrax_env.py runs
-    ``sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__``, which would undo any redirection (e.g. of a
-    caller capturing ``marlow list``). The prints go to ``sys.__stdout__`` after that reset, so file
-    descriptor 1 is pointed at /dev/null for the import, and the Python streams are restored after it."""
-    import importlib
-    import os
-    import sys
-
-    out, err = sys.stdout, sys.stderr
-    for stream in (out, sys.__stdout__):
-        if stream is not None:
-            stream.flush()
-    saved_fd, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    try:
-        return importlib.import_module(module)
-    finally:
-        if sys.__stdout__ is not None:
-            sys.__stdout__.flush()
-        os.dup2(saved_fd, 1)
-        os.close(saved_fd)
-        os.close(devnull)
-        sys.stdout, sys.stderr = out, err
 
 
 EPISODE_LENGTH = 25
@@ -224,9 +197,8 @@ def _make_jaxmarl(
 ) -> JaxMARLMPE:
     if "max_steps" in kwargs:
         raise TypeError("use episode_length instead of JaxMARL's max_steps (which runs one step too many)")
-    jaxmarl_mpe = _import_jaxmarl("jaxmarl.environments.mpe")
-
-    inner = getattr(jaxmarl_mpe, cls_name)(**kwargs)
+    module = import_jaxmarl(f"jaxmarl.environments.mpe.{name.split('/')[1]}")
+    inner = getattr(module, cls_name)(**kwargs)
     return JaxMARLMPE(
         name, inner, cooperative=cooperative, episode_length=episode_length, description=description
     )
@@ -323,7 +295,7 @@ class SimpleScheduleMPE(MultiAgentEnv):
     ACCEL = 5.0
 
     def __init__(self, episode_length: int = EPISODE_LENGTH, sum_team_reward: bool = False):
-        SimpleMPE = _import_jaxmarl("jaxmarl.environments.mpe.simple").SimpleMPE  # noqa: N806
+        SimpleMPE = import_jaxmarl("jaxmarl.environments.mpe.simple").SimpleMPE  # noqa: N806
 
         self.episode_length = int(episode_length)
         self.sum_team_reward = bool(sum_team_reward)

@@ -83,7 +83,7 @@ import jax
 import jax.numpy as jnp
 
 from marlow.envs.api import Actions, EnvSpec, MultiAgentEnv, Obs
-from marlow.envs.mpe import _import_jaxmarl
+from marlow.envs.jaxmarl_import import import_jaxmarl
 from marlow.envs.registry import register
 from marlow.envs.spaces import Box, Discrete
 
@@ -112,7 +112,8 @@ _DESCRIPTIONS = {
 
 
 def _smax_module():
-    return _import_jaxmarl("jaxmarl.environments.smax")
+    """JaxMARL's SMAX core (``Scenario``, ``map_name_to_scenario``, ``SMAX``), without the rest of JaxMARL."""
+    return import_jaxmarl("jaxmarl.environments.smax.smax_env")
 
 
 def scenario(map_name: str) -> Any:
@@ -141,11 +142,11 @@ class SMAXEnv(MultiAgentEnv):
     ):
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
-        smax = _smax_module()
+        heuristic = import_jaxmarl("jaxmarl.environments.smax.heuristic_enemy_smax_env")
         self.map_name = map_name
         self.episode_length = int(episode_length)
         # JaxMARL's own time limit is ignored (see the module docstring); max_steps only keeps it quiet.
-        self.jaxmarl_env = smax.HeuristicEnemySMAX(
+        self.jaxmarl_env = heuristic.HeuristicEnemySMAX(
             scenario=scenario(map_name), attack_mode="closest", max_steps=self.episode_length
         )
         inner = self.jaxmarl_env._env

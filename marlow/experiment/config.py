@@ -56,6 +56,7 @@ class ExperimentConfig:
     run_dir: str
     resume: str
     progress: bool
+    compile_cache: str
     task_options: dict[str, Any]
 
 
@@ -326,5 +327,6 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
     d = dict(d)
     algo_params = d.pop("algo_params", {})
     d.setdefault("task_options", {})  # run directories written before task options existed
+    d.setdefault("compile_cache", "auto")  # ... and before the compilation cache
     exp = build(ExperimentConfig, d)
     return RunConfig(exp, build(get_algo(exp.algo).Config, algo_params))

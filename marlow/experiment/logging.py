@@ -302,7 +302,7 @@ class RunLogger:
                 # NaN marks "not measured yet" (e.g. losses before warm-up): CSV only, not TensorBoard
                 if k != "env_steps" and v is not None and math.isfinite(float(v)):
                     w.add_scalar(k, float(v), global_step=step)
-            w.flush()
+            _write_queued(w)
 
         for seed, row, s in zip(self.seeds, rows, scalars, strict=True):
             self._append_json(seed, row, s)
@@ -373,3 +373,22 @@ def read_metrics(run_dir: str | Path) -> dict[int, dict[str, np.ndarray]]:
         arr = np.asarray(vals, dtype=np.float64).reshape(len(vals), len(header) - 1)
         out[seed] = {col: arr[:, j].copy() for j, col in enumerate(header[1:])}
     return out
+
+
+def _write_queued(writer) -> None:
+    """Put every event ``writer`` was given into its file before returning.
+
+    tensorboardX's ``SummaryWriter`` hands events to a writer thread through a queue, and its ``flush()``
+    flushes only what that thread has already taken off the queue. The session checkpoints right after
+    logging, and a resume keeps the TensorBoard events up to the checkpoint's step, so an event still
+    queued when the process is killed would be lost for good (seen as a missing last scalar of a chunk
+    in tests/test_preemption.py). The thread writes its queue in order and stops at a stop signal put
+    behind the events, so stopping it, flushing the file and starting a new thread on the same queue
+    and file leaves every event on disk. This uses tensorboardX 2.6's writer internals (pinned)."""
+    from tensorboardX.event_file_writer import _EventLoggerThread
+
+    ew = writer._get_file_writer().event_writer
+    ew._worker.stop()
+    ew._ev_writer.flush()
+    ew._worker = _EventLoggerThread(ew._event_queue, ew._ev_writer, ew._flush_secs)
+    ew._worker.start()

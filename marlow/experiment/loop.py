@@ -141,8 +141,7 @@ class Loop:
         return [f"loss/{k}" for k in sums["metrics"]] + ["train/return", *events, "updates"]
 
     # ---- JAX envs: a whole chunk in one program ----------------------------------------------------
-    def _iteration(self, carry, it):
-        rs, sums = carry
+    def _iteration(self, rs, it):
         env_carry, key, traj = rollout.collect(
             self.env,
             self.learner.policy(rs.learner),
@@ -152,16 +151,17 @@ class Loop:
             env_info=self.env_info,
             reset_pstate=getattr(self.learner, "reset_pstate", None),
         )
-        rs, s = self.learn(rs.replace(env=env_carry, key=key), traj, it)
-        return (rs, jax.tree.map(jnp.add, sums, s)), None
+        return self.learn(rs.replace(env=env_carry, key=key), traj, it)
 
     def chunk(self, rs: RunnerState, chunk_index: jax.Array) -> tuple[RunnerState, dict]:
-        """``iters_per_chunk`` iterations then an evaluation. ``chunk_index`` must not be batched."""
+        """``iters_per_chunk`` iterations then an evaluation. ``chunk_index`` must not be batched.
+
+        The iterations' sums come out of the scan stacked and are added up after it in iteration order,
+        ``0 + s_1 + s_2 + ...`` as a running sum in the carry would (the same floats), without tracing
+        :meth:`learn` a second time for the carry's zeros."""
         first_iter = chunk_index * self.iters_per_chunk
-        (rs, sums), _ = jax.lax.scan(
-            self._iteration, (rs, self.zero_sums(rs)), first_iter + jnp.arange(self.iters_per_chunk)
-        )
-        metrics = summarize(sums)
+        rs, per_iter = jax.lax.scan(self._iteration, rs, first_iter + jnp.arange(self.iters_per_chunk))
+        metrics = summarize(add_up(per_iter))
         rs, ev = self.evaluate(rs)
         metrics.update(ev)
         metrics["env_steps"] = rs.env_steps
@@ -204,6 +204,13 @@ def greedy_policy(learner, learner_state) -> rollout.Policy:
     if hasattr(learner, "greedy_policy"):
         return learner.greedy_policy(learner_state)
     return rollout.stateless(greedy(learner, learner_state), uses_env_info(learner))
+
+
+def add_up(stacked):
+    """The sum over the leading axis of every leaf, added in order from zero (a scan, not a reduction,
+    whose order XLA may choose)."""
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), stacked)
+    return jax.lax.scan(lambda acc, s: (jax.tree.map(jnp.add, acc, s), None), zeros, stacked)[0]
 
 
 def summarize(sums: dict) -> dict:

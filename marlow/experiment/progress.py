@@ -4,26 +4,34 @@ evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 
 class ProgressReporter:
-    def __init__(self, exp, total_steps: int, enabled: bool = True, console: Console | None = None):
+    """``enabled=False`` draws nothing and does not import rich."""
+
+    def __init__(self, exp, total_steps: int, enabled: bool = True, console=None):
         self.enabled = enabled
-        self.console = console or Console(stderr=True)
-        self.lines = enabled and not self.console.is_terminal  # one line per evaluation, no bar
         self.name, self.total, self.t0 = f"{exp.algo} on {exp.task} x{exp.num_seeds} seeds", total_steps, None
+        self.lines, self.progress = False, None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = console or Console(stderr=True)
+        self.lines = not self.console.is_terminal  # one line per evaluation, no bar
+        if self.lines:
+            return
         self.progress = Progress(
             TextColumn(f"[bold]{exp.algo}[/] on {exp.task} x{exp.num_seeds} seeds"),
             BarColumn(),
@@ -32,17 +40,16 @@ class ProgressReporter:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
-            disable=not enabled or self.lines,
             transient=False,
         )
         self.task = self.progress.add_task("train", total=total_steps, ret="-", sps="-")
 
     def __enter__(self):
-        self.progress.__enter__()
+        (self.progress or contextlib.nullcontext()).__enter__()
         return self
 
     def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+        return self.progress.__exit__(*exc) if self.progress is not None else False
 
     def advance(self, steps: int, ret: float | None, sps: float | None) -> None:
         if self.lines:
@@ -52,6 +59,8 @@ class ProgressReporter:
                 elapsed = time.perf_counter() - self.t0
                 line = f"{self.name}: {steps:,}/{self.total:,} env steps  return {ret:.2f}  {rate}"
                 print(f"{line}  {elapsed:.0f} s", file=sys.stderr, flush=True)
+            return
+        if self.progress is None:
             return
         fields = {}
         if ret is not None:

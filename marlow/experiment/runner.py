@@ -11,8 +11,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from marlow.algos import get_algo
 from marlow.devices import seed_sharding, shard_seeds
-from marlow.experiment import checkpoint
+from marlow.experiment import checkpoint, compile_cache, program_cache
 from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import Loop
 from marlow.experiment.session import run_chunks
@@ -27,15 +28,16 @@ from marlow.experiment.setup import (  # noqa: F401  (re-exported: the runner is
     prepare_run_dir,
     seed_keys,
 )
+from marlow.experiment.startup import Startup
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     """Train (or resume) a run; returns its directory. Raises MarlowError subclasses on bad input."""
     if cfg.experiment.resume:
         run_dir = Path(cfg.experiment.resume)
-        progress_flag = cfg.experiment.progress
+        here = cfg.experiment  # how to run it here (progress, cache) comes from this command
         cfg = load_run_config(run_dir)
-        cfg.experiment.progress = progress_flag
+        cfg.experiment.progress, cfg.experiment.compile_cache = here.progress, here.compile_cache
         cfg.experiment.resume = str(run_dir)  # the saved config has resume=""; run_chunks reads it
         if not (run_dir / checkpoint.CKPT_NAME).exists():  # killed before its first checkpoint
             print(
@@ -46,7 +48,13 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
             cfg.experiment.resume = ""
     else:
         run_dir = Path(run_dir or cfg.experiment.run_dir or default_run_dir(cfg))
+    cache = compile_cache.enable(cfg.experiment.compile_cache)
     env, algo = build(cfg)
+    # whole programs too, in marlow's own cache only (a caller's JAX cache may serve monkeypatched code)
+    own = cache if compile_cache.owned(cache) else None
+    programs = program_cache.for_run(own, cfg, env, get_algo(cfg.experiment.algo))
+    startup = Startup(cache, programs)
+    startup.mark("build")
     if not env.is_jax:
         from marlow.experiment.host import train_host
 
@@ -57,18 +65,25 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     init, chunk, evaluate = jitted_program(loop, cfg.experiment.num_seeds)
     keys = seed_keys(cfg)
     # a resumed run overwrites the state with its checkpoint: only its shapes are needed then
-    state = (
-        checkpoint.template(jax.vmap(loop.init), keys)
-        if cfg.experiment.resume
-        else init(shard_seeds(keys, cfg.experiment.num_seeds))
-    )
+    n = cfg.experiment.num_seeds
+    if cfg.experiment.resume:
+        state = checkpoint.template(jax.vmap(loop.init), keys)
+        shapes = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=seed_sharding(n)), state
+        )
+    else:
+        keys = shard_seeds(keys, n)
+        shapes = state = startup.compiled("init", init, keys)(keys)
+    run_chunk = startup.compiled("chunk", chunk, shapes, jnp.int32(0))
+    # the step-0 evaluation (new runs only); its outputs tell the chunk's evaluation metrics from the rest
+    first_eval = None if cfg.experiment.resume else startup.compiled("eval", evaluate, state)
+
+    def metric_names(_state) -> list[str]:
+        counters = {"env_steps", "episodes", "agent_interactions"}
+        return sorted(set(run_chunk.out_names) - set(first_eval.out_names) - counters)
+
     return run_chunks(
-        cfg,
-        run_dir,
-        state,
-        loop.chunk_metric_names,
-        evaluate,
-        lambda rs, c: chunk(rs, jnp.int32(c)),
+        cfg, run_dir, state, metric_names, first_eval, lambda rs, c: run_chunk(rs, jnp.int32(c)), startup
     )
 
 

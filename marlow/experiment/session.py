@@ -19,6 +19,7 @@ from marlow.experiment.logging import RunLogger
 from marlow.experiment.progress import ProgressReporter
 from marlow.experiment.setup import num_chunks
 from marlow.experiment.signals import GracefulStop, wait
+from marlow.experiment.startup import Startup
 
 
 def _rows(metrics: dict[str, Any], seeds: list[int], wall: float, sps: float) -> list[dict[str, Any]]:
@@ -44,13 +45,22 @@ def _diverged(metrics: dict[str, Any]) -> str | None:
     return None
 
 
-def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate, run_chunk) -> Path:
+def run_chunks(
+    cfg: RunConfig,
+    run_dir: Path,
+    state: Any,
+    metric_names,
+    evaluate,
+    run_chunk,
+    startup: Startup | None = None,
+) -> Path:
     """The host side of a run, shared by the JAX and the host-env loops: restore the checkpoint
     (``cfg.experiment.resume``; ``state`` is the template), log the step-0 evaluation (new runs), run the
     remaining chunks with logging, the divergence check, checkpoints and progress, then write the report.
 
     ``metric_names(state)``: the non-evaluation chunk metrics; ``evaluate(state) -> (state, eval metrics)``;
-    ``run_chunk(state, c) -> (state, metrics)``; metrics are arrays over seeds.
+    ``run_chunk(state, c) -> (state, metrics)``; metrics are arrays over seeds. ``startup``: the start-up
+    timings, written to the run directory when the first training chunk starts.
     """
     e = cfg.experiment
     resume = bool(e.resume)
@@ -74,6 +84,9 @@ def run_chunks(cfg: RunConfig, run_dir: Path, state: Any, metric_names, evaluate
             reporter.advance(start * e.eval_every, None, None)
             wall = wall0
             for c in range(start, n_chunks):
+                if startup is not None and c == start:
+                    startup.mark("first_step")
+                    startup.write(run_dir)
                 t0 = time.perf_counter()
                 state, m = run_chunk(state, c)
                 m = wait(m)  # in short sleeps: a SIGINT/SIGTERM handler runs meanwhile

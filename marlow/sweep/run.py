@@ -83,7 +83,8 @@ def trial_status(trial: Trial) -> str:
     saved = load_run_config(trial.run_dir)
     a, b = saved.to_dict(), want.to_dict()
     for d in (a, b):
-        d.pop("run_dir"), d.pop("resume"), d.pop("progress")
+        for host_only in ("run_dir", "resume", "progress", "compile_cache"):
+            d.pop(host_only)
     if a != b:
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         raise ConfigError(

@@ -1,0 +1,145 @@
+"""Time to the first training step, cold and warm: ``marlow train`` as a user runs it, once with an empty
+compilation cache (``compile_cache=<fresh directory>``), once again with the cache the first run filled
+(warm: the whole programs load from marlow's program cache), and once with only JAX's compiled-program
+layer of that cache (the ``programs/`` folder removed first: tracing and lowering run, compilation is
+loaded), one process after the other in one run of this script, repeated; and ``marlow list`` (imports
+only).
+
+    .venv/bin/python benchmarks/startup.py [--repeats 3] [--algos masac,mappo,aorpo]
+
+Per process: the whole process's wall time measured here, and the run's own ``startup.json`` (seconds
+from the process start to the first training step, and per program the tracing, lowering and compilation
+seconds). Writes benchmarks/startup.md; runs go to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MARLOW = str(HERE.parent / ".venv" / "bin" / "marlow")
+SHORT = ["progress=false"]
+RUNS = {  # short runs: the first chunk is the first training step (MASAC: the issue's "short MASAC run")
+    "masac": ["algo=masac", "task=mpe/simple_spread", "total_steps=2000", "eval_every=1000", *SHORT],
+    "mappo": ["algo=mappo", "task=mpe/simple_spread", "total_steps=4096", "eval_every=2048", *SHORT],
+    "aorpo": ["algo=aorpo", "task=mpe/simple_spread", "total_steps=2000", "eval_every=1000", *SHORT],
+}
+PROGRAMS = ("init", "eval", "chunk")
+KINDS = ("cold", "warm", "jax_only")
+KIND_LABEL = {"cold": "cold", "warm": "warm", "jax_only": "warm, JAX's layer only"}
+STAGES = ("trace", "lower", "compile", "load")
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    t = time.perf_counter()
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"startup: {' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - t
+
+
+def one_run(args: list[str], cache: Path, run_dir: Path) -> dict:
+    env = dict(os.environ)
+    env.pop("MARLOW_COMPILE_CACHE", None)
+    wall = timed([MARLOW, "train", *args, f"run_dir={run_dir}", f"compile_cache={cache}"], env)
+    record = json.loads((run_dir / "startup.json").read_text())
+    return {"process_s": wall, **record}
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--algos", default=",".join(RUNS))
+    args = p.parse_args()
+    algos = args.algos.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="marlow-startup-"))
+    env = dict(os.environ)
+    list_s = [timed([MARLOW, "list"], env) for _ in range(args.repeats)]
+    results: dict[str, dict[str, list[dict]]] = {a: {k: [] for k in KINDS} for a in algos}
+    for r in range(args.repeats):
+        for algo in algos:
+            cache = tmp / f"cache-{algo}-{r}"  # empty: a cold start
+            for kind in KINDS:
+                if kind == "jax_only":
+                    shutil.rmtree(cache / "programs")
+                res = one_run(RUNS[algo], cache, tmp / f"{algo}-{r}-{kind}")
+                results[algo][kind].append(res)
+                first = res["since_process_start_s"]["first_step"]
+                print(
+                    f"{algo} {kind} {r}: first step {first:.1f} s, process {res['process_s']:.1f} s",
+                    flush=True,
+                )
+    write(results, list_s, args.repeats)
+
+
+def write(results: dict, list_s: list[float], repeats: int) -> None:
+    lines = [
+        "# Time to the first training step, cold and warm compilation cache",
+        "",
+        f"`.venv/bin/python benchmarks/startup.py --repeats {repeats} --algos {','.join(results)}`",
+        "",
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {repeats} rounds per "
+        "algorithm, each one cold process (empty cache directory), one warm process (the cache the cold "
+        "one filled: every program loads whole from the program cache) and one with JAX's layer only (the "
+        "program cache's folder removed: tracing and lowering run, XLA's compilation loads from JAX's "
+        "cache), all one after the other in one run; medians. First step: seconds from the "
+        "process start to the first training chunk (the run's startup.json). Process: the whole "
+        "`marlow train` command, to exit (including the training chunks, the report and its plot). "
+        f"`marlow list` (imports and the task table only): {median(list_s):.2f} s.",
+        "",
+        "| run | first step (s): cold | warm | warm / cold | JAX's layer only | its / cold "
+        "| process (s): cold | warm | JAX's layer only |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for algo, kinds in results.items():
+        first = {k: median([r["since_process_start_s"]["first_step"] for r in kinds[k]]) for k in KINDS}
+        proc = {k: median([r["process_s"] for r in kinds[k]]) for k in KINDS}
+        args = " ".join(a for a in RUNS[algo] if a not in SHORT)
+        c, w, j = (first[k] for k in KINDS)
+        lines.append(
+            f"| `{args}` | {c:.1f} | {w:.1f} | {w / c:.0%} | {j:.1f} | {j / c:.0%} | "
+            + " | ".join(f"{proc[k]:.1f}" for k in KINDS)
+            + " |"
+        )
+    lines += [
+        "",
+        "Where the seconds go (medians; trace: Python tracing to a jaxpr, lower: to StableHLO, compile: "
+        "XLA's compilation, or with JAX's layer the load of the compiled program from it; load: the whole "
+        "program from the program cache; -: the stage did not run; set-up: from the process start to the "
+        "env and algorithm built, i.e. mostly Python's imports):",
+        "",
+        "| run | start | set-up | "
+        + " | ".join(f"{p} trace / lower / compile / load" for p in PROGRAMS)
+        + " |",
+        "|---|---|---|" + "---|" * len(PROGRAMS),
+    ]
+
+    def stage(rs: list[dict], key: str) -> str:
+        xs = [r["phases_s"][key] for r in rs if key in r["phases_s"]]
+        return f"{median(xs):.2f}" if xs else "-"
+
+    for algo, kinds in results.items():
+        for kind in KINDS:
+            rs = kinds[kind]
+            setup = median([r["since_process_start_s"]["build"] for r in rs])
+            cells = [" / ".join(stage(rs, f"{prog}_{s}") for s in STAGES) for prog in PROGRAMS]
+            lines.append(f"| {algo} | {KIND_LABEL[kind]} | {setup:.2f} | " + " | ".join(cells) + " |")
+    (HERE / "startup.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
