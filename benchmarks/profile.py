@@ -108,7 +108,7 @@ class Profile:
     def warm_up(self, steps: int) -> None:
         """Run chunks until every seed has ``steps`` env steps (the state is then past warm-up)."""
         while int(self.rs.env_steps[0]) < steps:
-            self.rs, _ = self.chunk(self.rs, jnp.int32(self.c))
+            self.rs, _ = self.chunk(self.rs, *self.loop.span(self.c))
             self.c += 1
 
     def part(self, label: str, calls: float, fn, *args, chain: bool = False):
@@ -128,7 +128,7 @@ class Profile:
 
     def chunk_seconds(self) -> float:
         def run(rs):
-            rs, m = self.chunk(rs, jnp.int32(self.c))
+            rs, m = self.chunk(rs, *self.loop.span(self.c))
             return rs, m
 
         return timed(run, self.rs, repeat=2, chain=True)

@@ -39,7 +39,6 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
 
     configure_host_devices()
     import jax
-    import jax.numpy as jnp
 
     from marlow.devices import seed_devices, shard_seeds
     from marlow.experiment.config import resolve
@@ -58,12 +57,12 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
     init, chunk, _ = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
     rs = init(shard_seeds(seed_keys(cfg), num_seeds))
     t0 = time.perf_counter()
-    rs, m = chunk(rs, jnp.int32(0))
+    rs, m = chunk(rs, *loop.span(0))
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for c in range(1, chunks + 1):
-        rs, m = chunk(rs, jnp.int32(c))
+        rs, m = chunk(rs, *loop.span(c))
     jax.block_until_ready(m)
     dt = time.perf_counter() - t0
     steps = chunks * cfg.experiment.eval_every * num_seeds

@@ -2,7 +2,7 @@
 
     import marlow
     run_dir = marlow.train("mappo", "smax/3m", total_steps=200_000, num_seeds=4, hidden=[64, 64])
-    print(marlow.evaluate(run_dir, episodes=20))
+    print(marlow.evaluate(run_dir, episodes=20)["team_return"])
     marlow.train(resume=run_dir)                    # continue a stopped run
 
 Keyword arguments are the command line's ``key=value`` pairs with Python values (lists and tuples for
@@ -23,20 +23,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from marlow.errors import ConfigError
 
-def _arg(v: Any) -> str:
+
+def cli_value(v: Any) -> str:
+    """A Python value as the command line writes it (``true``, ``64,64``)."""
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, list | tuple):
-        return ",".join(_arg(x) for x in v)
+        return ",".join(cli_value(x) for x in v)
     return repr(v) if isinstance(v, float) else str(v)
 
 
 def _args(algo: str | None, task: str | None, task_options: dict | None, overrides: dict) -> list[str]:
     args = [f"algo={algo}"] if algo else []
     args += [f"task={task}"] if task else []
-    args += [f"task.{k}={_arg(v)}" for k, v in (task_options or {}).items()]
-    return args + [f"{k}={_arg(v)}" for k, v in overrides.items()]
+    args += [f"task.{k}={cli_value(v)}" for k, v in (task_options or {}).items()]
+    return args + [f"{k}={cli_value(v)}" for k, v in overrides.items()]
 
 
 def config(algo: str | None = None, task: str | None = None, task_options: dict | None = None, **overrides):
@@ -54,20 +57,27 @@ def train(
     task_options: dict | None = None,
     **overrides,
 ) -> Path:
-    """Train ``algo`` on ``task`` (or resume the run in ``resume``); returns the run directory."""
+    """Train ``algo`` on ``task`` (or resume the run in ``resume``, where ``overrides`` may set the keys
+    a resume can change: ``total_steps`` to extend it, ``checkpoint_every``, ``progress``,
+    ``compile_cache``); returns the run directory. Progress is shown as by the CLI (``progress=False``
+    for none): a bar on a terminal, else one line per evaluation on stderr."""
     from marlow.experiment.runner import train as run
 
-    overrides.setdefault("progress", False)
+    if resume is None and not (algo and task):
+        raise ConfigError("marlow.train needs an algorithm and a task (or resume=<run_dir>)")
     if resume is not None:
-        return Path(run(config(resume=str(resume), progress=overrides["progress"])))
+        return Path(run(config(algo, task, task_options, resume=str(resume), **overrides)))
     return Path(run(config(algo, task, task_options, **overrides)))
 
 
-def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> list[str]:
-    """Greedy evaluation of a run's checkpointed policies (``marlow eval``): its summary lines."""
-    from marlow.experiment.evaluate import evaluate_run
+def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> dict:
+    """Greedy evaluation of a run's checkpointed policies (``marlow eval``), as numbers:
+    ``team_return`` (mean over seeds), ``team_return_per_seed``, ``agent_returns``, in competitive tasks
+    ``team_returns`` (per team), episode event rates such as ``win_rate``, ``env_steps`` and ``episodes``
+    (:meth:`marlow.experiment.evaluate.Evaluation.numbers`)."""
+    from marlow.experiment.evaluate import evaluation
 
-    return list(evaluate_run(str(run_dir), episodes=episodes, seed=seed))
+    return evaluation(str(run_dir), episodes=episodes, seed=seed).numbers()
 
 
 def make_env(task: str, **options):

@@ -23,3 +23,23 @@ class RunInterrupted(MarlowError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
+
+
+def did_you_mean(word: str, choices, n: int = 3) -> str:
+    """``"; did you mean 'x'?"`` (or ``'x' or 'y'``) for the closest of ``choices`` to ``word`` (difflib,
+    case-insensitive), or ``""`` when none is close: the tail of an "unknown name" error, so a typo gets a
+    suggestion instead of a dump of every name."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    lowered = {c.lower(): c for c in choices}
+    word = str(word).lower()
+    for long, short in _SYNONYMS:  # names from other libraries: learning_rate for lr
+        word = word.replace(long, short)
+    close = difflib.get_close_matches(word, list(lowered), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"
+
+
+_SYNONYMS = (("learning_rate", "lr"), ("discount", "gamma"))

@@ -87,3 +87,31 @@ def test_probability_of_improvement_matches_pairwise_counts():
         ]
         assert np.isclose(point, np.mean(per_task)), key
         assert 0 <= low <= high <= 1
+
+
+def test_step_zero_never_counts_as_a_final_score():
+    """Two trials of two evaluations each (step 0 and the end): both trained policies score 125 on every
+    seed, so they tie, whatever their untrained step-0 scores (175 vs -375 once reported mappo 150 vs
+    ippo -125 and P(ippo > mappo) = 0)."""
+    x = np.array([0.0, 2000.0])
+    configs = {}
+    for label, start in (("ippo", -375.0), ("mappo", 175.0)):
+        c = agg.Config(label)
+        c.curves["games/climbing"] = {s: (x, np.array([start, 125.0])) for s in range(2)}
+        configs[label] = c
+    _, final, _, _, notes = agg.scores(configs, last=2)
+    np.testing.assert_array_equal(final["ippo"], 125.0)
+    np.testing.assert_array_equal(final["mappo"], 125.0)
+    assert len(notes) == 2 and all("fewer trained evaluations than last=2" in n for n in notes)
+    poi = agg.improvement(final, reps=200)
+    assert poi["ippo > mappo"][0] == 0.5  # a tie, not 0
+
+
+def test_final_score_ignores_step_zero_with_enough_evaluations():
+    x = np.array([0.0, 100.0, 200.0, 300.0])
+    c = agg.Config("p")
+    c.curves["t/a"] = {0: (x, np.array([-50.0, 1.0, 2.0, 4.0]))}
+    _, final, _, _, notes = agg.scores({"p": c}, last=3)
+    assert final["p"][0, 0] == (1.0 + 2.0 + 4.0) / 3 and not notes
+    _, final, _, _, notes = agg.scores({"p": c}, last=4)
+    assert final["p"][0, 0] == (1.0 + 2.0 + 4.0) / 3 and "as few as 3" in notes[0]

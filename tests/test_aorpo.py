@@ -328,9 +328,9 @@ def test_aorpo_reaches_the_climb_equilibrium():
     env, alg = build(cfg)
     loop = Loop(env, learner(cfg, alg), cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)))
+    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))
     for c in range(2):
-        rs, _ = chunk(rs, jnp.int32(c))
+        rs, _ = chunk(rs, *loop.span(c))
     states = jnp.eye(2, dtype=jnp.float32)  # row s: the observation of state s
 
     def greedy(st):  # [state, agent]

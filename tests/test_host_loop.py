@@ -19,7 +19,7 @@ from flax.serialization import msgpack_restore
 from marlow.cli import main
 from marlow.experiment.checkpoint import CKPT_NAME
 from marlow.experiment.config import resolve
-from marlow.experiment.evaluate import evaluate_run
+from marlow.experiment.evaluate import eval_keys, evaluate_run, evaluation
 from marlow.experiment.host import env_seed, evaluate_host_run
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import build, load_run_config, train
@@ -100,7 +100,9 @@ def test_metrics_rows_for_both_seeds(run_dir):
 def test_evaluate_host_run(run_dir):
     cfg = load_run_config(run_dir)
     env, algo = build(cfg)
-    lines = evaluate_host_run(cfg, env, algo, run_dir, episodes=2, seed=7)
+    res, steps = evaluate_host_run(cfg, env, algo, run_dir, episodes=2, keys=eval_keys(7, 2))
+    assert steps == 400 and np.asarray(res["eval/team_return"]).shape == (2,)
+    lines = evaluation(run_dir, episodes=2, seed=7).lines()
     assert lines[0].startswith(f"masac on {TASK} after 400 env steps, 2 episodes: team return ")
     per_seed = lines[0].split("per seed: ")[1].rstrip(")").split(", ")
     assert len(per_seed) == 2 and all(np.isfinite(float(v)) for v in per_seed)

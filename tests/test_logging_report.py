@@ -414,3 +414,43 @@ def test_missing_y_column_raises(tmp_path):
     _synthetic_run(a, "ippo", [0], 3, 0.0)
     with pytest.raises(MissingMetricError, match="loss/critic"):
         summary_table([a], y="loss/critic")
+
+
+def test_report_leads_with_the_win_rate_and_says_what_its_band_is(tmp_path):
+    """SMAX's main metric is the win rate: it was missing from report.md and the learning curve; a
+    one-seed run printed "± 0.00" and every report said "(with 2 seeds: their range)"."""
+    run = tmp_path / "smax"
+    with RunLogger(run, algo="mappo", task="smax/3m", seeds=[0]) as logger:
+        for p in range(4):
+            logger.log([{"env_steps": 1000 * p, "eval/team_return": float(p), "eval/win_rate": p / 4}])
+    (run / "config.yaml").write_text("algo: mappo\ntask: smax/3m\nseed: 0\n")
+    text = write_report(run, tmp_path / "out").read_text()
+    tables = [line for line in text.splitlines() if line.startswith("| run |")]
+    assert len(tables) == 2 and "eval/win_rate" in tables[0] and "eval/team_return" in tables[1]
+    assert "| mappo | smax/3m | 1 | 0.75 (one seed) | 0.75 |" in text
+    assert "± 0.00" not in text and "two seeds" not in text and "no band for one seed" in text
+    assert "Curve: `eval/win_rate`" in text
+
+    many = tmp_path / "many"
+    _synthetic_run(many, "ippo", [0, 1, 2], 3, 0.0)
+    text = write_report(many, tmp_path / "out2").read_text()
+    assert "win_rate" not in text and "95% Student-t" in text and "two seeds" not in text
+
+
+def test_counts_are_logged_as_integers_and_float32_as_its_shortest_decimal(tmp_path):
+    """agent_interactions showed 819.199951171875 and updates 100.0 in metrics.csv."""
+    from marlow.experiment.session import _rows
+
+    metrics = {
+        "agent_interactions": np.array([819.2], np.float32),
+        "updates": np.array([100.0], np.float32),
+        "loss/critic": np.array([np.nan], np.float32),
+        "env_steps": np.array([400], np.int32),
+    }
+    (row,) = _rows(metrics, [0], 1.5, 10.0)
+    assert row["agent_interactions"] == 819.2 and isinstance(row["updates"], int) and row["updates"] == 100
+    with RunLogger(tmp_path / "r", algo="x", task="y", seeds=[0]) as logger:
+        logger.log([row])
+    header, rows = _read_csv(tmp_path / "r")
+    values = dict(zip(header, rows[0], strict=True))
+    assert values["agent_interactions"] == "819.2" and values["updates"] == "100"

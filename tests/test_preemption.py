@@ -106,8 +106,10 @@ def _kill_and_requeue(run: Path, delays: list[float]) -> list[str]:
     """Start the run, SIGKILL it after each delay (requeueing it with resume= each time), then let the last
     attempt finish; returns what each kill interrupted."""
     seen = []
-    for i, delay in enumerate(delays):
-        p = _start(*ARGS, f"run_dir={run}") if i == 0 else _start(f"resume={run}")
+    for delay in delays:
+        # a requeue resumes; a run killed before it wrote its config.yaml is started again as it was
+        started = (run / "config.yaml").exists()
+        p = _start(f"resume={run}") if started else _start(*ARGS, f"run_dir={run}")
         time.sleep(delay)
         if p.poll() is not None:  # finished before the kill
             break
@@ -116,7 +118,7 @@ def _kill_and_requeue(run: Path, delays: list[float]) -> list[str]:
         p.send_signal(signal.SIGKILL)
         p.wait()
     if not (run / "report.md").exists():
-        p = _start(f"resume={run}")
+        p = _start(f"resume={run}") if (run / "config.yaml").exists() else _start(*ARGS, f"run_dir={run}")
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     return seen

@@ -319,7 +319,7 @@ def test_cli_list(capsys, monkeypatch):
 )
 def test_cli_train_bad_input_exits_2(args, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written to the working directory
-    assert main(["train", "progress=false", *args]) == 2
+    assert main(["train", "progress=false", "algo=masac", "task=mpe/simple_spread", *args]) == 2
     cap = capsys.readouterr()
     assert needle in _one_error_line(cap.err)
     assert list(tmp_path.iterdir()) == []

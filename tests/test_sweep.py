@@ -126,3 +126,10 @@ def test_sweep_on_local_ray_resumes_reports_failures_and_skips_finished_trials(t
     assert sorted(merged["games"]["climbing"]) == sorted(labels)
     for name in ("aggregate.md", "intervals.png", "profiles.png", "curves.png", "improvement.png"):
         assert (out / "aggregate" / name).is_file(), name
+    log = (trials[2].run_dir / "train.log").read_text()  # the trial's progress, one line per evaluation
+    assert "compiling" in log and "3,000/3,000 env steps" in log, log
+    # another grid into the same sweep directory is refused, and the sweep's record is kept
+    before = (out / "sweep.json").read_text()
+    assert main(["sweep", f"out={out}", "algo=ippo", "seeds=0-1", *TINY]) == 2
+    assert "holds another sweep" in capsys.readouterr().err
+    assert (out / "sweep.json").read_text() == before

@@ -379,7 +379,7 @@ def test_learns_a_resting_point_of_the_climbing_game(name):
     env, algo = build(cfg)
     loop = Loop(env, learner(cfg, algo), cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
-    rs, metrics = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)))(rs, jnp.int32(0))
+    rs, metrics = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))(rs, *loop.span(0))
     joint = jax.vmap(lambda st: algo.act(st, {a: jnp.ones((1, 1)) for a in AGENTS}, KEY, False))(
         rs.learner.algo
     )

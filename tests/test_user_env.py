@@ -3,12 +3,18 @@ and from the Python API (`marlow.train`); bad user tasks are one-line errors."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
+import types
 
+import jax
+import numpy as np
 import pytest
+from gymnasium import spaces as gs
+from pettingzoo import ParallelEnv
 
 import marlow
-from marlow import cli
+from marlow import cli, make_env
 from marlow.errors import ConfigError
 from marlow.experiment.report import read_metrics
 
@@ -99,7 +105,8 @@ def test_python_api_trains_the_same_env_and_matches_the_cli(env_file, tmp_path):
     assert (api_run / "report.md").is_file()
     a, b = read_metrics(api_run)[0], read_metrics(cli_run)[0]
     assert list(a["eval/team_return"]) == list(b["eval/team_return"])  # same config, same seeds
-    assert any("team return" in line for line in marlow.evaluate(api_run, episodes=2))
+    res = marlow.evaluate(api_run, episodes=2)
+    assert 0.0 <= res["team_return"] <= 5.0 and len(res["team_return_per_seed"]) == 1  # 5 steps
 
 
 def test_python_api_validates_like_the_cli(env_file):
@@ -125,3 +132,97 @@ def test_bad_user_tasks_are_one_line_errors(env_file, task, expect, capsys):
     assert cli.main(["train", "algo=ippo", f"task={task}", "total_steps=100"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
+
+
+# ---- a user env's outputs are checked once when it is built ------------------------------------------------
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        ('{"truncated": done}', "{}", "step_env() infos has no 'truncated' entry: return infos['truncated']"),
+        ('{"truncated": done}', '{"truncated": 0}', "infos['truncated'] is int32[]: return a bool scalar"),
+        ("{a: r for a in AGENTS}", '{"a0": r}', "step_env() rewards has no entry 'a1'"),
+        (', "__all__": done}', "}", "step_env() dones has no entry '__all__'"),
+        ("jnp.ones((1,), jnp.float32)", "jnp.ones((2,), jnp.float32)", "reset() obs['a0'] has shape (2,)"),
+        (', {"truncated": done}\n', "\n", "step_env() does not return 5 values"),
+        ("self.spec = EnvSpec(", "self.space = EnvSpec(", "user env has no spec"),
+    ],
+)
+def test_user_env_outputs_are_checked_when_it_is_built(tmp_path, capsys, old, new, expect):
+    assert old in ENV_FILE
+    path = tmp_path / "broken_env.py"
+    path.write_text(ENV_FILE.replace(old, new))
+    assert cli.main(["train", "algo=ippo", f"task=jax:{path}", "total_steps=100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err
+
+
+JAXMARL_STYLE = (
+    ENV_FILE.replace(
+        "    def __init__(self, length: int = 5):\n",
+        "    def __init__(self, length: int = 5, names=AGENTS):\n"
+        "        self.agents = list(names)  # as JaxMARL envs do\n"
+        "        self.num_agents = len(self.agents)\n",
+    )
+    .replace("for a in AGENTS}", "for a in self.agents}")
+    .replace("def make_env(length: int = 5):\n    return Coordinate(length)", "make_env = Coordinate")
+)
+
+
+def test_a_jaxmarl_style_env_may_assign_agents(tmp_path):
+    """JaxMARL envs set ``self.agents`` / ``self.num_agents`` in ``__init__`` (marlow derives both from the
+    spec: assigning them was an AttributeError); allowed when they agree with the spec."""
+    assert JAXMARL_STYLE.count("self.agents") == 4
+    path = tmp_path / "jaxmarl_style.py"
+    path.write_text(JAXMARL_STYLE)
+    env = marlow.make_env(f"jax:{path}")
+    assert env.agents == ["a0", "a1"] and env.num_agents == 2
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    _, _, rewards, _, _ = jax.jit(env.step)(jax.random.PRNGKey(1), state, {"a0": 2, "a1": 2})
+    assert float(rewards["a0"]) == 1.0
+    with pytest.raises(ConfigError, match=r"user env sets self.agents = \['x', 'y'\]: its spec says"):
+        marlow.make_env(f"jax:{path}", names=("x", "y"))
+
+
+class OldApiEnv(ParallelEnv):
+    """Two agents, 2-step episodes; ``api`` breaks PettingZoo's Parallel API: ``"four"`` returns gym's old
+    four step values, ``"no_truncations"`` leaves the truncations empty."""
+
+    metadata = {"name": "old_api"}
+    max_cycles = 2
+
+    def __init__(self, api: str = "ok"):
+        self.possible_agents, self.api = ["a_0", "a_1"], api
+
+    def observation_space(self, agent):
+        return gs.Box(-1, 1, (3,))
+
+    def action_space(self, agent):
+        return gs.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        return {a: np.zeros(3) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        obs, rew = {a: np.zeros(3) for a in self.agents}, dict.fromkeys(self.agents, 1.0)
+        done, infos = dict.fromkeys(self.agents, False), {a: {} for a in self.agents}
+        if self.api == "four":
+            return obs, rew, done, infos
+        return obs, rew, done, {} if self.api == "no_truncations" else dict(done), infos
+
+
+@pytest.mark.parametrize(
+    ("api", "expect"),
+    [
+        ("four", "step() does not return 5 values: return (observations, rewards, terminations, truncations"),
+        ("no_truncations", "step() truncations has no entry for 'a_0': return one per agent that acted so"),
+    ],
+)
+def test_user_pettingzoo_env_outputs_are_checked_when_it_is_built(monkeypatch, api, expect):
+    mod = types.ModuleType("marlow_old_api_module")
+    mod.parallel_env = OldApiEnv
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    assert make_env(f"pettingzoo:{mod.__name__}").spec.episode_length == 2  # the good one builds
+    with pytest.raises(ConfigError) as err:
+        make_env(f"pettingzoo:{mod.__name__}", api=api)
+    assert len(str(err.value).splitlines()) == 1 and expect in str(err.value), str(err.value)

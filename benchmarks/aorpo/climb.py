@@ -51,7 +51,7 @@ def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, fl
     env, alg = build(cfg)
     loop = Loop(env, learner(cfg, alg), cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)))
+    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))
     states = jnp.eye(2, dtype=jnp.float32)  # row s = the observation of state s (both agents see it)
 
     @jax.jit
@@ -65,7 +65,7 @@ def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, fl
     xs, acts = [], []
     t0 = time.perf_counter()
     for c in range(steps // cfg.experiment.eval_every):
-        rs, _ = chunk(rs, jnp.int32(c))
+        rs, _ = chunk(rs, *loop.span(c))
         xs.append((c + 1) * cfg.experiment.eval_every)
         acts.append(np.asarray(greedy(rs.learner.algo)))
     return np.asarray(xs), np.stack(acts), time.perf_counter() - t0

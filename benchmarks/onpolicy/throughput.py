@@ -36,7 +36,6 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
 
     configure_host_devices()
     import jax
-    import jax.numpy as jnp
 
     from marlow.devices import shard_seeds
     from marlow.experiment.config import resolve
@@ -65,7 +64,7 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
         rs = init(shard_seeds(seed_keys(cfg), seeds))
 
         def run(rs, c):
-            rs, m = chunk(rs, jnp.int32(c))
+            rs, m = chunk(rs, *loop.span(c))
             jax.block_until_ready(m)
             return rs
     else:

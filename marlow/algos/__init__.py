@@ -41,7 +41,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from marlow.errors import ConfigError
+from marlow.errors import ConfigError, did_you_mean
 
 GROUPS: dict[str, tuple[str, ...]] = {
     # model-free actor-critics (AORPO paper's bases) and ROMMEO Fig. 2's continuous learners
@@ -69,7 +69,8 @@ ALGORITHMS = tuple(MODULES)
 
 def get_algo(name: str) -> ModuleType:
     if name not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {name!r}; known algorithms: {', '.join(ALGORITHMS)}")
+        hint = did_you_mean(name, ALGORITHMS) or f"; known algorithms: {', '.join(ALGORITHMS)}"
+        raise ConfigError(f"unknown algorithm {name!r}{hint}")
     return importlib.import_module(MODULES[name])
 
 

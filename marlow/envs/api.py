@@ -128,17 +128,38 @@ class EnvSpec:
 
 
 class SpecSurface:
-    """The JaxMARL-style accessors every env (JAX or host-side) derives from its ``spec``."""
+    """The JaxMARL-style accessors every env (JAX or host-side) derives from its ``spec``.
+
+    A JaxMARL env assigns ``self.agents`` and ``self.num_agents`` in ``__init__``; that is allowed: the
+    assigned values are read until ``spec`` is set (they must agree with it, which
+    :mod:`marlow.envs.user` checks when it builds a user's env)."""
 
     spec: EnvSpec
 
+    def _from_spec(self, name: str):
+        assigned = self.__dict__.get("_assigned", {})
+        if name in assigned and getattr(self, "spec", None) is None:
+            return assigned[name]
+        return getattr(self.spec, name)
+
+    def _assign(self, name: str, value) -> None:
+        self.__dict__.setdefault("_assigned", {})[name] = value
+
     @property
     def agents(self) -> list[str]:
-        return list(self.spec.agents)
+        return list(self._from_spec("agents"))
+
+    @agents.setter
+    def agents(self, value) -> None:
+        self._assign("agents", list(value))
 
     @property
     def num_agents(self) -> int:
-        return self.spec.num_agents
+        return self._from_spec("num_agents")
+
+    @num_agents.setter
+    def num_agents(self, value) -> None:
+        self._assign("num_agents", value)
 
     def observation_space(self, agent: str) -> Space:
         return self.spec.obs_space(agent)

@@ -61,8 +61,8 @@ healthy bonus, Ant also a contact cost), given unchanged to every agent (``team_
 team, ``spec.shared_reward`` True, not multiplied by the number of agents). Episodes: 1000 steps (the
 Gymnasium time limit, which ends them as truncations); Ant and Walker2d also terminate when the robot
 falls (unhealthy). ``episode_length`` changes both the Gymnasium limit and the spec. Further keyword
-arguments go to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``); arguments that change its
-observation are not supported.
+arguments go to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``, :func:`gym_options`); arguments that
+change its observation are not supported (refused, like any other option).
 
 These envs run on the host: MuJoCo is stepped from Python, one env at a time; the collection
 (:mod:`marlow.experiment.host`) batches every env's policy call of a step into one jitted call.
@@ -80,7 +80,7 @@ import warnings
 import numpy as np
 
 from marlow.envs.pettingzoo import PettingZooEnv
-from marlow.envs.registry import register
+from marlow.envs.registry import accepted_options, register
 from marlow.errors import ConfigError
 
 EPISODE_LENGTH = 1000  # Gymnasium's time limit of the three robots
@@ -222,6 +222,16 @@ class _FullObs:
         self.env.close()
 
 
+def gym_options(scenario: str) -> tuple[str, ...]:
+    """The task options passed on to Gymnasium's ``<scenario>-v5`` env: its constructor's arguments less
+    those that change the observation (unsupported, see the module docstring), and ``render_mode``."""
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    names = accepted_options(load_env_creator(gymnasium.spec(f"{scenario}-v5").entry_point), ())
+    return tuple(n for n in names if n != "xml_file" and "observation" not in n) + ("render_mode",)
+
+
 def _int_option(task: str, key: str, value, minimum: int) -> int:
     try:
         out = int(str(value)) if not isinstance(value, bool) else None
@@ -297,7 +307,7 @@ def _register(task: str, scenario: str, agent_conf: str) -> None:
     factory.__doc__ = (
         f"MA-MuJoCo {scenario} {agent_conf} (Gymnasium-Robotics, host-side; one team, shared reward)"
     )
-    register(name)(factory)
+    register(name, options=lambda: gym_options(scenario))(factory)
 
 
 for _task, (_scenario, _conf) in TASKS.items():
@@ -309,6 +319,7 @@ __all__ = [
     "EPISODE_LENGTH",
     "TASKS",
     "factorization",
+    "gym_options",
     "make_mamujoco",
     "mujoco_compiler_warnings",
     "partition",

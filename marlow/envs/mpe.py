@@ -53,8 +53,11 @@ Teams and reward conventions
   value for every agent) and is **not** summed again over agents (the AORPO code's ``collaborative=True``
   world would triple it; ``sum_team_reward=True`` reproduces that). See :class:`SimpleScheduleMPE`.
 
-Extra keyword arguments of the factories go to the JaxMARL constructor (e.g. ``action_type="Continuous"``,
-``local_ratio`` for spread, ``num_adversaries`` for tag); all tasks take ``episode_length`` (default 25).
+Task options: all tasks take ``episode_length`` (default 25); the JaxMARL tasks also pass these on to the
+JaxMARL constructor: ``action_type`` (``"Continuous"``), the physics scalars ``dt``, ``damping``,
+``contact_force`` and ``contact_margin``, and the task's sizes (spread: ``num_agents``, ``num_landmarks``,
+``local_ratio``; push: ``num_good_agents``, ``num_adversaries``; adversary and tag: ``num_good_agents``,
+``num_adversaries``, ``num_obs``). Any other option is refused (``marlow.envs.make``).
 jaxmarl is imported lazily, so importing this module (e.g. to list tasks) stays cheap.
 """
 
@@ -212,13 +215,22 @@ _TAG = "Predator-prey: 3 slower adversaries chase 1 faster agent among 2 obstacl
 _SCHEDULE = "AORPO cooperative scheduling: a leader tells 2 followers their goal landmarks."
 
 
-@register("mpe/simple_spread", description=_SPREAD)
+# The JaxMARL constructor arguments each task passes on (its ``**kwargs``; see the module docstring).
+_COMMON = ("action_type", "dt", "damping", "contact_force", "contact_margin")
+_TEAMS = ("num_good_agents", "num_adversaries")
+
+
+@register(
+    "mpe/simple_spread",
+    description=_SPREAD,
+    options=("num_agents", "num_landmarks", "local_ratio", *_COMMON),
+)
 def simple_spread(episode_length: int = EPISODE_LENGTH, **kwargs: Any) -> JaxMARLMPE:
     """Cooperative navigation (shared summed reward)."""
     return _make_jaxmarl("mpe/simple_spread", "SimpleSpreadMPE", True, _SPREAD, episode_length, kwargs)
 
 
-@register("mpe/simple_speaker_listener", description=_SPEAKER)
+@register("mpe/simple_speaker_listener", description=_SPEAKER, options=_COMMON)
 def simple_speaker_listener(episode_length: int = EPISODE_LENGTH, **kwargs: Any) -> JaxMARLMPE:
     """Cooperative communication (shared summed reward)."""
     return _make_jaxmarl(
@@ -226,13 +238,13 @@ def simple_speaker_listener(episode_length: int = EPISODE_LENGTH, **kwargs: Any)
     )
 
 
-@register("mpe/simple_push", description=_PUSH)
+@register("mpe/simple_push", description=_PUSH, options=(*_TEAMS, *_COMMON))
 def simple_push(episode_length: int = EPISODE_LENGTH, **kwargs: Any) -> JaxMARLMPE:
     """Keep-away (competitive)."""
     return _make_jaxmarl("mpe/simple_push", "SimplePushMPE", False, _PUSH, episode_length, kwargs)
 
 
-@register("mpe/simple_adversary", description=_ADVERSARY)
+@register("mpe/simple_adversary", description=_ADVERSARY, options=(*_TEAMS, "num_obs", *_COMMON))
 def simple_adversary(episode_length: int = EPISODE_LENGTH, **kwargs: Any) -> JaxMARLMPE:
     """Physical deception (competitive)."""
     return _make_jaxmarl(
@@ -240,7 +252,7 @@ def simple_adversary(episode_length: int = EPISODE_LENGTH, **kwargs: Any) -> Jax
     )
 
 
-@register("mpe/simple_tag", description=_TAG)
+@register("mpe/simple_tag", description=_TAG, options=(*_TEAMS, "num_obs", *_COMMON))
 def simple_tag(episode_length: int = EPISODE_LENGTH, **kwargs: Any) -> JaxMARLMPE:
     """Predator-prey (competitive)."""
     return _make_jaxmarl("mpe/simple_tag", "SimpleTagMPE", False, _TAG, episode_length, kwargs)

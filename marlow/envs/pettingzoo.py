@@ -52,7 +52,9 @@ their bounds and shape; observations become ``Box(-inf, inf, (d,))``). Any other
 Task strings: ``pettingzoo:module.path:factory`` imports ``module.path`` and calls ``factory(**kwargs)``;
 ``pettingzoo:module.path`` calls ``module.path.parallel_env(**kwargs)``. The adapter's own keyword
 arguments (``teams``, ``shared_reward``, ``team_reward``, ``episode_length``) are taken out of ``kwargs``
-first; use ``env_kwargs={...}`` to pass a factory argument with one of those names.
+first; use ``env_kwargs={...}`` to pass a factory argument with one of those names. An option neither
+takes is refused. The env is reset and stepped once when built (:func:`check_pettingzoo_env`), so that
+outputs the adapter cannot read (the old four-value ``step``, a missing truncation) fail at once.
 
 The registered task ``pettingzoo/mpe2_simple_spread`` wraps mpe2's ``simple_spread_v3`` (N=3,
 local_ratio=0.5, max_cycles=25, discrete actions, one team with a shared reward). It is the host-side
@@ -78,7 +80,7 @@ from typing import Any
 import numpy as np
 
 from marlow.envs.api import EnvSpec, SpecSurface
-from marlow.envs.registry import register, register_prefix
+from marlow.envs.registry import accepted_options, check_options, register, register_prefix
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.envs.user import load_factory, split_task
 from marlow.errors import ConfigError
@@ -459,6 +461,9 @@ def make_pettingzoo(task: str, **kwargs) -> PettingZooEnv:
     env_kwargs = dict(kwargs.pop("env_kwargs", None) or {})
     env_kwargs.update(kwargs)
     factory = load_factory(task, module_name, factory_name)
+    accepted = accepted_options(factory)
+    if accepted is not None:
+        check_options(task, env_kwargs, (*accepted, *_ADAPTER_KWARGS, "env_kwargs"))
     try:
         pz_env = factory(**env_kwargs)
     except TypeError as e:
@@ -468,7 +473,40 @@ def make_pettingzoo(task: str, **kwargs) -> PettingZooEnv:
             f"{task}: {module_name}.{factory_name}() returned {type(pz_env).__name__}, not a PettingZoo "
             "ParallelEnv"
         )
-    return PettingZooEnv(pz_env, name=task, **adapter_kwargs)
+    env = PettingZooEnv(pz_env, name=task, **adapter_kwargs)
+    check_pettingzoo_env(task, pz_env)
+    return env
+
+
+def check_pettingzoo_env(task: str, pz_env) -> None:
+    """Reset a user's PettingZoo env and step it once (sampled actions) on the host, and check what the
+    adapter reads: the Parallel API's five step outputs, a reward, termination and truncation for every
+    agent that acted, and observations of their spaces' sizes. The first problem is a one-line ConfigError."""
+
+    def fail(what: str, fix: str):
+        raise ConfigError(f"{task}: user env {what}: {fix}")
+
+    out = pz_env.reset(seed=0)
+    obs = out[0] if isinstance(out, tuple) else out
+    acting = list(getattr(pz_env, "agents", None) or obs)
+    out = pz_env.step({a: pz_env.action_space(a).sample() for a in acting})
+    if not (isinstance(out, tuple) and len(out) == 5):
+        fail(
+            "step() does not return 5 values",
+            "return (observations, rewards, terminations, truncations, infos), PettingZoo's Parallel API",
+        )
+    for what, d in zip(("rewards", "terminations", "truncations"), out[1:4], strict=True):
+        missing = [a for a in acting if not isinstance(d, dict) or a not in d]
+        if missing:
+            why = " so time-limit ends are bootstrapped" if what == "truncations" else ""
+            fail(f"step() {what} has no entry for {missing[0]!r}", f"return one per agent that acted{why}")
+    for when, d in (("reset()", obs), ("step()", out[0])):
+        if not isinstance(d, dict):
+            fail(f"{when} observations are a {type(d).__name__}", "return a dict keyed by agent")
+        for a in set(d) & set(acting):
+            shape = pz_env.observation_space(a).shape
+            if np.size(d[a]) != np.prod(shape):
+                fail(f"{when} observation of {a!r} has shape {np.shape(d[a])}", f"its space's is {shape}")
 
 
 register_prefix("pettingzoo:", make_pettingzoo)
@@ -499,6 +537,7 @@ __all__ = [
     "PettingZooEnv",
     "UnsupportedSpaceError",
     "TEAM_REWARDS",
+    "check_pettingzoo_env",
     "convert_action_space",
     "given_team_rewards_np",
     "infer_teams",

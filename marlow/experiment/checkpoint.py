@@ -46,12 +46,28 @@ def save(run_dir: str | Path, state: Any, meta: dict[str, Any]) -> Path:
     return path
 
 
-def load(run_dir: str | Path, template: Any) -> tuple[Any, dict[str, Any]]:
+def read(run_dir: str | Path) -> dict[str, Any]:
+    """The checkpoint's raw payload (``{"state": ..., "meta": ...}``), before it meets a template: its
+    ``meta`` tells a resumed run where it stands before its programs are compiled."""
     path = Path(run_dir) / CKPT_NAME
     if not path.exists():
         raise CheckpointError(f"no checkpoint in {run_dir} (expected {CKPT_NAME})")
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
+        payload["meta"]["env_steps"]
+    except Exception as e:  # msgpack/structure errors: report in one line
+        raise CheckpointError(
+            f"corrupted or incompatible checkpoint {path}: {type(e).__name__}: {e}"
+        ) from None
+    return payload
+
+
+def load(run_dir: str | Path, template: Any, payload: dict | None = None) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's state (in ``template``'s structure, shapes checked) and meta; ``payload``: what
+    :func:`read` returned, if it was read already."""
+    path = Path(run_dir) / CKPT_NAME
+    payload = read(run_dir) if payload is None else payload
+    try:
         state = serialization.from_state_dict(template, payload["state"])
         meta = dict(payload["meta"])
         _check_shapes(template, state)

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from marlow.errors import ConfigError
+from marlow.errors import CheckpointError, ConfigError, did_you_mean
 from marlow.experiment import checks
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -55,9 +55,18 @@ class ExperimentConfig:
     checkpoint_every: checks.Size
     run_dir: str
     resume: str
+    overwrite: bool
     progress: bool
     compile_cache: str
     task_options: dict[str, Any]
+
+
+RESUME_KEYS = ("total_steps", "checkpoint_every", "progress", "compile_cache")
+"""The keys ``marlow train resume=DIR`` may set: how long the run goes on (a larger ``total_steps`` extends
+a run, finished or not) and how it is run here. Every other key is fixed by the run's ``config.yaml``."""
+HOST_ONLY = ("run_dir", "resume", "overwrite", "progress", "compile_cache")
+"""Experiment keys that say where and how a run is run here, not what it computes."""
+CONFIG_NAME = "config.yaml"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -273,6 +282,10 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     overrides = dict(overrides or {})
+    if overrides.get("resume"):
+        return resolve_resume(overrides)
+    if isinstance(overrides.get("task"), str):
+        overrides["task"] = absolute_task(overrides["task"])
     exp_defaults = read_yaml(CONF_DIR / "experiment.yaml")
     exp_keys = set(field_types(ExperimentConfig))
     algo_name = str(overrides.get("algo", exp_defaults.get("algo")))
@@ -292,8 +305,8 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
             algo_cli[k] = v
         else:
             raise ConfigError(
-                f"unknown config key {k!r}; experiment keys: {', '.join(sorted(exp_keys))}; "
-                f"{algo_name} keys: {', '.join(sorted(algo_keys))}"
+                f"unknown config key {k!r}{did_you_mean(k, exp_keys | algo_keys)}; "
+                f"`marlow train algo={algo_name} --help` lists the keys"
             )
     task_over = task_overrides(task)
     algo_exp = algo_experiment_defaults(algo_name)
@@ -320,6 +333,71 @@ def resolve(overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
     return RunConfig(exp, algo_cfg)
 
 
+def absolute_task(task: str) -> str:
+    """A user env given by a ``.py`` path (``jax:myenv/env.py[:factory]``, ``pettingzoo:...``) with the
+    path made absolute, so the saved run can be evaluated or resumed from any directory."""
+    for prefix in ("jax:", "pettingzoo:"):
+        if task.startswith(prefix):
+            spec = task.removeprefix(prefix)
+            path, sep, factory = (spec, "", "") if spec.endswith(".py") else spec.rpartition(":")
+            if path.endswith(".py"):
+                return prefix + str(Path(path).expanduser().resolve()) + sep + factory
+    return task
+
+
+def resolve_resume(overrides: dict[str, Any]) -> RunConfig:
+    """The config of the run in ``overrides["resume"]`` (its ``config.yaml``) with the :data:`RESUME_KEYS`
+    of ``overrides`` applied. Any other key is refused unless it repeats the run's own value, so a resume
+    never silently drops a setting."""
+    run_dir = str(overrides["resume"])
+    saved = load_run_config(run_dir)
+    e = saved.experiment
+    exp_types, algo_types = field_types(ExperimentConfig), field_types(type(saved.algo))
+    exp = {k: v for k, v in to_dict(e).items()}
+    for k, v in overrides.items():
+        if k == "resume" or k in RESUME_KEYS:
+            exp[k] = v
+            continue
+        name = k[5:] if k.startswith("algo.") else k
+        if k in exp_types:
+            same = coerce(k, v, exp_types[k]) == getattr(e, k)
+        elif name in algo_types:
+            same = coerce(name, v, algo_types[name]) == getattr(saved.algo, name)
+        elif k.startswith("task.") and len(k) > 5:
+            same = e.task_options.get(k[5:], object()) == (yaml.safe_load(v) if isinstance(v, str) else v)
+        else:
+            raise ConfigError(
+                f"unknown config key {k!r}{did_you_mean(k, exp_types | algo_types)}; a resumed run takes "
+                f"{', '.join(RESUME_KEYS)} (the {e.algo} run's other keys are in {run_dir}/{CONFIG_NAME})"
+            )
+        if not same:
+            raise ConfigError(
+                f"{k} cannot change when resuming {run_dir} (its {CONFIG_NAME} fixes it); a resumed run "
+                f"takes {', '.join(RESUME_KEYS)}"
+            )
+    resumed = build(ExperimentConfig, exp)
+    if resumed.total_steps < e.total_steps:
+        raise ConfigError(
+            f"total_steps can only grow when resuming: {run_dir} is a run of {e.total_steps:,} env steps, "
+            f"at least that many must be asked for (got {resumed.total_steps:,})"
+        )
+    return RunConfig(resumed, saved.algo)
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config a run directory was trained with (its ``config.yaml``)."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} is not a run directory (no {CONFIG_NAME})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"unreadable {path}: {e}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"unreadable {path}: not a mapping")
+    return from_dict(data)
+
+
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig saved by :meth:`RunConfig.to_dict` (e.g. a run directory's config.yaml)."""
     from marlow.algos import get_algo
@@ -328,5 +406,6 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
     algo_params = d.pop("algo_params", {})
     d.setdefault("task_options", {})  # run directories written before task options existed
     d.setdefault("compile_cache", "auto")  # ... and before the compilation cache
+    d.setdefault("overwrite", False)
     exp = build(ExperimentConfig, d)
     return RunConfig(exp, build(get_algo(exp.algo).Config, algo_params))

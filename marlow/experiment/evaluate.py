@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from marlow import envs
-from marlow.envs.api import random_actions
+from marlow.envs.api import EnvSpec, random_actions
+from marlow.errors import ConfigError
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import Loop, RunnerState, evaluate_learner, evaluate_policy
@@ -50,23 +53,68 @@ def evaluate_seeds(env, act, algo_states, episodes: int, seed: int, env_info: bo
     return jax.device_get(jax.jit(jax.vmap(one))(algo_states, eval_keys(seed, num_seeds)))
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> list[str]:
-    """Evaluate the checkpointed policies of every seed of a run on ``episodes`` fresh episodes."""
+@dataclass(frozen=True)
+class Evaluation:
+    """A run's greedy evaluation: ``metrics`` are :func:`~marlow.experiment.loop.evaluate_policy`'s with a
+    leading seed axis, after ``env_steps`` env steps of training."""
+
+    algo: str
+    task: str
+    env_steps: int
+    episodes: int
+    metrics: dict
+    spec: EnvSpec
+
+    def lines(self) -> list[str]:
+        """What ``marlow eval`` prints: the team return (mean and per seed), in competitive tasks each
+        team's."""
+        head = f"{self.algo} on {self.task} after {self.env_steps} env steps, {self.episodes} episodes"
+        return summary(head, self.metrics, self.spec)
+
+    def numbers(self) -> dict:
+        """``team_return`` (mean over seeds) and ``team_return_per_seed``, each agent's mean return
+        (``agent_returns``), in competitive tasks each team's (``team_returns``), the rate of each episode
+        event (e.g. ``win_rate``), ``env_steps`` and ``episodes``."""
+        m = {k: np.asarray(v, np.float64) for k, v in self.metrics.items()}
+        team = np.ravel(m["eval/team_return"])
+        out = {
+            "team_return": float(team.mean()),
+            "team_return_per_seed": [float(v) for v in team],
+            "agent_returns": {a: float(m[f"eval/return/{a}"].mean()) for a in self.spec.agents},
+        }
+        if self.spec.competitive:
+            out["team_returns"] = {t: float(m[f"eval/team_return/{t}"].mean()) for t, _ in self.spec.teams}
+        out.update({e: float(m[f"eval/{e}"].mean()) for _, e in self.spec.episode_events})
+        return {**out, "env_steps": self.env_steps, "episodes": self.episodes}
+
+
+def evaluation(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> Evaluation:
+    """Evaluate the checkpointed policies of every seed of a run on ``episodes`` fresh episodes each, with
+    the keys of :func:`eval_keys`. Raises ConfigError for ``episodes < 1``, CheckpointError for an
+    unreadable run."""
+    if episodes < 1:
+        raise ConfigError(f"evaluation needs at least one episode, got episodes={episodes}")
     cfg = load_run_config(run_dir)
     env, algo = build(cfg)
-    if not env.is_jax:
+    e = cfg.experiment
+    keys = eval_keys(seed, e.num_seeds)
+    if env.is_jax:
+        rs, meta = load_jax_run(run_dir, cfg, env, algo)
+        lrn = learner(cfg, algo)
+        res = jax.device_get(
+            jax.jit(jax.vmap(lambda s, k: evaluate_learner(env, lrn, s, k, episodes)))(rs.learner, keys)
+        )
+        steps = int(meta["env_steps"])
+    else:  # host envs (PettingZoo)
         from marlow.experiment.host import evaluate_host_run
 
-        return evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, seed)
-    rs, meta = load_jax_run(run_dir, cfg, env, algo)
-    lrn = learner(cfg, algo)
-    keys = eval_keys(seed, cfg.experiment.num_seeds)
-    res = jax.device_get(
-        jax.jit(jax.vmap(lambda s, k: evaluate_learner(env, lrn, s, k, episodes)))(rs.learner, keys)
-    )
-    e = cfg.experiment
-    head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
-    return summary(head, res, env.spec)
+        res, steps = evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, keys)
+    return Evaluation(e.algo, e.task, steps, episodes, res, env.spec)
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> list[str]:
+    """``marlow eval``: the lines of :meth:`Evaluation.lines` for :func:`evaluation`."""
+    return evaluation(run_dir, episodes, seed).lines()
 
 
 def random_policy_return(task: str, episodes: int = 100, seed: int = 12345) -> float:

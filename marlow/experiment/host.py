@@ -46,7 +46,7 @@ from marlow.experiment.loop import (
     uses_env_info,
 )
 from marlow.experiment.session import run_chunks
-from marlow.experiment.setup import cap_buffer, learner, make_env, prepare_run_dir, seed_keys, summary
+from marlow.experiment.setup import cap_buffer, learner, make_env, prepare_run_dir, seed_keys
 
 
 def env_seed(base: int, chunk: int) -> int:
@@ -171,14 +171,20 @@ class HostLoop:
         }
         return st.replace(key=key), step
 
-    def chunk(self, st: RunnerState, c: int) -> tuple[RunnerState, dict]:
-        """``Loop.chunk`` on the host envs: ``iters_per_chunk`` iterations then an evaluation."""
+    def chunk(
+        self, st: RunnerState, c: int, first_step: int | None = None, steps: int | None = None
+    ) -> tuple[RunnerState, dict]:
+        """``Loop.chunk`` on the host envs: chunk ``c``'s iterations (by default the whole chunk; else
+        the ``steps`` env steps from ``first_step``, :func:`marlow.experiment.setup.chunk_spans`) then an
+        evaluation."""
         L = self.loop
         if self.obs is None:  # a new run, or a resumed one whose episodes in progress were dropped
             self.reset(c)
             st = st.replace(ep_return=jnp.zeros_like(st.ep_return), ep_events=jnp.zeros_like(st.ep_events))
         sums = None
-        for it in range(c * L.iters_per_chunk, (c + 1) * L.iters_per_chunk):
+        first = c * L.iters_per_chunk if first_step is None else first_step // L.iteration_steps
+        n = L.iters_per_chunk if steps is None else steps // L.iteration_steps
+        for it in range(first, first + n):
             steps = []
             for t in range(L.steps_per_iter):
                 st, step = self._step(st, t)
@@ -261,19 +267,17 @@ def train_host(cfg: RunConfig, env, algo, run_dir: Path) -> Path:
         host.close()
 
 
-def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, seed: int) -> list[str]:
+def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, keys) -> tuple[dict, int]:
     """Greedy evaluation of every seed's checkpointed policy on ``episodes`` fresh env instances each,
-    reset with seeds drawn from ``split(PRNGKey(seed), num_seeds)`` (as ``evaluate_run``)."""
+    reset with seeds drawn from ``keys[s]`` (``marlow.experiment.evaluate.eval_keys``): the metrics of
+    :meth:`HostLoop.evaluate_policies` and the env steps the checkpoint was trained for."""
     e = cfg.experiment
     cap_buffer(cfg)
     host = HostLoop(cfg, env, algo, train_envs=False)
     state, meta = checkpoint.load(run_dir, host.template())
     env_list = [env] + [make_env(e) for _ in range(e.num_seeds * episodes - 1)]
-    keys = jax.random.split(jax.random.PRNGKey(seed), e.num_seeds)
     try:
-        res = host.evaluate_policies(state.learner, keys, env_list, episodes)
+        return host.evaluate_policies(state.learner, keys, env_list, episodes), int(meta["env_steps"])
     finally:
         for ev in env_list:
             ev.close()
-    head = f"{e.algo} on {e.task} after {meta['env_steps']} env steps, {episodes} episodes"
-    return summary(head, res, env.spec)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow import rollout
+from marlow.algos.learner import learn_when
 from marlow.envs.api import EnvSpec
 
 
@@ -48,12 +49,15 @@ def team_reward(spec: EnvSpec, rewards: dict) -> jax.Array:
 
 
 class Loop:
-    def __init__(self, env, learner, exp):
+    def __init__(self, env, learner, exp, start_step: int = 0):
+        """``start_step``: the env steps a resumed run has made (its chunks may start inside a chunk)."""
         self.env, self.learner, self.spec = env, learner, env.spec
         self.num_envs = exp.num_envs
         self.steps_per_iter = learner.steps_per_iter
         self.iteration_steps = self.steps_per_iter * self.num_envs  # env steps per iteration and seed
         self.iters_per_chunk = exp.eval_every // self.iteration_steps
+        # a shorter last chunk, or a resumed run that starts inside a chunk: iterations can be skipped
+        self.partial_chunks = bool(exp.total_steps % exp.eval_every or start_step % exp.eval_every)
         self.eval_episodes = exp.eval_episodes
         self.env_info = uses_env_info(learner)
 
@@ -153,14 +157,25 @@ class Loop:
         )
         return self.learn(rs.replace(env=env_carry, key=key), traj, it)
 
-    def chunk(self, rs: RunnerState, chunk_index: jax.Array) -> tuple[RunnerState, dict]:
-        """``iters_per_chunk`` iterations then an evaluation. ``chunk_index`` must not be batched.
+    def chunk(self, rs: RunnerState, first_iter: jax.Array, n_iters: jax.Array) -> tuple[RunnerState, dict]:
+        """Iterations ``first_iter, ..., first_iter + n_iters - 1`` then an evaluation; ``n_iters`` is
+        ``iters_per_chunk`` but in a shorter last chunk (:func:`marlow.experiment.setup.chunk_spans`).
+        Neither argument may be batched.
 
-        The iterations' sums come out of the scan stacked and are added up after it in iteration order,
-        ``0 + s_1 + s_2 + ...`` as a running sum in the carry would (the same floats), without tracing
-        :meth:`learn` a second time for the carry's zeros."""
-        first_iter = chunk_index * self.iters_per_chunk
-        rs, per_iter = jax.lax.scan(self._iteration, rs, first_iter + jnp.arange(self.iters_per_chunk))
+        The scan runs ``iters_per_chunk`` steps; when the run has shorter chunks (``partial_chunks``) an
+        iteration past ``n_iters`` is skipped by a ``lax.cond`` (state unchanged, zero sums), otherwise
+        there is no ``cond`` at all. The iterations' sums come out of the scan stacked and are added up
+        after it in iteration order, ``0 + s_1 + s_2 + ...`` as a running sum in the carry would (the same
+        floats), without tracing :meth:`learn` a second time for the carry's zeros."""
+        its = first_iter + jnp.arange(self.iters_per_chunk)
+        body = self._iteration
+        if self.partial_chunks:
+            end = first_iter + n_iters
+
+            def body(r, it):
+                return learn_when(it < end, lambda s: self._iteration(s, it), r)
+
+        rs, per_iter = jax.lax.scan(body, rs, its)
         metrics = summarize(add_up(per_iter))
         rs, ev = self.evaluate(rs)
         metrics.update(ev)
@@ -168,6 +183,10 @@ class Loop:
         metrics["episodes"] = rs.episodes
         metrics["agent_interactions"] = self.interactions(rs)
         return rs, metrics
+
+    def span(self, c: int) -> tuple[jax.Array, jax.Array]:
+        """:meth:`chunk`'s ``(first_iter, n_iters)`` for the whole chunk ``c``."""
+        return jnp.int32(c * self.iters_per_chunk), jnp.int32(self.iters_per_chunk)
 
     def interactions(self, rs: RunnerState) -> jax.Array:
         return agent_interactions(self.spec, self.learner.communications(rs.learner), rs.env_steps)

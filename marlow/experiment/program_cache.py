@@ -7,7 +7,7 @@ program's serialized executable (``jax.experimental.serialize_executable``) unde
 determines the program before it is traced:
 
 * the resolved config, without the keys that only say where and how to run it (run directory, resume,
-  progress, compilation cache);
+  overwrite, progress, compilation cache);
 * a digest of every ``.py`` and ``.yaml`` file of the installed marlow package;
 * the versions of jax, jaxlib and the libraries marlow traces through (flax, optax, chex, jaxmarl, numpy);
 * the devices (platform, kind, count), ``XLA_FLAGS`` and the JAX options that change tracing;
@@ -39,6 +39,8 @@ from pathlib import Path
 
 import jax
 
+from marlow.experiment.config import HOST_ONLY
+
 MAX_ENTRIES = 64
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "jaxmarl", "numpy")
 _TRACE_OPTIONS = (
@@ -53,7 +55,6 @@ _TRACE_OPTIONS = (
     "jax_debug_infs",
     "jax_disable_jit",
 )
-_HOST_ONLY = ("run_dir", "resume", "progress", "compile_cache")
 _digest: str | None = None
 
 
@@ -105,7 +106,7 @@ class ProgramCache:
     def __init__(self, cache_dir: Path, cfg, devices: list):
         """``devices``: the devices the run's programs execute on (in the order of their shardings)."""
         d = cfg.to_dict()
-        for k in _HOST_ONLY:
+        for k in HOST_ONLY:
             d.pop(k, None)
         self.devices = list(devices)
         setting = {

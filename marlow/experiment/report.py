@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from marlow.errors import ConfigError
+from marlow.errors import ConfigError, did_you_mean
 from marlow.experiment.logging import CSV_NAME, JSON_NAME, read_metrics
 
 __all__ = [
@@ -51,6 +51,7 @@ _AXIS_LABELS = {
     "wall_time": "wall time (s)",
     "episodes": "episodes",
     "eval/team_return": "team return (evaluation)",
+    "eval/win_rate": "win rate (evaluation)",
 }
 
 
@@ -150,7 +151,11 @@ def _load_runs(run_dirs: Sequence[str | Path | RunData], labels: Sequence[str] |
 def _column(run: RunData, seed: int, col: str) -> np.ndarray:
     cols = run.metrics[seed]
     if col not in cols or np.all(np.isnan(cols[col])):
-        raise MissingMetricError(f"run {run.label!r} ({run.run_dir}) has no {col!r} column (seed {seed})")
+        names = [k for k, v in cols.items() if not np.all(np.isnan(v))]
+        raise MissingMetricError(
+            f"run {run.label!r} ({run.run_dir}) has no {col!r} column (seed {seed}){did_you_mean(col, names)}"
+            f"; its columns: {', '.join(names)}"
+        )
     return cols[col]
 
 
@@ -261,7 +266,7 @@ def plot_grid(
 
 
 def plot_runs(
-    run_dirs: Sequence[str | Path],
+    run_dirs: Sequence[str | Path | RunData],
     out_png: str | Path,
     x: str = "env_steps",
     y: str = "eval/team_return",
@@ -292,7 +297,7 @@ def _final_per_seed(run: RunData, y: str, last_frac: float) -> np.ndarray:
 
 
 def summary_table(
-    run_dirs: Sequence[str | Path],
+    run_dirs: Sequence[str | Path | RunData],
     y: str = "eval/team_return",
     last_frac: float = 0.1,
     labels: Sequence[str] | None = None,
@@ -315,14 +320,42 @@ def summary_table(
     ]
     for run in runs:
         finals = _final_per_seed(run, y, last_frac)
-        std = float(finals.std(ddof=1)) if finals.size > 1 else 0.0
+        spread = f" ± {float(finals.std(ddof=1)):.2f}" if finals.size > 1 else " (one seed)"
         _, values = aligned_seeds(run, "env_steps", y)
         best = float(values.mean(axis=0).max())
         lines.append(
             f"| {_md(run.label)} | {_md(run.task or '-')} | {finals.size} | "
-            f"{finals.mean():.2f} ± {std:.2f} | {best:.2f} |"
+            f"{finals.mean():.2f}{spread} | {best:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+MAIN_METRICS = ("eval/win_rate",)
+"""Evaluation metrics that come before the team return in a report when every run has them: a task's
+own measure of success (SMAX's win rate, the metric its papers report)."""
+
+
+def main_metrics(runs: list[RunData]) -> list[str]:
+    """The report's metrics, the curve's first: :data:`MAIN_METRICS` that every run logged, then the
+    greedy team return."""
+
+    def logged(run: RunData, col: str) -> bool:
+        return all(col in m and not np.all(np.isnan(m[col])) for m in run.metrics.values())
+
+    return [m for m in MAIN_METRICS if all(logged(r, m) for r in runs)] + ["eval/team_return"]
+
+
+def band_text(runs: list[RunData]) -> str:
+    """What the curves' bands are, for the seed counts of ``runs`` (:func:`plot_grid`)."""
+    counts = {len(r.seeds) for r in runs}
+    parts = []
+    if 1 in counts:
+        parts.append("no band for one seed")
+    if 2 in counts:
+        parts.append("band = the range of two seeds")
+    if any(n > 2 for n in counts):
+        parts.append("band = 95% Student-t confidence interval of the mean")
+    return "; ".join(parts)
 
 
 def write_report(run_dir_or_dirs: str | Path | Sequence[str | Path], out_dir: str | Path) -> Path:
@@ -338,15 +371,15 @@ def write_report(run_dir_or_dirs: str | Path | Sequence[str | Path], out_dir: st
     else:
         tasks = sorted({r.task for r in runs if r.task})
         title = "Learning curves" + (f": {', '.join(tasks)}" if tasks else "")
-    png = plot_runs(dirs, out / CURVE_NAME, labels=labels, title=title)
-    table = summary_table(dirs, labels=labels)
+    metrics = main_metrics(runs)
+    png = plot_runs(runs, out / CURVE_NAME, y=metrics[0], labels=labels, title=title)
+    tables = "\n".join(summary_table(runs, y=y, labels=labels) for y in metrics)
     runs_md = "\n".join(f"- `{r.label}`: `{r.run_dir}`" for r in runs)
     text = (
         f"# {title}\n\n"
-        f"{table}\n"
+        f"{tables}\n"
         f"Runs:\n\n{runs_md}\n\n"
-        f"Curves: mean over seeds, band = 95% Student-t confidence interval of the mean (with 2 seeds: "
-        f"their range) (metrics from `{CSV_NAME}`).\n\n"
+        f"Curve: `{metrics[0]}`, mean over seeds, {band_text(runs)} (metrics from `{CSV_NAME}`).\n\n"
         f"![learning curve]({png.name})\n"
     )
     path = out / REPORT_NAME

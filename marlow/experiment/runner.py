@@ -5,7 +5,9 @@ host and runs the same jitted learning step)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -16,11 +18,12 @@ from marlow.devices import seed_sharding, shard_seeds
 from marlow.experiment import checkpoint, compile_cache, program_cache
 from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import Loop
-from marlow.experiment.session import run_chunks
+from marlow.experiment.session import finished, run_chunks
 from marlow.experiment.setup import (  # noqa: F401  (re-exported: the runner is the public entry point)
     CONFIG_NAME,
     build,
     cap_buffer,
+    claim_run_dir,
     default_run_dir,
     learner,
     load_run_config,
@@ -28,17 +31,14 @@ from marlow.experiment.setup import (  # noqa: F401  (re-exported: the runner is
     prepare_run_dir,
     seed_keys,
 )
+from marlow.experiment.signals import exit_at_once
 from marlow.experiment.startup import Startup
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     """Train (or resume) a run; returns its directory. Raises MarlowError subclasses on bad input."""
-    if cfg.experiment.resume:
+    if cfg.experiment.resume:  # cfg is the run's saved config with this command's RESUME_KEYS (resolve)
         run_dir = Path(cfg.experiment.resume)
-        here = cfg.experiment  # how to run it here (progress, cache) comes from this command
-        cfg = load_run_config(run_dir)
-        cfg.experiment.progress, cfg.experiment.compile_cache = here.progress, here.compile_cache
-        cfg.experiment.resume = str(run_dir)  # the saved config has resume=""; run_chunks reads it
         if not (run_dir / checkpoint.CKPT_NAME).exists():  # killed before its first checkpoint
             print(
                 f"marlow: no checkpoint in {run_dir} yet: starting the run again from the beginning with its "
@@ -48,6 +48,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
             cfg.experiment.resume = ""
     else:
         run_dir = Path(run_dir or cfg.experiment.run_dir or default_run_dir(cfg))
+        claim_run_dir(cfg, run_dir)
     cache = compile_cache.enable(cfg.experiment.compile_cache)
     env, algo = build(cfg)
     # whole programs too, in marlow's own cache only (a caller's JAX cache may serve monkeypatched code)
@@ -61,7 +62,29 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
         return train_host(cfg, env, algo, Path(run_dir))
 
     prepare_run_dir(cfg, run_dir)
-    loop = Loop(env, learner(cfg, algo), cfg.experiment)
+    # a resume's checkpoint, read once: where the run stands decides which chunk program it needs
+    payload = checkpoint.read(run_dir) if cfg.experiment.resume else None
+    done = int(payload["meta"]["env_steps"]) if payload else 0
+    if payload and finished(cfg, run_dir, done):
+        return run_dir
+    loop = Loop(env, learner(cfg, algo), cfg.experiment, start_step=done)
+    with exit_at_once(), compiling(cfg, run_dir, startup):
+        state, run_chunk, first_eval = _programs(cfg, loop, startup)
+
+    def metric_names(_state) -> list[str]:
+        counters = {"env_steps", "episodes", "agent_interactions"}
+        return sorted(set(run_chunk.out_names) - set(first_eval.out_names) - counters)
+
+    def span(rs, c, first_step, steps):
+        it = loop.iteration_steps
+        return run_chunk(rs, jnp.int32(first_step // it), jnp.int32(steps // it))
+
+    return run_chunks(cfg, run_dir, state, metric_names, first_eval, span, startup, payload)
+
+
+def _programs(cfg: RunConfig, loop: Loop, startup: Startup):
+    """The run's first state (a template on a resume) and its chunk and step-0 evaluation programs,
+    compiled ahead of time (or loaded from the program cache)."""
     init, chunk, evaluate = jitted_program(loop, cfg.experiment.num_seeds)
     keys = seed_keys(cfg)
     # a resumed run overwrites the state with its checkpoint: only its shapes are needed then
@@ -74,25 +97,41 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     else:
         keys = shard_seeds(keys, n)
         shapes = state = startup.compiled("init", init, keys)(keys)
-    run_chunk = startup.compiled("chunk", chunk, shapes, jnp.int32(0))
+    # the masked chunk (:meth:`Loop.chunk`) is another program than the plain one: another cache entry
+    name = "chunk_partial" if loop.partial_chunks else "chunk"
+    run_chunk = startup.compiled(name, chunk, shapes, jnp.int32(0), jnp.int32(0))
     # the step-0 evaluation (new runs only); its outputs tell the chunk's evaluation metrics from the rest
     first_eval = None if cfg.experiment.resume else startup.compiled("eval", evaluate, state)
+    return state, run_chunk, first_eval
 
-    def metric_names(_state) -> list[str]:
-        counters = {"env_steps", "episodes", "agent_interactions"}
-        return sorted(set(run_chunk.out_names) - set(first_eval.out_names) - counters)
 
-    return run_chunks(
-        cfg, run_dir, state, metric_names, first_eval, lambda rs, c: run_chunk(rs, jnp.int32(c)), startup
-    )
+@contextlib.contextmanager
+def compiling(cfg: RunConfig, run_dir: Path, startup: Startup):
+    """With progress on, a line before the compilation (which can take from seconds to minutes, with
+    nothing else on the screen) and one after it, with its time."""
+    e = cfg.experiment
+    if e.progress:
+        print(
+            f"marlow: compiling {e.algo} on {e.task} (Ctrl-C exits at once; `marlow train resume={run_dir}` "
+            "starts it again)",
+            file=sys.stderr,
+            flush=True,
+        )
+    t0 = time.perf_counter()
+    yield
+    if e.progress:
+        loaded = any(k.endswith("_load") for k in startup.phases)
+        how = "loaded from the compilation cache" if loaded else "compiled"
+        print(f"marlow: {how} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def jitted_program(loop: Loop, num_seeds: int):
-    """``init(keys)``, ``chunk(state, c)`` and ``evaluate(state)`` of a JAX-env run, jitted and vmapped
-    over seeds, with the seed axis of every returned state split over :func:`seed_sharding`'s devices
-    (without ``out_shardings`` XLA would replicate the state on every device)."""
+    """``init(keys)``, ``chunk(state, first_iter, n_iters)`` and ``evaluate(state)`` of a JAX-env run,
+    jitted and vmapped over seeds, with the seed axis of every returned state split over
+    :func:`seed_sharding`'s devices (without ``out_shardings`` XLA would replicate the state on every
+    device)."""
     sharding = seed_sharding(num_seeds)
     init = jax.jit(jax.vmap(loop.init), out_shardings=sharding)
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None)), donate_argnums=0, out_shardings=sharding)
+    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)), donate_argnums=0, out_shardings=sharding)
     evaluate = jax.jit(jax.vmap(loop.evaluate), out_shardings=sharding)
     return init, chunk, evaluate

@@ -3,13 +3,20 @@
 While a run's chunks run, the first signal only sets a flag: the session finishes the chunk in progress,
 writes a checkpoint and raises :class:`~marlow.errors.RunInterrupted` (the CLI prints how to resume and
 exits with 128 + the signal number). A second signal exits at once; checkpoints are written atomically,
-so the last one stays intact. Python runs signal handlers between bytecodes, so a signal that arrives
-while XLA compiles is acted on when the compilation returns; during training the session waits for a
-chunk's results in short sleeps (:func:`wait`), so the handlers run promptly.
+so the last one stays intact. During training the session waits for a chunk's results in short sleeps
+(:func:`wait`), so the handlers run promptly.
+
+Before training (XLA compiling the run's programs, which can take minutes) there is nothing to save and
+Python's handlers would only run once a compilation returns; a ``KeyboardInterrupt`` unwinding while
+XLA's compiler threads run has crashed the interpreter's teardown (SIGSEGV, "pure virtual method
+called"). So :func:`exit_at_once` gives both signals their default action there: the process ends at
+once, as killed by the signal (a shell reports 130 for Ctrl-C), and the run directory, whose
+``config.yaml`` is already written, is resumable (``resume=`` starts it from the beginning).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -52,6 +59,21 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def exit_at_once():
+    """SIGINT and SIGTERM end the process at once inside the block (module docstring); the previous
+    handlers afterwards. Main thread only; elsewhere it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_DFL) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
             signal.signal(s, h)
 
 

@@ -5,8 +5,10 @@ Runs are grouped into *configurations*: the algorithm and the swept values other
 (``masac lr_actor=0.01``); a configuration's seeds may come from several trials (``seeds=0-4,5-9``). For
 every seed of every run, with ``y`` the evaluation metric (the greedy team return by default):
 
-- final score: the mean of the last ``last`` (2) evaluations; area under the curve (AUC): the mean of ``y``
-  over the run's env steps (trapezoids, the step-0 evaluation included);
+- final score: the mean of the last ``last`` (2) evaluations of trained policies (the step-0 evaluation
+  of the untrained policy never counts; a run with fewer trained evaluations than ``last`` is scored on
+  those it has, and the report says so); area under the curve (AUC): the mean of ``y`` over the run's env
+  steps (trapezoids, the step-0 evaluation included);
 - normalised scores for the aggregates across tasks: per task, 0 = the lowest and 1 = the highest
   evaluation any run of the aggregate logged there (so 1 is the best seen, not an optimum);
 - IQM, mean, median and optimality gap (gamma = 1) of the normalised final scores, with 95% stratified
@@ -103,10 +105,20 @@ def scores(configs: dict[str, Config], last: int = 2) -> tuple[list[str], dict, 
         f = np.zeros((n, len(tasks)))
         a = np.zeros((n, len(tasks)))
         for j, t in enumerate(tasks):
+            short = 0
             for i, seed in enumerate(sorted(c.curves[t])[:n]):
                 x, y = c.curves[t][seed]
-                f[i, j] = np.mean(y[-last:])
+                trained = y[x > 0]
+                if len(trained) == 0:
+                    raise ConfigError(f"aggregate: {c.label} seed {seed} on {t}: no evaluation after step 0")
+                short = max(short, last - len(trained))
+                f[i, j] = np.mean(trained[-last:])
                 a[i, j] = np.trapezoid(y, x) / (x[-1] - x[0]) if len(x) > 1 else y[-1]
+            if short:
+                notes.append(
+                    f"{label} on {t}: fewer trained evaluations than last={last} (as few as {last - short}); "
+                    "its final score is their mean"
+                )
         final[label], auc[label] = f, a
         norm[label] = (f - low) / np.where(span > 0, span, 1.0)
     return tasks, final, auc, norm, notes

@@ -134,7 +134,7 @@ def expand(args: list[str], sweep_dir: Path) -> list[Trial]:
         label = " ".join(overrides[:-1])
         try:
             cfg = resolve(overrides)
-            build(cfg)  # the env, the algorithm on it and the schedule, as `marlow train` checks them
+            build(cfg, quiet=True)  # the env, the algorithm and the schedule, as `marlow train` checks them
         except ConfigError as err:
             raise ConfigError(f"sweep trial {label}: {err}") from None
         e = cfg.experiment

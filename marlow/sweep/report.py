@@ -129,9 +129,11 @@ def write(paths: list[Path], out: Path, y: str = agg.TEAM_RETURN, last: int = 2,
         "# Aggregate",
         "",
         f"{sum(len(c.run_dirs) for c in configs.values())} runs, metric `{y}`. Final score = mean of the "
-        f"last {last} evaluations per seed; AUC = mean over the run's env steps; mean (standard error) over "
-        "seeds.",
+        f"last {last} evaluations of trained policies per seed (never the step-0 evaluation); AUC = mean "
+        "over the run's env steps; mean (standard error) over seeds.",
         "",
+        *[f"**Warning:** {n}." for n in notes],
+        *([""] if notes else []),
         _table(["configuration", "task", "seeds", "final", "AUC"], rows),
         "",
         "## Across tasks (normalised final scores, 95% stratified bootstrap intervals)",
@@ -160,7 +162,5 @@ def write(paths: list[Path], out: Path, y: str = agg.TEAM_RETURN, last: int = 2,
             "![probability of improvement](improvement.png)",
             "",
         ]
-    if notes:
-        lines += ["Notes: " + "; ".join(notes), ""]
     (out / "aggregate.md").write_text("\n".join(lines))
     return out / "aggregate.md"

@@ -6,10 +6,12 @@ XLA host devices) and ``gpus_per_trial`` GPUs (a fraction shares a GPU: the tria
 fraction of its memory), in a fresh worker process, so trials share nothing.
 
 Resumable: rerunning the same command (same grid, same ``out``) skips the trials whose run directory
-already holds every evaluation, resumes the ones with a checkpoint from it, and starts the rest. A trial
+already holds every evaluation, resumes the ones with a checkpoint from it, and starts the rest; another
+grid into the same ``out`` is refused. A trial
 that fails (a diverged run, a crash, a killed worker) is reported with one line and the others go on; the
 command then exits with status 1, and a rerun retries the failed trials. Each trial's output goes to its
-run directory's ``train.log``; ``sweep.json`` in the sweep directory lists the trials and their outcome.
+run directory's ``train.log`` (its progress: one line per evaluation); ``sweep.json`` in the sweep
+directory lists the trials and their outcome.
 The aggregate report (marlow.sweep.report) is written to ``<out>/aggregate`` at the end unless
 ``aggregate=false``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -72,18 +75,18 @@ def trial_status(trial: Trial) -> str:
     """``finished`` (every evaluation logged), ``partial`` (a run directory from an earlier, unfinished
     attempt: resumed from its checkpoint, or restarted if it has none) or ``new``. A run directory of
     another config is refused, so a changed command never mixes two configs in one trial."""
-    from marlow.experiment.config import resolve
+    from marlow.experiment.config import HOST_ONLY, resolve
     from marlow.experiment.logging import read_metrics
-    from marlow.experiment.setup import CONFIG_NAME, cap_buffer, load_run_config
+    from marlow.experiment.setup import CONFIG_NAME, build, load_run_config
 
     if not (trial.run_dir / CONFIG_NAME).exists():
         return "new"
     want = resolve(list(trial.overrides))
-    cap_buffer(want)
+    build(want, quiet=True)  # the schedule fitted and the buffer capped, as the saved config has them
     saved = load_run_config(trial.run_dir)
     a, b = saved.to_dict(), want.to_dict()
     for d in (a, b):
-        for host_only in ("run_dir", "resume", "progress", "compile_cache"):
+        for host_only in HOST_ONLY:
             d.pop(host_only)
     if a != b:
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
@@ -118,7 +121,9 @@ def run_trial(overrides: list[str], run_dir: str, resume: bool, host_devices: in
             from marlow.experiment.config import resolve
             from marlow.experiment.runner import train
 
-            args = [f"resume={run_dir}", "progress=false"] if resume else [*overrides, f"run_dir={run_dir}"]
+            # progress on: stderr is train.log (not a terminal), so one line per evaluation goes there
+            args = [f"resume={run_dir}"] if resume else [*overrides, f"run_dir={run_dir}"]
+            args.append("progress=true")
             train(resolve(args))
             return {"status": "finished", "seconds": time.perf_counter() - t0}
         except Exception as e:  # reported as one line; the traceback goes to train.log
@@ -142,6 +147,7 @@ def run_sweep(args: list[str]) -> int:
         raise ConfigError(f"sweep: gpus_per_trial is a fraction below 1 or a whole number, got {gpus}")
     if opts["aggregate"] not in ("true", "false"):
         raise ConfigError(f"sweep: aggregate expects true or false, got {opts['aggregate']!r}")
+    _check_same_grid(out, grid)
     trials = expand(grid, out)
     status = {t.run_dir: trial_status(t) for t in trials}
     todo = [t for t in trials if status[t.run_dir] != "finished"]
@@ -180,6 +186,9 @@ def _run_on_ray(todo: list[Trial], status: dict, opts: dict, cpus: float, gpus: 
             init["address"] = opts["address"]
         elif opts["ray_cpus"]:
             init["num_cpus"] = int(_number("ray_cpus", opts["ray_cpus"], int, 1))
+        # Ray's notice about its token authentication (on by default for a local instance), printed on
+        # every sweep: the setting stays Ray's, only the notice goes
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         try:
             ray.init(**init)
         except Exception as e:  # an unreachable address, a cluster of another Ray version
@@ -210,6 +219,23 @@ def _run_on_ray(todo: list[Trial], status: dict, opts: dict, cpus: float, gpus: 
         if started_here:
             ray.shutdown()
     return outcome
+
+
+def _check_same_grid(out: Path, grid: list[str]) -> None:
+    """A sweep directory holds one grid: rerunning the same command resumes it; another grid there would
+    rewrite its ``sweep.json`` and aggregate, so it is refused."""
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text())["grid"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"sweep: {path} is unreadable; give another out= or remove it") from None
+    if sorted(before) != sorted(grid):
+        raise ConfigError(
+            f"sweep: {out} holds another sweep ({' '.join(before)}); rerun that command to resume it, or "
+            "give this one another out="
+        )
 
 
 def _write_record(out: Path, grid: list[str], trials: list[Trial], outcome: dict) -> None:
