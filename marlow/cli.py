@@ -182,9 +182,9 @@ def cmd_train(args: list[str]) -> int:
             "train: algo= and task= are required (or resume=<run_dir>), e.g. "
             "`marlow train algo=ippo task=mpe/simple_spread`; `marlow list` names them"
         )
+    cfg = resolve(args)  # before the runner's (JAX's) imports: bad keys are reported at once
     from marlow.experiment.runner import train
 
-    cfg = resolve(args)
     run_dir = train(cfg)
     print(f"run directory: {run_dir}")
     print(f"report: {Path(run_dir) / 'report.md'}")
@@ -259,6 +259,41 @@ def cmd_plot(args: list[str]) -> int:
     return 0
 
 
+LIST_PACKAGES = ("jax", "jaxmarl", "gymnasium_robotics", "mujoco", "pettingzoo", "mpe2")
+"""Libraries whose versions can change ``marlow list``'s table (the tasks' spaces)."""
+
+
+def _list_tables() -> dict[str, list[dict]]:
+    """``marlow list``'s tables, built once per version of marlow's source and of the task libraries and
+    kept in the compilation cache's directory (``list/`` beside ``programs/``; none with
+    ``MARLOW_COMPILE_CACHE=off``); building them imports every algorithm and builds every task (seconds),
+    reading them imports neither."""
+    import hashlib
+    import json
+
+    from marlow.experiment.compile_cache import cache_dir
+    from marlow.experiment.fingerprint import source_digest, versions
+
+    where = cache_dir("auto")
+    if where is None:
+        return _list_rows()
+    key = json.dumps([source_digest(), versions(LIST_PACKAGES), sys.version], sort_keys=True)
+    path = where / "list" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    tables = _list_rows()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(tables))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: list without keeping the table
+        pass
+    return tables
+
+
 def _list_rows() -> dict[str, list[dict]]:
     """The rows of ``marlow list``: one dict per algorithm and per task."""
     from marlow import envs
@@ -323,7 +358,7 @@ def cmd_list(args: list[str]) -> int:
     p = _Parser(prog="marlow list")
     p.add_argument("--json", action="store_true", help="print the tables as JSON")
     ns = p.parse_args(args)
-    tables = _list_rows()
+    tables = _list_tables()
     if ns.json:
         print(json.dumps(tables, indent=1))
         return 0

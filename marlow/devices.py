@@ -13,9 +13,10 @@ the default backend has its own devices and the same code spreads seeds over the
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+if TYPE_CHECKING:  # JAX is imported on first use: the command line sets XLA_FLAGS before it starts
+    import jax
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -38,6 +39,8 @@ def configure_host_devices(count: int | None = None) -> None:
 
 def seed_devices(num_seeds: int) -> list:
     """The largest set of devices that divides ``num_seeds`` evenly."""
+    import jax
+
     devices = jax.devices()
     n = max(k for k in range(1, len(devices) + 1) if num_seeds % k == 0)
     return devices[:n]
@@ -45,6 +48,9 @@ def seed_devices(num_seeds: int) -> list:
 
 def seed_sharding(num_seeds: int) -> jax.sharding.Sharding:
     """Split a leading seed axis over :func:`seed_devices` (jit ``out_shardings`` of seed-batched code)."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
     devices = seed_devices(num_seeds)
     if len(devices) == 1:
         return jax.sharding.SingleDeviceSharding(devices[0])
@@ -53,4 +59,6 @@ def seed_sharding(num_seeds: int) -> jax.sharding.Sharding:
 
 def shard_seeds(tree, num_seeds: int):
     """Place a pytree whose leaves have a leading seed axis across :func:`seed_devices`."""
+    import jax
+
     return jax.device_put(tree, seed_sharding(num_seeds))

@@ -240,3 +240,20 @@ def test_evaluate_returns_numbers(tiny_run, capsys):
         f"masac on games/climbing after 200 env steps, 2 episodes: team return {res['team_return']:.3f} "
         f"(per seed: {per_seed})"
     ]
+
+
+def test_list_reads_its_table_without_jax_the_second_time(tmp_path):
+    """`marlow list` took 7 s (every algorithm imported, every task built): the table is kept, keyed by
+    marlow's source and the task libraries' versions, and a second call imports no JAX."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MARLOW_COMPILE_CACHE=str(tmp_path / "cache"))
+    code = "import sys; from marlow.cli import main; main(['list', '--json']); print('jax' in sys.modules)"
+    run = [sys.executable, "-c", code]
+    outs = [subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    first, second = (o.rsplit("\n", 2) for o in outs)
+    assert first[0] == second[0] and '"mpe/simple_spread"' in first[0]  # the same tables
+    assert (first[1], second[1]) == ("True", "False")
+    assert len(list((tmp_path / "cache" / "list").iterdir())) == 1

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from marlow.experiment import checkpoint, compile_cache, program_cache
+from marlow.experiment import checkpoint, compile_cache, fingerprint, program_cache
 from marlow.experiment.config import resolve
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import train
@@ -167,7 +167,7 @@ def test_program_key_follows_config_and_code(tmp_path, monkeypatch):
     assert key("seed=3") != base
     if len(jax.devices()) > 1:  # another device, another program
         assert program_cache.ProgramCache(tmp_path, resolve(TINY), jax.devices()[1:2]).key != base
-    monkeypatch.setattr(program_cache, "_digest", "edited source")
+    monkeypatch.setattr(fingerprint, "_digest", "edited source")
     assert key() != base
 
 

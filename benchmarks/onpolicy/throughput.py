@@ -130,6 +130,17 @@ def main() -> None:
         raise SystemExit(1)
 
 
+def command_args() -> str:
+    """This run's arguments as written in the table's header (``--out`` left out)."""
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a.startswith("--out"):
+            skip = a == "--out"
+            continue
+        args.append(a)
+    return "".join(f" {a}" for a in args)
+
+
 def write_table(path: Path, rows: list[dict], failed: list[str], chunks: int) -> None:
     import jax
 
@@ -138,8 +149,8 @@ def write_table(path: Path, rows: list[dict], failed: list[str], chunks: int) ->
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} by "
-        "`python benchmarks/onpolicy/throughput.py`. One fresh process per row; each at the task's "
-        f"published settings; {chunks} timed chunks of 2 iterations after a first chunk that includes "
+        f"`python benchmarks/onpolicy/throughput.py{command_args()}`. One fresh process per row; each at the "
+        f"task's published settings; {chunks} timed chunks of 2 iterations after a first chunk that includes "
         "compilation; a chunk includes a 2-episode greedy evaluation. env-steps/s counts all seeds.",
         "",
         "| task | algo | seeds | envs x steps per iteration | env-steps/s (all seeds) | ratio to 1 seed | "

@@ -29,7 +29,6 @@ runs code when loaded: only the user's own cache directory should hold them.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import pickle
@@ -40,6 +39,7 @@ from pathlib import Path
 import jax
 
 from marlow.experiment.config import HOST_ONLY
+from marlow.experiment.fingerprint import source_digest, versions
 
 MAX_ENTRIES = 64
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "jaxmarl", "numpy")
@@ -55,26 +55,6 @@ _TRACE_OPTIONS = (
     "jax_debug_infs",
     "jax_disable_jit",
 )
-_digest: str | None = None
-
-
-def source_digest() -> str:
-    """sha256 over the paths and contents of every .py and .yaml file of the marlow package."""
-    global _digest
-    if _digest is None:
-        root = Path(__file__).resolve().parents[1]
-        h = hashlib.sha256()
-        for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-        _digest = h.hexdigest()
-    return _digest
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def from_marlow(cfg, env, algo_module) -> bool:
@@ -112,7 +92,7 @@ class ProgramCache:
         setting = {
             "config": d,
             "marlow_source": source_digest(),
-            "versions": {p: _version(p) for p in _VERSIONED},
+            "versions": versions(_VERSIONED),
             "python": sys.version,
             "devices": [(x.platform, x.device_kind, x.id) for x in self.devices],
             "all_devices": len(jax.devices()),
