@@ -456,9 +456,9 @@ def cmd_aggregate(args: list[str]) -> int:
 
 DEMO_USAGE = """usage: marlow demo {defaults} [key=value ...]
 
-Trains AORPO and MASAC side by side on mpe/simple_spread (minutes on a CPU at these defaults) and writes
-runs/demo/report.md with runs/demo/learning_curve.png. Other keys are marlow train's, passed to both
-trainings (world-model keys only to AORPO)."""
+Trains AORPO, MASAC and MASAC with AORPO's policy updates per env step on mpe/simple_spread (minutes on a
+CPU at these defaults) and writes runs/demo/report.md with runs/demo/learning_curve.png. Other keys are
+marlow train's, passed to every training (world-model keys only to AORPO)."""
 
 
 def cmd_demo(args: list[str]) -> int:

@@ -454,3 +454,19 @@ def test_counts_are_logged_as_integers_and_float32_as_its_shortest_decimal(tmp_p
     header, rows = _read_csv(tmp_path / "r")
     values = dict(zip(header, rows[0], strict=True))
     assert values["agent_interactions"] == "819.2" and values["updates"] == "100"
+
+
+def test_demo_reading_weighs_aorpo_against_masac_at_equal_updates(tmp_path):
+    """The demo's reading compares AORPO with MASAC at AORPO's update ratio, against the seeds' spread."""
+    from marlow.experiment.demo import reading
+
+    labels = ["AORPO", "MASAC (1)", "MASAC (10)"]
+    close = [tmp_path / n for n in ("a", "m1", "m10")]
+    for d, off in zip(close, (20.5, 10.0, 20.0), strict=True):  # one noise stream for 20.5 and 20
+        _synthetic_run(d, "x", [0, 1, 2], 5, off)
+    text = reading(close, labels)
+    assert "against MASAC (10)" in text and "inconclusive" in text
+    far = [tmp_path / n for n in ("b", "n1", "n10")]
+    for d, off in zip(far, (20.0, 10.0, 0.0), strict=True):
+        _synthetic_run(d, "x", [0, 1, 2], 5, off)
+    assert "AORPO is ahead of MASAC at equal updates beyond two standard errors" in reading(far, labels)
