@@ -353,11 +353,13 @@ def resolve_resume(overrides: dict[str, Any]) -> RunConfig:
     saved = load_run_config(run_dir)
     e = saved.experiment
     exp_types, algo_types = field_types(ExperimentConfig), field_types(type(saved.algo))
-    exp = {k: v for k, v in to_dict(e).items()}
+    exp = to_dict(e)
     for k, v in overrides.items():
         if k == "resume" or k in RESUME_KEYS:
             exp[k] = v
             continue
+        if k == "task" and isinstance(v, str):
+            v = absolute_task(v)  # as saved
         name = k[5:] if k.startswith("algo.") else k
         if k in exp_types:
             same = coerce(k, v, exp_types[k]) == getattr(e, k)

@@ -144,30 +144,32 @@ RUN_FILES = (
 
 def claim_run_dir(cfg: RunConfig, run_dir: Path) -> None:
     """A new run's directory must not hold another run (its ``config.yaml``): refused with a one-line
-    error, or with ``overwrite=true`` that run's files are removed first. A directory without a
-    ``config.yaml`` (empty, or a run killed before it wrote one) is used as it is."""
-    if cfg.experiment.resume or not (run_dir / CONFIG_NAME).exists():
+    error unless ``overwrite=true`` (:func:`prepare_run_dir` then removes that run's files, once the new
+    run is built). A directory without a ``config.yaml`` (empty, or a run killed before it wrote one) is
+    used as it is. Called before anything is built, so the refusal is immediate."""
+    if cfg.experiment.resume or cfg.experiment.overwrite or not (run_dir / CONFIG_NAME).exists():
         return
-    if not cfg.experiment.overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds a run; resume it with resume={run_dir}, choose another run_dir, or "
-            "pass overwrite=true to replace it"
-        )
-    for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    raise ConfigError(
+        f"{run_dir} already holds a run; resume it with resume={run_dir}, choose another run_dir, or "
+        "pass overwrite=true to replace it"
+    )
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> None:
-    """Cap the buffer at the run's length, create the run directory and write config.yaml (on a resume
+    """Cap the buffer at the run's length, create the run directory (a new run with ``overwrite=true``:
+    the old run's :data:`RUN_FILES` removed first, and nothing else) and write config.yaml (on a resume
     too: a larger ``total_steps`` is the run's new length)."""
     cap_buffer(cfg)
     saved = cfg.to_dict()
     saved["resume"] = ""
     try:
+        if cfg.experiment.overwrite and not cfg.experiment.resume:
+            for name in RUN_FILES:
+                path = run_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(saved, sort_keys=False))
     except OSError as e:
