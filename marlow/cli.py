@@ -497,6 +497,14 @@ def version() -> str:
         return __version__
 
 
+def _to_devnull(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (its reader went away): later writes and the
+    interpreter's final flush go nowhere instead of raising BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 class _PipeSafe:
     """A text stream whose writes go on working after its reader went away (``marlow train ... 2>&1 |
     head``): the first BrokenPipeError points the file descriptor at /dev/null and the write is dropped,
@@ -506,9 +514,7 @@ class _PipeSafe:
         self._stream = stream
 
     def _quiet(self) -> None:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self._stream.fileno())
-        os.close(devnull)
+        _to_devnull(self._stream)
 
     def write(self, text: str) -> int:
         try:
@@ -569,7 +575,7 @@ def _run(cmd: str, rest: list[str]) -> int:
         return 2
     except OSError as e:  # a full disk or an unwritable run directory while training or logging
         if isinstance(e, BrokenPipeError):  # the reader went away, e.g. `marlow list | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _to_devnull(sys.stdout)
             return 0
         where = f" ({e.filename})" if e.filename else ""
         print(
