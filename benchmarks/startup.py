@@ -15,6 +15,7 @@ seconds). Writes benchmarks/startup.md; runs go to a temporary directory.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -28,10 +29,32 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MARLOW = str(HERE.parent / ".venv" / "bin" / "marlow")
 SHORT = ["progress=false"]
-RUNS = {  # short runs: the first chunk is the first training step (MASAC: the issue's "short MASAC run")
+RUNS = {  # one short run per algorithm family, two chunks: the first chunk is the first training step
+    # off-policy (the issue's "short MASAC run"; learning starts after the warm-up, the update is compiled)
     "masac": ["algo=masac", "task=mpe/simple_spread", "total_steps=2000", "eval_every=1000", *SHORT],
+    "maddpg": ["algo=maddpg", "task=mpe/simple_spread", "total_steps=2000", "eval_every=1000", *SHORT],
+    # on-policy: shared actors, independent actors, sequential heterogeneous updates
     "mappo": ["algo=mappo", "task=mpe/simple_spread", "total_steps=4096", "eval_every=2048", *SHORT],
+    "ippo": ["algo=ippo", "task=mpe/simple_spread", "total_steps=4096", "eval_every=2048", *SHORT],
+    "happo": ["algo=happo", "task=mpe/simple_spread", "total_steps=8000", "eval_every=4000", *SHORT],
+    # Teammate Lookahead: HAPPO with its team model and the lookahead update from the first iteration
+    "la_happo": [
+        *("algo=la_happo", "task=mpe/simple_spread", "total_steps=8000", "eval_every=4000"),
+        *("la_warmup_steps=0", *SHORT),
+    ],
+    # maximum-entropy with an opponent model: the actor-critic and the tabular learner
+    "rommeo_ac": [
+        *("algo=rommeo_ac", "task=games/max_of_two_quadratics", "total_steps=2000", "eval_every=1000"),
+        *SHORT,
+    ],
+    "rommeo_q": [
+        *("algo=rommeo_q", "task=games/climbing", "num_envs=1", "total_steps=2000", "eval_every=1000"),
+        *SHORT,
+    ],
+    # model-based: ensemble dynamics, opponent models and rollouts; the world-model learners (small preset)
     "aorpo": ["algo=aorpo", "task=mpe/simple_spread", "total_steps=2000", "eval_every=1000", *SHORT],
+    "mamba": ["algo=mamba", "task=smax/3m", "preset=small", "total_steps=2000", "eval_every=1000", *SHORT],
+    "mag": ["algo=mag", "task=smax/3m", "preset=small", "total_steps=2000", "eval_every=1000", *SHORT],
 }
 PROGRAMS = ("init", "eval", "chunk")
 KINDS = ("cold", "warm", "jax_only")
@@ -52,7 +75,11 @@ def one_run(args: list[str], cache: Path, run_dir: Path) -> dict:
     env.pop("MARLOW_COMPILE_CACHE", None)
     wall = timed([MARLOW, "train", *args, f"run_dir={run_dir}", f"compile_cache={cache}"], env)
     record = json.loads((run_dir / "startup.json").read_text())
-    return {"process_s": wall, **record}
+    with open(run_dir / "metrics.csv", newline="") as f:
+        chunks = [r for r in csv.DictReader(f) if r["seed"] == "0" and int(r["env_steps"]) > 0]
+    # the chunks' own clocks: the first one (its first call) and the last one's env steps per second
+    first_chunk, steady = float(chunks[0]["wall_time"]), float(chunks[-1]["steps_per_s"])
+    return {"process_s": wall, "first_chunk_s": first_chunk, "steady_sps": steady, **record}
 
 
 def median(xs: list[float]) -> float:
@@ -100,23 +127,29 @@ def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> Non
         "cache), all one after the other in one run; medians. First step: seconds from the "
         "process start to the first training chunk (the run's startup.json). Process: the whole "
         "`marlow train` command, to exit (including the training chunks, the report and its plot). "
+        "First chunk: the first training chunk's own seconds (its first call); steady env-steps/s: the "
+        "last chunk's env steps per second (one seed; short runs, so a rough rate: "
+        "benchmarks/throughput.py measures steady state). "
         f"`marlow list`: {median([c for c, _ in list_s]):.2f} s cold (every algorithm imported and every "
         f"task built for its table), {median([w for _, w in list_s]):.2f} s warm (the table read from the "
         "cache directory, no JAX imported).",
         "",
         "| run | first step (s): cold | warm | warm / cold | JAX's layer only | its / cold "
-        "| process (s): cold | warm | JAX's layer only |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| process (s): cold | warm | JAX's layer only | first chunk (s) | steady env-steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algo, kinds in results.items():
         first = {k: median([r["since_process_start_s"]["first_step"] for r in kinds[k]]) for k in KINDS}
         proc = {k: median([r["process_s"] for r in kinds[k]]) for k in KINDS}
         args = " ".join(a for a in RUNS[algo] if a not in SHORT)
         c, w, j = (first[k] for k in KINDS)
+        runs = [r for k in KINDS for r in kinds[k]]  # the same program in every kind of start
+        chunk1 = median([r["first_chunk_s"] for r in runs])
+        sps = median([r["steady_sps"] for r in runs])
         lines.append(
             f"| `{args}` | {c:.1f} | {w:.1f} | {w / c:.0%} | {j:.1f} | {j / c:.0%} | "
             + " | ".join(f"{proc[k]:.1f}" for k in KINDS)
-            + " |"
+            + f" | {chunk1:.2f} | {sps:,.0f} |"
         )
     lines += [
         "",

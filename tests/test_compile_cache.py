@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from marlow.experiment import checkpoint, compile_cache, fingerprint, program_cache
+from marlow.experiment import compile_cache, fingerprint, program_cache
 from marlow.experiment.config import resolve
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import train
@@ -24,17 +24,33 @@ TINY = [
     *("eval_episodes=2", "progress=false"),
 ]
 CLOCKS = ("wall_time", "steps_per_s")
+JAX_CACHE_OPTIONS = (  # the settings compile_cache.enable changes
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+    "jax_compilation_cache_max_size",
+)
 
 
 @pytest.fixture(autouse=True)
 def own_cache_state(monkeypatch):
-    """Each test starts with no cache set and leaves none behind (other tests' programs stay uncached)."""
+    """Each test starts with no cache set (not even the suite's, tests/conftest.py) and leaves the one it
+    found behind, with its settings: marlow's cache caps its size, and a process that evicts entries from
+    a directory another process writes without eviction (the suite's) fails to write to it."""
+    from jax.experimental.compilation_cache import compilation_cache as jax_cc
+
     monkeypatch.delenv("MARLOW_COMPILE_CACHE", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)  # the CLI subprocesses' view
+    suite = {k: getattr(jax.config, k) for k in JAX_CACHE_OPTIONS}
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax_cc.reset_cache()
     compile_cache.enable("off")
-    old = jax.config.jax_compilation_cache_dir
     yield
     compile_cache.enable("off")
-    assert jax.config.jax_compilation_cache_dir == old
+    assert jax.config.jax_compilation_cache_dir is None
+    for k, v in suite.items():
+        jax.config.update(k, v)
+    jax_cc.reset_cache()
 
 
 def _entries(d: Path) -> set[str]:
@@ -118,11 +134,7 @@ def test_a_cache_jax_was_given_is_kept(tmp_path):
         jax.config.update("jax_compilation_cache_dir", None)
 
 
-class _Killed(Exception):
-    pass
-
-
-def test_rerun_and_resume_load_whole_programs(tmp_path, monkeypatch):
+def test_rerun_and_resume_load_whole_programs(tmp_path, die_at_checkpoint):
     """A rerun loads init, evaluation and chunk whole (no tracing) with the same metrics; so does a
     resume (whose chunk is keyed by the checkpoint template's shapes); a damaged entry is dropped and
     compiled again."""
@@ -134,17 +146,7 @@ def test_rerun_and_resume_load_whole_programs(tmp_path, monkeypatch):
     assert set(_phases(second)) == {"init_load", "eval_load", "chunk_load"}
     _same_metrics(first, second)
 
-    real_save = checkpoint.save
-
-    def die_at_the_end(run_dir, state, meta):
-        if meta["chunk"] == 2:
-            raise _Killed
-        return real_save(run_dir, state, meta)
-
-    monkeypatch.setattr(checkpoint, "save", die_at_the_end)
-    with pytest.raises(_Killed):
-        train(resolve([*runs, f"run_dir={tmp_path / 'c'}"]))
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    die_at_checkpoint(2, train, resolve([*runs, f"run_dir={tmp_path / 'c'}"]))
     resumed = train(resolve([f"resume={tmp_path / 'c'}", "progress=false", f"compile_cache={cache}"]))
     assert set(_phases(resumed)) == {"chunk_load"}  # a resume runs no step-0 evaluation
     _same_metrics(first, resumed)

@@ -13,7 +13,6 @@ import pytest
 
 from marlow import envs, rollout
 from marlow.algos.onpolicy import ippo, ppo
-from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.runner import train
@@ -180,24 +179,10 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path):
     assert not np.allclose(batched[0]["loss/value_loss"][1:], batched[1]["loss/value_loss"][1:])
 
 
-class _Killed(Exception):
-    pass
-
-
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(tmp_path, die_at_checkpoint):
     args = [*SMALL, "task=games/lookahead_toy", "checkpoint_every=1"]  # Box actions
     whole = train(resolve([*args, f"run_dir={tmp_path / 'a'}"]))
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, state, meta):
-        if meta["chunk"] == 3:
-            raise _Killed
-        return real_save(run_dir, state, meta)
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(_Killed):
-        train(resolve([*args, f"run_dir={tmp_path / 'b'}"]))
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    die_at_checkpoint(3, train, resolve([*args, f"run_dir={tmp_path / 'b'}"]))
     train(resolve([f"resume={tmp_path / 'b'}", "progress=false"]))
     assert _rows(tmp_path / "b") == _rows(whole)
 

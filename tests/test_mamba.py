@@ -21,7 +21,6 @@ from marlow.algos.model_based import mamba
 from marlow.algos.onpolicy.actors import MASKED_LOGIT
 from marlow.buffers import sequence
 from marlow.errors import ConfigError
-from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.runner import train
 from marlow.world import rssm
@@ -249,10 +248,6 @@ def _rows(run_dir: Path, seed: int | None = None) -> list[dict]:
     return [r for r in rows if seed is None or int(r["seed"]) == seed]
 
 
-class _Killed(Exception):
-    pass
-
-
 RUNNER_TASK = "games/climbing"  # the cheapest program to compile (SMAX's masks: test_every_pair)
 
 
@@ -267,18 +262,8 @@ def _vmapped_seeds_equal_separate_runs(runs: dict, args: list[str], tmp_path: Pa
     assert float(_rows(runs[0])[-1]["loss/model_rec"]) > 0
 
 
-def _resumed_run_equals_uninterrupted(runs: dict, args: list[str], tmp_path: Path, monkeypatch) -> None:
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, state, meta):
-        if meta["chunk"] == 2:
-            raise _Killed
-        return real_save(run_dir, state, meta)
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(_Killed):
-        train(resolve([*args, "seed=0", f"run_dir={tmp_path / 'k'}"]))
-    monkeypatch.setattr(checkpoint, "save", real_save)
+def _resumed_run_equals_uninterrupted(runs: dict, args: list[str], tmp_path: Path, die_at_checkpoint) -> None:
+    die_at_checkpoint(2, train, resolve([*args, "seed=0", f"run_dir={tmp_path / 'k'}"]))
     train(resolve([f"resume={tmp_path / 'k'}", "progress=false"]))
     assert _rows(tmp_path / "k") == _rows(runs[0])
 
@@ -297,12 +282,12 @@ def _mag_with_one_candidate_is_mamba(runs: dict, args: list[str], tmp_path: Path
     assert "loss/rm_loss" in b[-1] and float(b[-1]["loss/rm_loss"]) > 0
 
 
-def test_vmapped_seeds_resume_and_mag_with_one_candidate(tmp_path, monkeypatch, jax_compilation_cache):
+def test_vmapped_seeds_resume_and_mag_with_one_candidate(tmp_path, die_at_checkpoint, jax_compilation_cache):
     """Through the runner, against separate MAMBA runs of seeds 0 and 1 (one test, so the two runs, which
     compile MAMBA's whole program, are made once on one worker): vmapped seeds equal separate runs, a
     resumed run equals the uninterrupted one, and MAG with one candidate equals MAMBA."""
     args = ["algo=mamba", f"task={RUNNER_TASK}", "preset=small", *TINY_MODEL, *RUN]
     runs = {s: train(resolve([*args, f"seed={s}", f"run_dir={tmp_path / f's{s}'}"])) for s in (0, 1)}
     _vmapped_seeds_equal_separate_runs(runs, args, tmp_path)
-    _resumed_run_equals_uninterrupted(runs, args, tmp_path, monkeypatch)
+    _resumed_run_equals_uninterrupted(runs, args, tmp_path, die_at_checkpoint)
     _mag_with_one_candidate_is_mamba(runs, args, tmp_path)

@@ -198,25 +198,11 @@ def test_vmap_over_seeds_equals_separate_runs(runs, run_a, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-class _Killed(Exception):
-    pass
-
-
-def test_resume_after_kill_matches_uninterrupted_run(runs, run_a, tmp_path, monkeypatch):
+def test_resume_after_kill_matches_uninterrupted_run(runs, run_a, tmp_path, die_at_checkpoint):
     """Run B is 'killed' after chunk 3 was logged but before its checkpoint was written (so the last
     checkpoint is chunk 2's); resuming with resume=<dir> drops the orphan rows and ends exactly like A."""
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, state, meta):
-        if meta["chunk"] == 3:
-            raise _Killed
-        return real_save(run_dir, state, meta)
-
     run_b = tmp_path / "b"
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(_Killed):
-        _train(run_b, "seed=0")
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    die_at_checkpoint(3, _train, run_b, "seed=0")
 
     assert not (run_b / "report.md").exists()
     _, meta = checkpoint.load(run_b, _template(run_b))

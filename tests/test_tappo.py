@@ -12,11 +12,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from marlow import envs, rollout
 from marlow.algos.onpolicy import tappo
-from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.runner import train
 
@@ -90,10 +88,6 @@ def test_teammate_decoder_learns():
         assert float(after[a][1]) < float(before[a][1]), a  # their actions: better than at the start
 
 
-class _Killed(Exception):
-    pass
-
-
 def _rows(run: Path) -> list[dict]:
     with open(run / "metrics.csv") as f:
         return [
@@ -101,7 +95,7 @@ def _rows(run: Path) -> list[dict]:
         ]
 
 
-def test_resumed_tappo_run_equals_uninterrupted(tmp_path, monkeypatch):
+def test_resumed_tappo_run_equals_uninterrupted(tmp_path, die_at_checkpoint):
     """Iterations of 20 steps inside 25-step episodes: the GRU state crosses iterations and checkpoints."""
     tiny = [
         "algo=tappo",
@@ -119,17 +113,7 @@ def test_resumed_tappo_run_equals_uninterrupted(tmp_path, monkeypatch):
         "progress=false",
     ]
     run_a = train(resolve([*tiny, f"run_dir={tmp_path / 'a'}"]))
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, state, meta):
-        if meta["chunk"] == 2:
-            raise _Killed
-        return real_save(run_dir, state, meta)
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(_Killed):
-        train(resolve([*tiny, f"run_dir={tmp_path / 'b'}"]))
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    die_at_checkpoint(2, train, resolve([*tiny, f"run_dir={tmp_path / 'b'}"]))
     train(resolve([f"resume={tmp_path / 'b'}", "progress=false"]))
     assert _rows(tmp_path / "b") == _rows(Path(run_a))
     assert len(_rows(Path(run_a))) == 4
