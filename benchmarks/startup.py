@@ -79,7 +79,14 @@ def one_run(args: list[str], cache: Path, run_dir: Path) -> dict:
         chunks = [r for r in csv.DictReader(f) if r["seed"] == "0" and int(r["env_steps"]) > 0]
     # the chunks' own clocks: the first one (its first call) and the last one's env steps per second
     first_chunk, steady = float(chunks[0]["wall_time"]), float(chunks[-1]["steps_per_s"])
-    return {"process_s": wall, "first_chunk_s": first_chunk, "steady_sps": steady, **record}
+    learned = float(chunks[-1]["updates"]) > 0  # else the chunks were the learner's warm-up only
+    return {
+        "process_s": wall,
+        "first_chunk_s": first_chunk,
+        "steady_sps": steady,
+        "learned": learned,
+        **record,
+    }
 
 
 def median(xs: list[float]) -> float:
@@ -114,14 +121,25 @@ def main() -> None:
     write(results, list_s, args.repeats)
 
 
+def _first(kinds: dict, kind: str) -> float:
+    return median([r["since_process_start_s"]["first_step"] for r in kinds[kind]])
+
+
+def _cold_share(kinds: dict) -> float:
+    """The fraction of a cold start's time to the first step spent in XLA's compilation."""
+    compile_s = [sum(v for k, v in r["phases_s"].items() if k.endswith("_compile")) for r in kinds["cold"]]
+    return median(compile_s) / _first(kinds, "cold")
+
+
 def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> None:
     lines = [
         "# Time to the first training step, cold and warm compilation cache",
         "",
         f"`.venv/bin/python benchmarks/startup.py --repeats {repeats} --algos {','.join(results)}`",
         "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {repeats} rounds per "
-        "algorithm, each one cold process (empty cache directory), one warm process (the cache the cold "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {repeats} "
+        f"round{'s' if repeats != 1 else ''} per algorithm, each one cold process (empty cache directory), "
+        "one warm process (the cache the cold "
         "one filled: every program loads whole from the program cache) and one with JAX's layer only (the "
         "program cache's folder removed: tracing and lowering run, XLA's compilation loads from JAX's "
         "cache), all one after the other in one run; medians. First step: seconds from the "
@@ -129,7 +147,8 @@ def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> Non
         "`marlow train` command, to exit (including the training chunks, the report and its plot). "
         "First chunk: the first training chunk's own seconds (its first call); steady env-steps/s: the "
         "last chunk's env steps per second (one seed; short runs, so a rough rate: "
-        "benchmarks/throughput.py measures steady state). "
+        "benchmarks/throughput.py measures steady state; (warm-up): the run ends inside the learner's "
+        "random warm-up, so its chunks made no update, but the update is compiled all the same). "
         f"`marlow list`: {median([c for c, _ in list_s]):.2f} s cold (every algorithm imported and every "
         f"task built for its table), {median([w for _, w in list_s]):.2f} s warm (the table read from the "
         "cache directory, no JAX imported).",
@@ -146,11 +165,26 @@ def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> Non
         runs = [r for k in KINDS for r in kinds[k]]  # the same program in every kind of start
         chunk1 = median([r["first_chunk_s"] for r in runs])
         sps = median([r["steady_sps"] for r in runs])
+        mark = "" if all(r["learned"] for r in runs) else " (warm-up)"
         lines.append(
             f"| `{args}` | {c:.1f} | {w:.1f} | {w / c:.0%} | {j:.1f} | {j / c:.0%} | "
             + " | ".join(f"{proc[k]:.1f}" for k in KINDS)
-            + f" | {chunk1:.2f} | {sps:,.0f} |"
+            + f" | {chunk1:.2f} | {sps:,.0f}{mark} |"
         )
+    ratio = {a: _first(k, "warm") / _first(k, "cold") for a, k in results.items()}
+    share = {a: _cold_share(k) for a, k in results.items()}
+    lo, hi = min(ratio, key=ratio.get), max(ratio, key=ratio.get)
+    big = max(share, key=share.get)
+    lines += [
+        "",
+        f"Reading: a warm start reaches the first training step in {ratio[lo]:.0%} ({lo}) to {ratio[hi]:.0%} "
+        f"({hi}) of the cold start's time, {'within' if ratio[hi] <= 0.25 else 'not within'} the 25% "
+        "target for every family. Cold, XLA's compilation is "
+        f"{min(share.values()):.0%} to {max(share.values()):.0%} of the time to the first step ({big}: "
+        f"{share[big]:.0%}), so the next cut of a cold start is a smaller program (fewer operations to "
+        "compile), not a faster start-up around it; with JAX's layer only, Python's tracing and lowering are "
+        "the largest part of what a warm start still pays.",
+    ]
     lines += [
         "",
         "Where the seconds go (medians; trace: Python tracing to a jaxpr, lower: to StableHLO, compile: "
