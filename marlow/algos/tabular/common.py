@@ -83,9 +83,21 @@ def decayed(value: float, decay: float, t: jax.Array) -> jax.Array:
     return value * harmonic(t, decay)
 
 
+def argmax_set(values: jax.Array) -> jax.Array:
+    """The maximal entries of each row (the last axis) as a boolean mask, never empty. XLA may compute
+    ``values`` twice, once for the max and once for the comparison, rounded differently (a multiply-add
+    fused in one copy and not in the other); then no entry equals the max, and the mask alone would give
+    an all-NaN greedy policy. Seen on the CPU back end at optimisation level 0 with its older fusion
+    emitters (``--xla_cpu_use_fusion_emitters=false``): FMQ's greedy evaluation played at random. Such a row
+    keeps its argmax alone; every other row is unchanged."""
+    best = values == jnp.max(values, axis=-1, keepdims=True)
+    top = jax.nn.one_hot(jnp.argmax(values, axis=-1), values.shape[-1], dtype=jnp.bool_)
+    return best | (top & ~jnp.any(best, axis=-1, keepdims=True))
+
+
 def greedy_probs(values: jax.Array) -> jax.Array:
     """The greedy policy over the last axis with ties shared equally: uniform over the argmax set."""
-    best = values == jnp.max(values, axis=-1, keepdims=True)
+    best = argmax_set(values)
     return best / jnp.sum(best, axis=-1, keepdims=True)
 
 

@@ -83,7 +83,7 @@ def hill_climb(pi: jax.Array, q: jax.Array, delta: jax.Array) -> jax.Array:
     """Step (d) for every row: move up to ``delta`` of probability mass to the greedy actions of ``q``
     (shared equally among ties), taking ``min(pi, delta / (n - 1))`` from each other action."""
     n = pi.shape[-1]
-    best = q == jnp.max(q, axis=-1, keepdims=True)
+    best = tabular.argmax_set(q)
     taken = jnp.where(best, 0.0, jnp.minimum(pi, delta[..., None] / (n - 1)))  # delta_sa, a not greedy
     given = jnp.sum(taken, axis=-1, keepdims=True) * best / jnp.sum(best, axis=-1, keepdims=True)
     return pi - taken + given
