@@ -158,7 +158,7 @@ def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> Non
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algo, kinds in results.items():
-        first = {k: median([r["since_process_start_s"]["first_step"] for r in kinds[k]]) for k in KINDS}
+        first = {k: _first(kinds, k) for k in KINDS}
         proc = {k: median([r["process_s"] for r in kinds[k]]) for k in KINDS}
         args = " ".join(a for a in RUNS[algo] if a not in SHORT)
         c, w, j = (first[k] for k in KINDS)

@@ -34,11 +34,6 @@ from marlow.experiment.report import plot_grid, summary_table
 from marlow.experiment.runner import train
 
 DEMO_TASK = "mpe/simple_spread"
-DEMO_ARMS = {  # run directory: (algorithm, its own keys, label)
-    "aorpo": ("aorpo", "AORPO"),
-    "masac": ("masac", "MASAC (1 update per round)"),
-    "masac_10_updates": ("masac", "MASAC (10 updates per round, AORPO's ratio)"),
-}
 # both algorithms learn after 5,000 random steps (the default 25,600 would be half of the budget)
 DEMO_DEFAULTS = {"total_steps": "50000", "num_seeds": "2", "eval_every": "2500", "warmup_steps": "5000"}
 AORPO_DEMO = {  # the paper's schedules scaled to the demo's 50k of 750k steps (an epoch of 500 steps)
@@ -55,6 +50,15 @@ AORPO_DEMO = {  # the paper's schedules scaled to the demo's 50k of 750k steps (
     "model_max_epochs": "5",
     "opp_max_epochs": "5",
 }
+DEMO_ARMS = {  # run directory: (algorithm, its own keys, label)
+    "aorpo": ("aorpo", AORPO_DEMO, "AORPO"),
+    "masac": ("masac", {}, "MASAC (1 update per round)"),
+    "masac_10_updates": (
+        "masac",
+        {"updates_per_step": AORPO_DEMO["updates_per_step"]},
+        "MASAC (10 updates per round, AORPO's ratio)",
+    ),
+}
 
 
 def run_demo(args: list[str], out_dir: str | Path = "runs/demo") -> Path:
@@ -63,10 +67,7 @@ def run_demo(args: list[str], out_dir: str | Path = "runs/demo") -> Path:
     overrides = {**DEMO_DEFAULTS, **parse_overrides(args)}
     overrides["task"] = DEMO_TASK
     run_dirs, labels, times = [], [], {}
-    for name, (algo, label) in DEMO_ARMS.items():
-        extra = AORPO_DEMO if algo == "aorpo" else {}
-        if name == "masac_10_updates":
-            extra = {"updates_per_step": AORPO_DEMO["updates_per_step"]}
+    for name, (algo, extra, label) in DEMO_ARMS.items():
         mine = {k: v for k, v in overrides.items() if algo == "aorpo" or not _world_key(k)}
         cfg = resolve({**extra, **mine, "algo": algo, "run_dir": str(out / name), "overwrite": "true"})
         t0 = time.perf_counter()
