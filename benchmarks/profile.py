@@ -48,7 +48,7 @@ from marlow import rollout  # noqa: E402
 from marlow.buffers import replay  # noqa: E402
 from marlow.devices import shard_seeds  # noqa: E402
 from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.demo import AORPO_DEMO  # noqa: E402
+from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
 from marlow.experiment.runner import build, jitted_program, learner, seed_keys  # noqa: E402
 
@@ -56,7 +56,7 @@ CONFIGS = {  # MASAC: the AORPO paper's MASAC schedule (batch 1024, an update pe
     "masac": ["algo=masac", "task=mpe/simple_spread", "warmup_steps=7500"],
     "mappo": ["algo=mappo", "task=mpe/simple_spread"],
     "aorpo": ["algo=aorpo", "task=mpe/simple_spread", "eval_every=2500", "warmup_steps=5000"]
-    + [f"{k}={v}" for k, v in AORPO_DEMO.items()],
+    + [f"{k}={v}" for k, v in AORPO_CPU.items()],
     "mamba": ["algo=mamba", "task=smax/3m", "preset=small"],
 }
 NOTES = {

@@ -301,13 +301,13 @@ def test_aorpo_reaches_the_climb_equilibrium():
     and MASAC's at 11,000. The initial policies play near 0, 0.5 from the equilibrium in every coordinate;
     a learner that does not learn, or learns only one state, stays out of reach."""
     from marlow.envs.games import CLIMB_LANDMARKS
-    from marlow.experiment.demo import AORPO_DEMO
+    from marlow.experiment.demo import AORPO_CPU
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, seed_keys
     from marlow.experiment.setup import learner
 
     schedule = {
-        **AORPO_DEMO,
+        **AORPO_CPU,
         "model_warmup_steps": "2000",
         "model_train_every": "2000",
         "epoch_steps": "200",

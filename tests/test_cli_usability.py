@@ -123,7 +123,7 @@ def test_sweep_and_demo_help(capsys):
     for option in ("out=", "address=", "cpus_per_trial=1", "gpus_per_trial=0", "ray_cpus=", "aggregate=true"):
         assert option in out
     assert cli.main(["demo", "-h"]) == 0
-    assert capsys.readouterr().out.startswith("usage: marlow demo [total_steps=50000]")
+    assert capsys.readouterr().out.startswith("usage: marlow demo [total_steps=30000]")
 
 
 def test_top_help_without_rst_and_version(capsys):

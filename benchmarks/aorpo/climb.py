@@ -9,8 +9,8 @@ Trains through marlow's Loop (the runner's jitted chunk, vmapped over seeds) and
 benchmarks/aorpo/climb.md (a seed converged when both agents are within ``--tol`` of the landmark in both
 states at the end) and climb.png (the action paths in the (a, b) plane per state, like Fig. 3).
 
-Settings: the paper gives no Climb column in Table 1; AORPO uses the demo's scaled model budgets
-(marlow.experiment.demo.AORPO_DEMO) with the schedules shrunk to the shorter run (warm-ups and retraining
+Settings: the paper gives no Climb column in Table 1; AORPO uses the scaled CPU model budgets
+(marlow.experiment.demo.AORPO_CPU) with the schedules shrunk to the shorter run (warm-ups and retraining
 every 2,000 steps, an epoch of 200 steps so k grows from 1 on); MASAC its defaults with the same
 warm-up. Both learn from step 2,000.
 """
@@ -32,14 +32,14 @@ from sweep import table  # noqa: E402
 
 from marlow.envs.games import CLIMB_LANDMARKS  # noqa: E402
 from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.demo import AORPO_DEMO  # noqa: E402
+from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
 from marlow.experiment.runner import build, seed_keys  # noqa: E402
 from marlow.experiment.setup import learner  # noqa: E402
 
 TASK = "games/climb"
 COMMON = ["warmup_steps=2000", "eval_every=1000"]
-AORPO = {**AORPO_DEMO, "model_warmup_steps": "2000", "model_train_every": "2000", "epoch_steps": "200"}
+AORPO = {**AORPO_CPU, "model_warmup_steps": "2000", "model_train_every": "2000", "epoch_steps": "200"}
 
 
 def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, float]:

@@ -14,7 +14,7 @@ episodes x 25 steps) take hours per seed on this 2-core machine (profile_s1.md),
 the model-based algorithms' epoch-based schedules shrink by the same factor: epoch_steps of the task's
 Table 1 column (conf/task/mpe/*.yaml) times steps / paper budget, so the rollout length k climbs over the
 same fraction of the run as in the paper (the model lr halving interval likewise). The model budgets are
-those of the demo (marlow.experiment.demo.AORPO_DEMO: a 3 x 200 ensemble of 7, at most 500 gradient
+the CPU budget's (marlow.experiment.demo.AORPO_CPU: a 3 x 200 ensemble of 7, at most 500 gradient
 steps per retraining, model warm-up and retraining every 5,000 steps, 512 rollout starts, G = 10), for
 AORDPG too. Every algorithm starts learning after 5,000 random steps (``warmup_steps``; MASAC's default
 25,600 would be half the budget).
@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent / "rommeo"))
 from sweep import mean_ci, run_sweep, table  # noqa: E402
 
 from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.demo import AORPO_DEMO  # noqa: E402
+from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.report import RunData, aligned_seeds, load_run, plot_grid  # noqa: E402
 from marlow.experiment.setup import load_run_config, make_env  # noqa: E402
 
@@ -69,7 +69,7 @@ def model_overrides(algo: str, task: str, steps: int) -> list[str]:
     paper = resolve([f"algo={algo}", f"task={task}"]).algo
     f = steps / budget
     scaled = {
-        **AORPO_DEMO,
+        **AORPO_CPU,
         "epoch_steps": str(max(1, round(paper.epoch_steps * f))),
         "model_lr_halve_every": str(max(1, round(paper.model_lr_halve_every * f))),
     }

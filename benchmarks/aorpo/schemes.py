@@ -9,7 +9,7 @@ real policies only.
         [key=value ...]
 
 1. Training (Fig. 5): AORPO trained once per scheme in ``--schemes`` (``rollout_scheme``), ``--seeds``
-   vmapped seeds each, with the demo's scaled settings (marlow.experiment.demo.AORPO_DEMO: a 3 x 200
+   vmapped seeds each, with the scaled CPU settings (marlow.experiment.demo.AORPO_CPU: a 3 x 200
    ensemble of 7, at most 500 gradient steps per retraining, model warm-up and retraining every 5,000
    steps, 512 rollout starts, G = 10), epoch_steps = 7,500 x steps / 750,000 (the paper's simple_spread
    budget, so k climbs 1 -> 6 over the same fraction of the run as in the paper: 500 at 50k steps),
@@ -287,7 +287,7 @@ def main() -> None:
         f"`.venv/bin/python {cmd}`",
         "",
         f"Training: AORPO with `rollout_scheme` = each of {', '.join(trained)}, {args.seeds} vmapped seeds, "
-        f"{args.steps:,} env steps per seed, the demo's scaled settings (AORPO_DEMO, epoch_steps "
+        f"{args.steps:,} env steps per seed, the scaled CPU settings (AORPO_CPU, epoch_steps "
         f"{cfg.algo.epoch_steps}: k = {cfg.algo.rollout_min} -> {cfg.algo.rollout_max} over epochs "
         f"{cfg.algo.rollout_start} -> {cfg.algo.rollout_end}, M = {cfg.algo.rollout_batch} rollout starts "
         f"per ego and round, G = {cfg.algo.updates_per_step}, one round per {cfg.algo.update_every} steps, "

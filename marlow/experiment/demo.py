@@ -6,15 +6,15 @@ evaluates a uniformly random policy as the reference line, and writes ``runs/dem
 ``runs/demo/learning_curve.png``. Extra ``key=value`` arguments are passed to both trainings (AORPO's
 world-model keys only to AORPO).
 
-The demo budget is 50k env steps per seed, a fifteenth of the paper's simple_spread run (750k), so
-AORPO's epoch-based schedules are scaled by the same factor (``AORPO_DEMO``: an epoch of 500 steps
-instead of 7,500, so the rollout length grows from 1 to 6 over the run; model warm-up and retraining
-every 5,000 steps; the model lr halved every 8,333 instead of 125,000 steps), and its models get
-smaller budgets than the paper's (a 3 x 200 world model with 7 members, at most 5 x 100 gradient steps
-per retraining, at most 5 epochs per opponent-model refit, 512 rollout start states, G = 10) so that it
-finishes in minutes on a 2-core CPU (benchmarks/aorpo/profile_s1.md shows where the time goes at the
-paper's settings). Both algorithms start learning after 5,000 random steps instead of MASAC's default
-25,600, which would be half of the budget. These are benchmarks/aorpo/fig2.py's simple_spread settings.
+The demo budget is 30k env steps per seed, a twenty-fifth of the paper's simple_spread run (750k), so
+AORPO's epoch-based schedules are scaled by the same factor (``AORPO_DEMO``: an epoch of 300 steps
+instead of 7,500, so the rollout length grows from 1 to 6 over the run as in Table 1; model warm-up and
+retraining every 3,000 steps; the model lr halved every 5,000 instead of 125,000 steps), and its models
+get smaller budgets than the paper's (a 3 x 200 world model with 7 members, at most 3 x 100 gradient
+steps per retraining, at most 5 epochs per opponent-model refit, 256 rollout start states per ego and
+round instead of 1,024, G = 10 instead of 20) so that it finishes in minutes on a 2-core CPU
+(benchmarks/aorpo/profile_s1.md shows where the time goes at the paper's settings). Every arm starts
+learning after 3,000 random steps instead of MASAC's default 25,600, which is most of the budget.
 
 A third arm makes the comparison honest: MASAC with AORPO's demo update ratio (``updates_per_step=10``
 policy updates per round of 100 env steps, against MASAC's default 1). AORPO's lead over MASAC at this
@@ -34,9 +34,9 @@ from marlow.experiment.report import plot_grid, summary_table
 from marlow.experiment.runner import train
 
 DEMO_TASK = "mpe/simple_spread"
-# both algorithms learn after 5,000 random steps (the default 25,600 would be half of the budget)
-DEMO_DEFAULTS = {"total_steps": "50000", "num_seeds": "2", "eval_every": "2500", "warmup_steps": "5000"}
-AORPO_DEMO = {  # the paper's schedules scaled to the demo's 50k of 750k steps (an epoch of 500 steps)
+# every arm learns after 3,000 random steps (the default 25,600 would be most of the budget)
+DEMO_DEFAULTS = {"total_steps": "30000", "num_seeds": "2", "eval_every": "1500", "warmup_steps": "3000"}
+AORPO_CPU = {  # the paper's schedules scaled to 50k of 750k steps (an epoch of 500 steps), small models
     "epoch_steps": "500",
     "model_warmup_steps": "5000",
     "model_train_every": "5000",
@@ -49,6 +49,17 @@ AORPO_DEMO = {  # the paper's schedules scaled to the demo's 50k of 750k steps (
     "model_num_elites": "5",
     "model_max_epochs": "5",
     "opp_max_epochs": "5",
+}
+"""AORPO's settings for a 50k-step simple_spread run on a 2-core CPU: the benchmarks in benchmarks/aorpo
+(fig2, climb, schemes, crossplay) and the tests build on them; the demo used them up to 2026-12-07."""
+AORPO_DEMO = {  # the same scaled to the demo's 30k steps (an epoch of 300 steps), cheaper rollouts and fits
+    **AORPO_CPU,
+    "epoch_steps": "300",
+    "model_warmup_steps": "3000",
+    "model_train_every": "3000",
+    "model_lr_halve_every": "5000",  # 125,000 / 25
+    "rollout_batch": "256",
+    "model_max_epochs": "3",
 }
 DEMO_ARMS = {  # run directory: (algorithm, its own keys, label)
     "aorpo": ("aorpo", AORPO_DEMO, "AORPO"),
@@ -115,9 +126,9 @@ def reading(run_dirs: list[Path], labels: list[str]) -> str:
     error over seeds."""
     import math
 
-    from marlow.experiment.report import _final_per_seed, load_run
+    from marlow.experiment.report import final_per_seed, load_run
 
-    finals = [_final_per_seed(load_run(d), "eval/team_return", 0.1) for d in run_dirs]
+    finals = [final_per_seed(load_run(d), "eval/team_return", 0.1) for d in run_dirs]
     aorpo, masac1, masac10 = finals
     diff = float(aorpo.mean() - masac10.mean())
     se = math.sqrt(sum(float(f.var(ddof=1)) / f.size for f in (aorpo, masac10) if f.size > 1))

@@ -34,6 +34,7 @@ __all__ = [
     "RunData",
     "aligned_seeds",
     "load_run",
+    "final_per_seed",
     "mean_ci",
     "plot_grid",
     "plot_runs",
@@ -287,7 +288,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _final_per_seed(run: RunData, y: str, last_frac: float) -> np.ndarray:
+def final_per_seed(run: RunData, y: str, last_frac: float) -> np.ndarray:
     """Per seed: the mean of ``y`` over its last ``ceil(last_frac * n)`` (at least 1) eval points."""
     finals = []
     for _xs, ys in _seed_xy(run, "env_steps", y):
@@ -319,7 +320,7 @@ def summary_table(
         "|---|---|---:|---:|---:|",
     ]
     for run in runs:
-        finals = _final_per_seed(run, y, last_frac)
+        finals = final_per_seed(run, y, last_frac)
         spread = f" ± {float(finals.std(ddof=1)):.2f}" if finals.size > 1 else " (one seed)"
         _, values = aligned_seeds(run, "env_steps", y)
         best = float(values.mean(axis=0).max())

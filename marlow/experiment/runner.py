@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -84,24 +85,38 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
 
 def _programs(cfg: RunConfig, loop: Loop, startup: Startup):
     """The run's first state (a template on a resume) and its chunk and step-0 evaluation programs,
-    compiled ahead of time (or loaded from the program cache)."""
+    compiled ahead of time (or loaded from the program cache).
+
+    The programs compile side by side in two threads (XLA's compilation releases the GIL): the chunk,
+    the longest, in one; init and the evaluation in the other while this thread traces and lowers the
+    evaluation. The chunk and the evaluation are traced for init's output shapes, so neither waits for
+    init to compile or run. A cold start then costs about the tracing plus the chunk's compilation
+    instead of the sum of three compilations (benchmarks/startup.md)."""
     init, chunk, evaluate = jitted_program(loop, cfg.experiment.num_seeds)
     keys = seed_keys(cfg)
-    # a resumed run overwrites the state with its checkpoint: only its shapes are needed then
     n = cfg.experiment.num_seeds
-    if cfg.experiment.resume:
-        state = checkpoint.template(jax.vmap(loop.init), keys)
-        shapes = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=seed_sharding(n)), state
-        )
-    else:
-        keys = shard_seeds(keys, n)
-        shapes = state = startup.compiled("init", init, keys)(keys)
+    resume = bool(cfg.experiment.resume)
     # the masked chunk (:meth:`Loop.chunk`) is another program than the plain one: another cache entry
     name = "chunk_partial" if loop.partial_chunks else "chunk"
-    run_chunk = startup.compiled(name, chunk, shapes, jnp.int32(0), jnp.int32(0))
-    # the step-0 evaluation (new runs only); its outputs tell the chunk's evaluation metrics from the rest
-    first_eval = None if cfg.experiment.resume else startup.compiled("eval", evaluate, state)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="marlow-compile") as pool:
+        if resume:  # the checkpoint overwrites the state: only its shapes are needed
+            out = state = checkpoint.template(jax.vmap(loop.init), keys)
+        else:
+            keys = shard_seeds(keys, n)
+            pending_init = startup.lowered("init", init, keys)
+            out = pending_init.out_info
+        sharding = seed_sharding(n)
+        shapes = jax.tree.map(lambda x: _shape(x, sharding), out)
+        # the longest compilation first, on one core; init and the evaluation after it on the other
+        pending_chunk = startup.lowered(name, chunk, shapes, jnp.int32(0), jnp.int32(0)).submit(pool)
+        if not resume:
+            pending_init.submit(pool)
+            # the step-0 evaluation (new runs only); its outputs tell the chunk's evaluation metrics apart
+            first_eval = startup.lowered("eval", evaluate, shapes).submit(pool).result()
+            state = pending_init.result()(keys)
+        else:
+            first_eval = None
+        run_chunk = pending_chunk.result()
     return state, run_chunk, first_eval
 
 
@@ -135,3 +150,8 @@ def jitted_program(loop: Loop, num_seeds: int):
     chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)), donate_argnums=0, out_shardings=sharding)
     evaluate = jax.jit(jax.vmap(loop.evaluate), out_shardings=sharding)
     return init, chunk, evaluate
+
+
+def _shape(x, sharding) -> jax.ShapeDtypeStruct:
+    """``x``'s shape, dtype and weak type on ``sharding`` (what a compiled program checks its inputs for)."""
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding, weak_type=getattr(x, "weak_type", False))

@@ -44,6 +44,26 @@ class AheadOfTime:
         return self.executable(*args)
 
 
+class Pending:
+    """A traced and lowered program whose output shapes are known (``out_info``): ``submit(pool)`` starts
+    its XLA compilation in a ``concurrent.futures`` executor, ``result()`` waits for it (or compiles it
+    here if it was not submitted) and re-raises its error. A program loaded from the program cache is
+    already done."""
+
+    def __init__(self, out_info, compile_=None, done: AheadOfTime | None = None):
+        self.out_info, self._compile, self._done, self._future = out_info, compile_, done, None
+
+    def submit(self, pool) -> Pending:
+        if self._done is None and self._future is None:
+            self._future = pool.submit(self._compile)
+        return self
+
+    def result(self) -> AheadOfTime:
+        if self._done is None:
+            self._done = self._future.result() if self._future is not None else self._compile()
+        return self._done
+
+
 class Startup:
     """Seconds of each start-up phase, measured from the process start."""
 
@@ -60,24 +80,37 @@ class Startup:
     def compiled(self, name: str, jitted, *args) -> AheadOfTime:
         """``jitted`` compiled for ``args`` (arrays or ``jax.ShapeDtypeStruct``), each stage timed; loaded
         whole from the program cache (:mod:`marlow.experiment.program_cache`) when it holds it."""
+        return self.lowered(name, jitted, *args).result()
+
+    def lowered(self, name: str, jitted, *args) -> Pending:
+        """Trace and lower ``jitted`` for ``args`` here (Python, holding the GIL); the returned
+        :class:`Pending` compiles it, here or in another thread (XLA's compilation releases the GIL, so
+        programs can compile side by side on several cores while this thread traces the next one). Its
+        ``out_info`` (output shapes) is known before the compilation. A program found in the program
+        cache is loaded here instead."""
         if self.programs is not None:
             t0 = time.perf_counter()
             hit = self.programs.load(name, args)
             if hit is not None:
                 self.phases[f"{name}_load"] = time.perf_counter() - t0
-                return AheadOfTime(hit, hit.out_info)
+                return Pending(hit.out_info, done=AheadOfTime(hit, hit.out_info))
         t0 = time.perf_counter()
         traced = jitted.trace(*args)
         t1 = time.perf_counter()
         lowered = traced.lower()
-        t2 = time.perf_counter()
-        executable = lowered.compile()
-        t3 = time.perf_counter()
-        self.phases.update({f"{name}_trace": t1 - t0, f"{name}_lower": t2 - t1, f"{name}_compile": t3 - t2})
-        if self.programs is not None:
-            self.programs.store(name, args, executable)
-            self.phases[f"{name}_store"] = time.perf_counter() - t3
-        return AheadOfTime(executable, traced.out_info)
+        self.phases.update({f"{name}_trace": t1 - t0, f"{name}_lower": time.perf_counter() - t1})
+
+        def compile_() -> AheadOfTime:
+            t2 = time.perf_counter()
+            executable = lowered.compile()
+            t3 = time.perf_counter()
+            self.phases[f"{name}_compile"] = t3 - t2
+            if self.programs is not None:
+                self.programs.store(name, args, executable)
+                self.phases[f"{name}_store"] = time.perf_counter() - t3
+            return AheadOfTime(executable, traced.out_info)
+
+        return Pending(traced.out_info, compile_)
 
     def record(self) -> dict[str, Any]:
         return {
