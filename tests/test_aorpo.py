@@ -292,7 +292,7 @@ def test_an_opponent_holdout_without_rows_is_refused():
         Setup("mpe/simple_spread", "opp_holdout_ratio=0.001")
 
 
-def test_aorpo_reaches_the_climb_equilibrium():
+def test_aorpo_reaches_the_climb_equilibrium(optimised_xla):
     """AORPO Fig. 3 in small: on games/climb both agents' greedy actions reach each state's unique Nash
     equilibrium, (-0.5, -0.5) in state 1 and (0.5, 0.5) in state 2, within 0.1 on both seeds after
     8,000 env steps at benchmarks/aorpo/climb.py's settings with a 4-member ensemble instead of 7 (about a
@@ -328,7 +328,7 @@ def test_aorpo_reaches_the_climb_equilibrium():
     env, alg = build(cfg)
     loop = Loop(env, learner(cfg, alg), cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
-    chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))
+    chunk = optimised_xla(jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None))), rs, *loop.span(0))
     for c in range(2):
         rs, _ = chunk(rs, *loop.span(c))
     states = jnp.eye(2, dtype=jnp.float32)  # row s: the observation of state s
