@@ -90,8 +90,9 @@ def _programs(cfg: RunConfig, loop: Loop, startup: Startup):
     The programs compile side by side in two threads (XLA's compilation releases the GIL): the chunk,
     the longest, in one; init and the evaluation in the other while this thread traces and lowers the
     evaluation. The chunk and the evaluation are traced for init's output shapes, so neither waits for
-    init to compile or run. A cold start then costs about the tracing plus the chunk's compilation
-    instead of the sum of three compilations (benchmarks/startup.md)."""
+    init to compile or run. On two cores the gain is small, since one XLA compilation already keeps
+    about 1.6 cores busy (MASAC on simple_spread: a cold first step in 35 s against 40 s, mean of four
+    runs each); with more cores a cold start approaches the tracing plus the chunk's compilation."""
     init, chunk, evaluate = jitted_program(loop, cfg.experiment.num_seeds)
     keys = seed_keys(cfg)
     n = cfg.experiment.num_seeds

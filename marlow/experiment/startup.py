@@ -77,11 +77,6 @@ class Startup:
         """Record that ``name`` ended now."""
         self.since_start[name] = round(time.time() - self.start, 3)
 
-    def compiled(self, name: str, jitted, *args) -> AheadOfTime:
-        """``jitted`` compiled for ``args`` (arrays or ``jax.ShapeDtypeStruct``), each stage timed; loaded
-        whole from the program cache (:mod:`marlow.experiment.program_cache`) when it holds it."""
-        return self.lowered(name, jitted, *args).result()
-
     def lowered(self, name: str, jitted, *args) -> Pending:
         """Trace and lower ``jitted`` for ``args`` here (Python, holding the GIL); the returned
         :class:`Pending` compiles it, here or in another thread (XLA's compilation releases the GIL, so
