@@ -77,7 +77,7 @@ def settings(task: str, steps: int) -> dict[str, dict[str, str]]:
         "lr_critic": table2["lr_critic"],
         "progress": "false",
     }
-    aorpo = {  # the scaled CPU settings' scaling (AORPO_CPU) applied to Table 2's schedules
+    aorpo = {  # AORPO_CPU's way of scaling (marlow.experiment.demo) applied to Table 2's schedules
         "epoch_steps": max(1, steps // PAPER_EPOCHS),  # the N = 200 epochs span the run, so the rollout
         # length schedule (k: x -> y over epochs a -> b of 200) covers the same share of it as in the paper
         "model_lr_halve_every": max(1, round(PAPER_MODEL_LR_HALVE * steps / paper_steps)),  # same scale
