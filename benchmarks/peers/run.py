@@ -241,13 +241,15 @@ class Run:
         return (pts[-1][0] - pts[0][0]) / (pts[-1][1] - pts[0][1])
 
 
-def launch(run: Run, log: Path, env: dict | None = None, timeout: float | None = None) -> None:
+def launch(
+    run: Run, log: Path, env: dict | None = None, timeout: float | None = None, cwd: Path = ROOT
+) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {run.side} {run.algo} {run.frames} frames ...", flush=True)
     t0 = time.perf_counter()
     with log.open("w") as f:
         try:
             proc = subprocess.run(
-                run.command, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=timeout
+                run.command, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env, timeout=timeout
             )
             run.rc = proc.returncode
         except subprocess.TimeoutExpired:
