@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from marlow.experiment import compile_cache, fingerprint, program_cache
 from marlow.experiment.config import resolve
 from marlow.experiment.logging import read_metrics
+from marlow.experiment.loop import strongly_typed
 from marlow.experiment.runner import train
 from marlow.experiment.setup import build, get_algo
 from marlow.experiment.startup import STARTUP_NAME
@@ -187,3 +189,35 @@ def test_user_code_is_never_served_from_the_program_cache(tmp_path):
     assert not program_cache.from_marlow(cfg, _UserEnv(), algo_module)
     cfg.experiment.task = "jax:my_env.py:make"
     assert not program_cache.from_marlow(cfg, env, algo_module)
+
+
+def test_a_first_state_from_python_scalars_still_loads_whole_programs(tmp_path):
+    """ROMMEO-Q's prior counts start as ``jnp.full(shape, pseudocount)``, weakly typed. A program loaded
+    from the program cache reports its outputs strongly typed, so before the first state was made
+    strongly typed (``loop.strongly_typed``) a rerun traced its evaluation and chunk for other input types
+    than the first run compiled, and both caches missed: the rerun compiled both again."""
+    cache = tmp_path / "cache"
+    runs = [
+        *("algo=rommeo_q", "task=games/climbing", "num_envs=1", "total_steps=200", "eval_every=100"),
+        *("progress=false", f"compile_cache={cache}"),
+    ]
+    first = train(resolve([*runs, f"run_dir={tmp_path / 'a'}"]))
+    second = train(resolve([*runs, f"run_dir={tmp_path / 'b'}"]))
+    assert set(_phases(second)) == {"init_load", "eval_load", "chunk_load"}
+    _same_metrics(first, second)
+
+
+def test_strongly_typed_changes_only_the_weak_types():
+    tree = {
+        "weak": jnp.full((2, 3), 0.5),
+        "strong": jnp.ones(3, jnp.int32),
+        "key": jax.random.key(0),
+        "none": None,
+    }
+    out = jax.jit(strongly_typed)(tree)
+    assert jax.eval_shape(lambda: tree)["weak"].weak_type
+    assert not any(getattr(x, "weak_type", False) for x in jax.tree.leaves(out))
+    assert out["weak"].dtype == jnp.float32 and out["none"] is None
+    np.testing.assert_array_equal(out["weak"], tree["weak"])
+    np.testing.assert_array_equal(out["strong"], tree["strong"])
+    assert jax.random.key_data(out["key"]).tolist() == jax.random.key_data(tree["key"]).tolist()

@@ -48,6 +48,19 @@ def team_reward(spec: EnvSpec, rewards: dict) -> jax.Array:
     return jnp.mean(jnp.stack([rewards[a] for a in spec.agents]), axis=0)
 
 
+def strongly_typed(tree):
+    """``tree`` with its weakly typed leaves (from Python scalars, e.g. ``jnp.full(shape, 0.5)``) made
+    strongly typed, same dtype and values. A program loaded from the program cache reports its outputs
+    strongly typed, so a weakly typed first state made a warm run trace its evaluation and chunk for other
+    input types than the cold run had compiled: both caches missed and both programs compiled again
+    (ROMMEO-Q, ROMMEO-Q-emp and WoLF-PHC start from such tables; ROMMEO-Q in benchmarks/startup.md)."""
+
+    def strong(x):
+        return jax.lax.convert_element_type(x, x.dtype) if getattr(x, "weak_type", False) else x
+
+    return jax.tree.map(strong, tree)
+
+
 class Loop:
     def __init__(self, env, learner, exp, start_step: int = 0):
         """``start_step``: the env steps a resumed run has made (its chunks may start inside a chunk)."""
@@ -63,20 +76,23 @@ class Loop:
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> RunnerState:
+        """The run's first state, every leaf strongly typed (:func:`strongly_typed`)."""
         k_algo, k_env, k_eval, key = jax.random.split(key, 4)
         env = None
         if self.env.is_jax:
             env = rollout.reset(self.env, k_env, self.num_envs, init_pstate(self.learner, self.num_envs))
-        return RunnerState(
-            learner=self.learner.init(k_algo),
-            env=env,
-            key=key,
-            eval_key=k_eval,
-            ep_return=jnp.zeros(self.num_envs),
-            ep_events=jnp.zeros((self.num_envs, len(self.spec.episode_events)), jnp.bool_),
-            env_steps=jnp.int32(0),
-            episodes=jnp.int32(0),
-            evals=jnp.int32(0),
+        return strongly_typed(
+            RunnerState(
+                learner=self.learner.init(k_algo),
+                env=env,
+                key=key,
+                eval_key=k_eval,
+                ep_return=jnp.zeros(self.num_envs),
+                ep_events=jnp.zeros((self.num_envs, len(self.spec.episode_events)), jnp.bool_),
+                env_steps=jnp.int32(0),
+                episodes=jnp.int32(0),
+                evals=jnp.int32(0),
+            )
         )
 
     # ---- one iteration: learn from what was collected (JAX and host envs) --------------------------
