@@ -241,9 +241,13 @@ def write_results(path: Path, rows: list[dict[str, Run | None]], meta: dict) -> 
         "Wall: the whole process, from launching the command to its exit, one process after the other. "
         "A ratio above 1 means marlow took less time. JaxMARL runs as its script does, with no persistent "
         "compilation cache (JAX's default); \"JAX cache warm\" is the same command with JAX's persistent "
-        "cache switched on by environment variables (`JAX_COMPILATION_CACHE_DIR`, minimum compile time and "
-        "entry size 0) after a first run filled it. marlow cold starts from an empty compilation cache of "
-        "the cell's own (`compile_cache=<work>/cache-<seeds>`), warm is the same command again.",
+        "cache switched on by environment variables (`JAX_COMPILATION_CACHE_DIR`, no minimum compile time "
+        "or entry size) after a first run filled it. That cache cannot serve the script's training program: "
+        "the program calls back to the host after every update (`io_callback`, its wandb logging), a "
+        "callback's address is part of JAX's cache key, so the program compiles again in every process and "
+        "only the script's small eager operations load from the cache. marlow cold starts from an empty "
+        "compilation cache of the cell's own (`compile_cache=<work>/cache-<seeds>`), warm is the same "
+        "command again.",
         "",
         "## Settings",
         "",
