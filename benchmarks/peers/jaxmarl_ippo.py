@@ -25,7 +25,6 @@ exit), for
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import Run, cpu_model, git_rev, launch, marlow_command, mem_gib, show_command, versions_here
+from run import Run, launch, launch_marlow, load_average, machine_meta, show_command
 
 PEERS = Path(__file__).resolve().parent
 JAXMARL_PY = PEERS / ".venv-jaxmarl" / "bin" / "python"
@@ -172,14 +171,7 @@ def run_jaxmarl(checkout: Path, steps: int, seeds: int, work: Path, timeout: flo
 
 
 def run_marlow(steps: int, seeds: int, work: Path, timeout: float | None, start: str) -> Run:
-    d = work / f"marlow-{seeds}-{start}"
-    cache = work / f"cache-{seeds}"
-    if start == "cold":
-        shutil.rmtree(cache, ignore_errors=True)
-    cmd = [*marlow_command(), *marlow_args(steps, seeds), f"run_dir={d}", f"compile_cache={cache}"]
-    run = Run(f"marlow ({start})", "ippo", steps, steps, cmd)
-    launch(run, work / f"marlow-{seeds}-{start}.log", None, timeout)
-    return run
+    return launch_marlow(marlow_args(steps, seeds), str(seeds), "ippo", steps, steps, work, timeout, start)
 
 
 def first_step(run: Run) -> float | None:
@@ -324,15 +316,8 @@ def main() -> int:
         .replace(str(ns.keep or "<none>"), "<work>")
     )
     meta = {
-        "date": dt.date.today().isoformat(),
-        "command": f".venv/bin/python benchmarks/peers/jaxmarl_ippo.py {argv}",
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "mem": mem_gib(),
-        "load_start": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "marlow": versions_here(),
+        **machine_meta(f".venv/bin/python benchmarks/peers/jaxmarl_ippo.py {argv}"),
         "jaxmarl": jv,
-        "rev": git_rev(),
         "checkout": checkout_rev(checkout),
         "checkout_path": checkout,
         "work": work,
@@ -359,7 +344,7 @@ def main() -> int:
             failed |= any(row[k].rc != 0 for k in ("jaxmarl", "jaxmarl_warm", "cold", "warm"))
             write_results(ns.out, rows, meta)
         meta["finished"] = True
-        meta["load_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        meta["load_end"] = load_average()
         write_results(ns.out, rows, meta)
     finally:
         if ns.keep is None:

@@ -312,19 +312,34 @@ def run_benchmarl(
     return run, info
 
 
-def run_marlow(algo: str, frames: int, work: Path, timeout: float | None, start: str) -> Run:
-    """``start``: "cold" (an empty compilation cache of this cell's own) or "warm" (the cache the cold run
-    of the same cell filled: the user's second run of the same command)."""
-    it, chunk = chunk_frames(algo, frames)
-    d = work / f"marlow-{algo}-{frames}-{start}"
-    cache = work / f"cache-{algo}-{frames}"
+def launch_marlow(
+    args: list[str],
+    cell: str,
+    algo: str,
+    frames: int,
+    chunk: int,
+    work: Path,
+    timeout: float | None,
+    start: str,
+) -> Run:
+    """``marlow train`` with ``args`` in ``<work>/marlow-<cell>-<start>``. ``start``: "cold" (an empty
+    compilation cache of this cell's own, ``<work>/cache-<cell>``) or "warm" (the cache the cold run of the
+    same cell filled: the user's second run of the same command)."""
+    d = work / f"marlow-{cell}-{start}"
+    cache = work / f"cache-{cell}"
     if start == "cold":
         shutil.rmtree(cache, ignore_errors=True)
-    cmd = [*marlow_command(), *marlow_args(algo, frames, chunk), f"run_dir={d}", f"compile_cache={cache}"]
+    cmd = [*marlow_command(), *args, f"run_dir={d}", f"compile_cache={cache}"]
     run = Run(f"marlow ({start})", algo, frames, chunk, cmd)
-    launch(run, work / f"marlow-{algo}-{frames}-{start}.log", None, timeout)
+    launch(run, work / f"marlow-{cell}-{start}.log", None, timeout)
     run.points = read_points(d / "metrics.csv", "env_steps", "wall_time")
     return run
+
+
+def run_marlow(algo: str, frames: int, work: Path, timeout: float | None, start: str) -> Run:
+    it, chunk = chunk_frames(algo, frames)
+    args = marlow_args(algo, frames, chunk)
+    return launch_marlow(args, f"{algo}-{frames}", algo, frames, chunk, work, timeout, start)
 
 
 # ---- report -------------------------------------------------------------------------------------------
@@ -357,6 +372,24 @@ def git_rev() -> str:
         return rev.stdout.strip() + (" (marlow/ modified)" if dirty.stdout.strip() else "")
     except OSError:
         return "unknown"
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_meta(command: str) -> dict:
+    """The date, ``command``, the machine, its load and marlow's versions and commit, for a results file."""
+    return {
+        "date": dt.date.today().isoformat(),
+        "command": command,
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "mem": mem_gib(),
+        "load_start": load_average(),
+        "marlow": versions_here(),
+        "rev": git_rev(),
+    }
 
 
 def versions_here() -> dict[str, str]:
@@ -620,15 +653,8 @@ def main() -> int:
     trial = sorted(frames) != sorted(FULL_FRAMES) or not set(OFF_POLICY) <= set(algos)
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:]).replace(str(ns.keep or "<none>"), "<work>")
     meta = {
-        "date": dt.date.today().isoformat(),
-        "command": f".venv/bin/python benchmarks/peers/run.py {argv}".strip(),
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "mem": mem_gib(),
-        "load_start": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "marlow": versions_here(),
+        **machine_meta(f".venv/bin/python benchmarks/peers/run.py {argv}".strip()),
         "benchmarl": bm_versions,
-        "rev": git_rev(),
         "torch_threads": ns.torch_threads if ns.torch_threads > 0 else "torch's default",
         "frames": frames,
         "algos": algos,
@@ -651,7 +677,7 @@ def main() -> int:
                 failed |= bm.rc != 0 or cold.rc != 0 or warm.rc != 0
                 write_results(ns.out, runs, meta, trial)
         meta["finished"] = True
-        meta["load_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        meta["load_end"] = load_average()
         write_results(ns.out, runs, meta, trial)
     finally:
         if ns.keep is None:
