@@ -100,7 +100,7 @@ class Profile:
         self.env, self.algo = env, algo
         self.learner = learner(cfg, algo)
         self.loop = Loop(env, self.learner, cfg.experiment)
-        init, self.chunk, self.evaluate = jitted_program(self.loop, seeds)
+        init, self.chunk = jitted_program(self.loop, seeds)
         self.rs = init(shard_seeds(seed_keys(cfg), seeds))
         self.c = 0
         self.rows: list[tuple[str, float, float, float]] = []  # part, calls per chunk, s per call, FLOPs

@@ -56,7 +56,7 @@ RUNS = {  # one short run per algorithm family, two chunks: the first chunk is t
     "mamba": ["algo=mamba", "task=smax/3m", "preset=small", "total_steps=2000", "eval_every=1000", *SHORT],
     "mag": ["algo=mag", "task=smax/3m", "preset=small", "total_steps=2000", "eval_every=1000", *SHORT],
 }
-PROGRAMS = ("init", "eval", "chunk")
+PROGRAMS = ("init", "chunk")  # the chunk program also makes the step-0 evaluation
 KINDS = ("cold", "warm", "jax_only")
 KIND_LABEL = {"cold": "cold", "warm": "warm", "jax_only": "warm, JAX's layer only"}
 STAGES = ("trace", "lower", "compile", "load")
@@ -195,7 +195,7 @@ def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> Non
     lines += [
         "",
         "Where the seconds go (medians; trace: Python tracing to a jaxpr, lower: to StableHLO, compile: "
-        "XLA's compilation (the three programs compile side by side in two threads, so these overlap), "
+        "XLA's compilation (the two programs compile side by side in two threads, so these overlap), "
         "or with JAX's layer the load of the compiled program from it; load: the whole "
         "program from the program cache; -: the stage did not run; set-up: from the process start to the "
         "env and algorithm built, i.e. mostly Python's imports):",

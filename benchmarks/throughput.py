@@ -54,7 +54,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
         cfg = resolve(["algo=ippo", *common, "eval_every=20480", *extra])
     env, algo = build(cfg)
     loop = Loop(env, learner(cfg, algo), cfg.experiment)
-    init, chunk, _ = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
+    init, chunk = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
     rs = init(shard_seeds(seed_keys(cfg), num_seeds))
     t0 = time.perf_counter()
     rs, m = chunk(rs, *loop.span(0))

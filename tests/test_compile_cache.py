@@ -91,7 +91,7 @@ def test_rerun_loads_every_program_from_the_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = train(resolve([*TINY, f"run_dir={tmp_path / 'a'}", f"compile_cache={cache}"]))
     stored = _entries(cache)
-    assert len(stored) >= 3  # at least init, evaluation and the chunk
+    assert len(stored) >= 2  # at least init and the chunk (which also evaluates)
     shutil.rmtree(cache / "programs")
     events: list[str] = []
 
@@ -104,11 +104,11 @@ def test_rerun_loads_every_program_from_the_cache(tmp_path, monkeypatch):
     finally:
         jax.monitoring.unregister_event_listener(listen)
     assert _entries(cache) == stored  # nothing compiled anew: every program came from the cache
-    assert events.count("/jax/compilation_cache/cache_hits") >= 3
+    assert events.count("/jax/compilation_cache/cache_hits") >= 2
     _same_metrics(first, second)
     record = json.loads((second / STARTUP_NAME).read_text())
     assert record["compile_cache"] == str(cache)
-    assert {"init_compile", "chunk_trace", "chunk_compile", "eval_compile"} <= set(record["phases_s"])
+    assert {"init_compile", "chunk_trace", "chunk_compile"} <= set(record["phases_s"])
     since = record["since_process_start_s"]
     assert 0 < since["build"] <= since["first_step"]
 
@@ -120,7 +120,7 @@ def test_auto_uses_the_user_cache_and_off_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "xdg").exists()
     assert json.loads((run / STARTUP_NAME).read_text())["compile_cache"] is None
     train(resolve([*TINY, f"run_dir={tmp_path / 'auto'}"]))  # compile_cache=auto, the default
-    assert len(_entries(user_cache)) >= 3
+    assert len(_entries(user_cache)) >= 2
 
 
 def test_a_cache_jax_was_given_is_kept(tmp_path):
@@ -137,26 +137,26 @@ def test_a_cache_jax_was_given_is_kept(tmp_path):
 
 
 def test_rerun_and_resume_load_whole_programs(tmp_path, die_at_checkpoint):
-    """A rerun loads init, evaluation and chunk whole (no tracing) with the same metrics; so does a
+    """A rerun loads init and the chunk whole (no tracing) with the same metrics; so does a
     resume (whose chunk is keyed by the checkpoint template's shapes); a damaged entry is dropped and
     compiled again."""
     cache = tmp_path / "cache"
     runs = [*TINY, "checkpoint_every=1", f"compile_cache={cache}"]
     first = train(resolve([*runs, f"run_dir={tmp_path / 'a'}"]))
-    assert {"init_trace", "chunk_trace", "eval_trace", "chunk_store"} <= set(_phases(first))
+    assert {"init_trace", "chunk_trace", "chunk_store"} <= set(_phases(first))
     second = train(resolve([*runs, f"run_dir={tmp_path / 'b'}"]))
-    assert set(_phases(second)) == {"init_load", "eval_load", "chunk_load"}
+    assert set(_phases(second)) == {"init_load", "chunk_load"}
     _same_metrics(first, second)
 
     die_at_checkpoint(2, train, resolve([*runs, f"run_dir={tmp_path / 'c'}"]))
     resumed = train(resolve([f"resume={tmp_path / 'c'}", "progress=false", f"compile_cache={cache}"]))
-    assert set(_phases(resumed)) == {"chunk_load"}  # a resume runs no step-0 evaluation
+    assert set(_phases(resumed)) == {"chunk_load"}  # the chunk program of the new run
     _same_metrics(first, resumed)
 
     (chunk_entry,) = (cache / "programs").glob("*/chunk-*.bin")
     chunk_entry.write_bytes(b"not an executable")
     again = train(resolve([*runs, f"run_dir={tmp_path / 'd'}"]))
-    assert {"init_load", "eval_load", "chunk_trace", "chunk_compile"} <= set(_phases(again))
+    assert {"init_load", "chunk_trace", "chunk_compile"} <= set(_phases(again))
     assert chunk_entry.stat().st_size > 1000  # written again
     _same_metrics(first, again)
 
@@ -195,7 +195,8 @@ def test_a_first_state_from_python_scalars_still_loads_whole_programs(tmp_path):
     """ROMMEO-Q's prior counts start as ``jnp.full(shape, pseudocount)``, weakly typed. A program loaded
     from the program cache reports its outputs strongly typed, so before the first state was made
     strongly typed (``loop.strongly_typed``) a rerun traced its evaluation and chunk for other input types
-    than the first run compiled, and both caches missed: the rerun compiled both again."""
+    than the first run compiled, and both caches missed: the rerun compiled both again (the evaluation is
+    now part of the chunk program)."""
     cache = tmp_path / "cache"
     runs = [
         *("algo=rommeo_q", "task=games/climbing", "num_envs=1", "total_steps=200", "eval_every=100"),
@@ -203,7 +204,7 @@ def test_a_first_state_from_python_scalars_still_loads_whole_programs(tmp_path):
     ]
     first = train(resolve([*runs, f"run_dir={tmp_path / 'a'}"]))
     second = train(resolve([*runs, f"run_dir={tmp_path / 'b'}"]))
-    assert set(_phases(second)) == {"init_load", "eval_load", "chunk_load"}
+    assert set(_phases(second)) == {"init_load", "chunk_load"}
     _same_metrics(first, second)
 
 

@@ -168,10 +168,11 @@ def test_no_checkpoint_yet_starts_again_with_the_saved_config(reference, tmp_pat
 
 
 LONG = ["total_steps=100000000", "eval_every=1000000"]  # chunks of about 5 s here (0.45 s per 100k steps)
+SHORT_CHUNKS = ["total_steps=100000000", "eval_every=200000"]  # about 1 s
 
 
-def _start_long(run: Path, *extra: str) -> subprocess.Popen:
-    p = _start(*ARGS, f"run_dir={run}", *LONG, *extra)
+def _start_long(run: Path, *extra: str, chunks: list[str] = LONG) -> subprocess.Popen:
+    p = _start(*ARGS, f"run_dir={run}", *chunks, *extra)
     deadline = time.time() + 300
     while not ((run / "metrics.csv").exists() and len(_csv_rows(run)) >= 2) and time.time() < deadline:
         time.sleep(0.1)
@@ -183,7 +184,7 @@ def test_a_signal_finishes_the_chunk_and_checkpoints(tmp_path, sig):
     from flax import serialization
 
     run = tmp_path / sig.name
-    p = _start_long(run, "checkpoint_every=1000")
+    p = _start_long(run, "checkpoint_every=1000", chunks=SHORT_CHUNKS)  # the run stops after the next chunk
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 128 + sig, err

@@ -60,7 +60,7 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
         from marlow.experiment.setup import learner
 
         loop = Loop(env, learner(cfg, algorithm), cfg.experiment)
-        init, chunk, _ = jitted_program(loop, seeds)
+        init, chunk = jitted_program(loop, seeds)
         rs = init(shard_seeds(seed_keys(cfg), seeds))
 
         def run(rs, c):

@@ -1,12 +1,12 @@
 """JAX's persistent compilation cache for marlow runs (the ``compile_cache`` experiment key).
 
-XLA compiles a run's programs (init, evaluation, the training chunk) before its first step: about 25 s for
-a one-seed MASAC run on cooperative navigation on the 2-core benchmark machine, minutes for AORPO. JAX can
-keep compiled programs on disk, keyed by the program's HLO, the compile options, the XLA flags, the
-devices and the jax/jaxlib versions, so a rerun, a resume, another seed with the same shapes, or a sweep
-trial of an already-compiled setting loads the executable instead of compiling it again. A cached program
-gives the same results as a freshly compiled one; only the time to the first step changes
-(benchmarks/startup.md measures it).
+XLA compiles a run's programs (init, the training chunk with its evaluation) before its first step: about 25 s
+for a one-seed MASAC run on cooperative navigation on the 2-core benchmark machine, minutes for AORPO. JAX can
+keep compiled programs on disk, keyed by the program's HLO, the compile options, the XLA flags, the devices
+and the jax/jaxlib versions, so a rerun, a resume, another seed with the same shapes, or a sweep trial of an
+already-compiled setting loads the executable instead of compiling it again. A cached program gives the same
+results as a freshly compiled one; only the time to the first step changes (benchmarks/startup.md measures
+it).
 
 Settings of ``compile_cache``:
 

@@ -24,9 +24,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.extend.core import jaxpr_as_fun
 
 from marlow import rollout
-from marlow.algos.learner import learn_when
 from marlow.envs.api import EnvSpec
 
 
@@ -62,15 +62,12 @@ def strongly_typed(tree):
 
 
 class Loop:
-    def __init__(self, env, learner, exp, start_step: int = 0):
-        """``start_step``: the env steps a resumed run has made (its chunks may start inside a chunk)."""
+    def __init__(self, env, learner, exp):
         self.env, self.learner, self.spec = env, learner, env.spec
         self.num_envs = exp.num_envs
         self.steps_per_iter = learner.steps_per_iter
         self.iteration_steps = self.steps_per_iter * self.num_envs  # env steps per iteration and seed
         self.iters_per_chunk = exp.eval_every // self.iteration_steps
-        # a shorter last chunk, or a resumed run that starts inside a chunk: iterations can be skipped
-        self.partial_chunks = bool(exp.total_steps % exp.eval_every or start_step % exp.eval_every)
         self.eval_episodes = exp.eval_episodes
         self.env_info = uses_env_info(learner)
 
@@ -174,25 +171,27 @@ class Loop:
         return self.learn(rs.replace(env=env_carry, key=key), traj, it)
 
     def chunk(self, rs: RunnerState, first_iter: jax.Array, n_iters: jax.Array) -> tuple[RunnerState, dict]:
-        """Iterations ``first_iter, ..., first_iter + n_iters - 1`` then an evaluation; ``n_iters`` is
-        ``iters_per_chunk`` but in a shorter last chunk (:func:`marlow.experiment.setup.chunk_spans`).
-        Neither argument may be batched.
+        """Iterations ``first_iter, ..., first_iter + n_iters - 1`` then an evaluation. Neither argument may
+        be batched. ``n_iters`` is ``iters_per_chunk`` but in a shorter last chunk or a resumed run's first
+        (:func:`marlow.experiment.setup.chunk_spans`), and 0 for the step-0 evaluation: the iterations are
+        a ``while`` loop over an input trip count, so one program serves all of them (the evaluation is
+        compiled once, in it, instead of again as a program of its own).
 
-        The scan runs ``iters_per_chunk`` steps; when the run has shorter chunks (``partial_chunks``) an
-        iteration past ``n_iters`` is skipped by a ``lax.cond`` (state unchanged, zero sums), otherwise
-        there is no ``cond`` at all. The iterations' sums come out of the scan stacked and are added up
-        after it in iteration order, ``0 + s_1 + s_2 + ...`` as a running sum in the carry would (the same
-        floats), without tracing :meth:`learn` a second time for the carry's zeros."""
-        its = first_iter + jnp.arange(self.iters_per_chunk)
-        body = self._iteration
-        if self.partial_chunks:
-            end = first_iter + n_iters
+        The iteration is traced once, to a jaxpr that gives the loop's running sums their zeros and is
+        then evaluated as the loop's body; the sums are added up in iteration order, ``0 + s_1 + s_2 +
+        ...``."""
+        closed, out_shapes = jax.make_jaxpr(self._iteration, return_shape=True)(rs, first_iter)
+        out_tree = jax.tree.structure(out_shapes)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shapes[1])
+        end = first_iter + n_iters
 
-            def body(r, it):
-                return learn_when(it < end, lambda s: self._iteration(s, it), r)
+        def body(carry):
+            it, r, acc = carry
+            r, sums = jax.tree.unflatten(out_tree, jaxpr_as_fun(closed)(*jax.tree.leaves((r, it))))
+            return it + 1, r, jax.tree.map(jnp.add, acc, sums)
 
-        rs, per_iter = jax.lax.scan(body, rs, its)
-        metrics = summarize(add_up(per_iter))
+        _, rs, total = jax.lax.while_loop(lambda c: c[0] < end, body, (first_iter, rs, zeros))
+        metrics = summarize(total)
         rs, ev = self.evaluate(rs)
         metrics.update(ev)
         metrics["env_steps"] = rs.env_steps
@@ -239,13 +238,6 @@ def greedy_policy(learner, learner_state) -> rollout.Policy:
     if hasattr(learner, "greedy_policy"):
         return learner.greedy_policy(learner_state)
     return rollout.stateless(greedy(learner, learner_state), uses_env_info(learner))
-
-
-def add_up(stacked):
-    """The sum over the leading axis of every leaf, added in order from zero (a scan, not a reduction,
-    whose order XLA may choose)."""
-    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), stacked)
-    return jax.lax.scan(lambda acc, s: (jax.tree.map(jnp.add, acc, s), None), zeros, stacked)[0]
 
 
 def summarize(sums: dict) -> dict:

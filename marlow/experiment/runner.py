@@ -68,13 +68,17 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     done = int(payload["meta"]["env_steps"]) if payload else 0
     if payload and finished(cfg, run_dir, done):
         return run_dir
-    loop = Loop(env, learner(cfg, algo), cfg.experiment, start_step=done)
+    loop = Loop(env, learner(cfg, algo), cfg.experiment)
     with exit_at_once(), compiling(cfg, run_dir, startup):
-        state, run_chunk, first_eval = _programs(cfg, loop, startup)
+        state, run_chunk = _programs(cfg, loop, startup)
+
+    def first_eval(rs):
+        """The step-0 evaluation: the chunk program with no iterations, whose training metrics are NaN
+        (nothing learned, no episode finished) as the step-0 row has them."""
+        return run_chunk(rs, jnp.int32(0), jnp.int32(0))
 
     def metric_names(_state) -> list[str]:
-        counters = {"env_steps", "episodes", "agent_interactions"}
-        return sorted(set(run_chunk.out_names) - set(first_eval.out_names) - counters)
+        return []  # first_eval gives every metric of the chunk
 
     def span(rs, c, first_step, steps):
         it = loop.iteration_steps
@@ -84,41 +88,32 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
 
 
 def _programs(cfg: RunConfig, loop: Loop, startup: Startup):
-    """The run's first state (a template on a resume) and its chunk and step-0 evaluation programs,
-    compiled ahead of time (or loaded from the program cache).
+    """The run's first state (a template on a resume) and its chunk program, compiled ahead of time (or
+    loaded from the program cache). The chunk program also makes the step-0 evaluation (no iterations,
+    :meth:`Loop.chunk`), a shorter last chunk and a resumed run's first.
 
-    The programs compile side by side in two threads (XLA's compilation releases the GIL): the chunk,
-    the longest, in one; init and the evaluation in the other while this thread traces and lowers the
-    evaluation. The chunk and the evaluation are traced for init's output shapes, so neither waits for
-    init to compile or run. On two cores the gain is small, since one XLA compilation already keeps
-    about 1.6 cores busy (MASAC on simple_spread: a cold first step in 35 s against 40 s, mean of four
-    runs each); with more cores a cold start approaches the tracing plus the chunk's compilation."""
-    init, chunk, evaluate = jitted_program(loop, cfg.experiment.num_seeds)
+    The two programs compile side by side in two threads (XLA's compilation releases the GIL): the chunk,
+    the longest, in one, init in the other. The chunk is traced for init's output shapes, so it does not
+    wait for init to compile or run."""
+    init, chunk = jitted_program(loop, cfg.experiment.num_seeds)
     keys = seed_keys(cfg)
     n = cfg.experiment.num_seeds
-    resume = bool(cfg.experiment.resume)
-    # the masked chunk (:meth:`Loop.chunk`) is another program than the plain one: another cache entry
-    name = "chunk_partial" if loop.partial_chunks else "chunk"
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="marlow-compile") as pool:
-        if resume:  # the checkpoint overwrites the state: only its shapes are needed
+        if cfg.experiment.resume:  # the checkpoint overwrites the state: only its shapes are needed
             out = state = checkpoint.template(jax.vmap(loop.init), keys)
+            pending_init = None
         else:
             keys = shard_seeds(keys, n)
             pending_init = startup.lowered("init", init, keys)
             out = pending_init.out_info
         sharding = seed_sharding(n)
         shapes = jax.tree.map(lambda x: _shape(x, sharding), out)
-        # the longest compilation first, on one core; init and the evaluation after it on the other
-        pending_chunk = startup.lowered(name, chunk, shapes, jnp.int32(0), jnp.int32(0)).submit(pool)
-        if not resume:
-            pending_init.submit(pool)
-            # the step-0 evaluation (new runs only); its outputs tell the chunk's evaluation metrics apart
-            first_eval = startup.lowered("eval", evaluate, shapes).submit(pool).result()
-            state = pending_init.result()(keys)
-        else:
-            first_eval = None
+        # the longest compilation first, on one core; init on the other
+        pending_chunk = startup.lowered("chunk", chunk, shapes, jnp.int32(0), jnp.int32(0)).submit(pool)
+        if pending_init is not None:
+            state = pending_init.submit(pool).result()(keys)
         run_chunk = pending_chunk.result()
-    return state, run_chunk, first_eval
+    return state, run_chunk
 
 
 @contextlib.contextmanager
@@ -142,15 +137,14 @@ def compiling(cfg: RunConfig, run_dir: Path, startup: Startup):
 
 
 def jitted_program(loop: Loop, num_seeds: int):
-    """``init(keys)``, ``chunk(state, first_iter, n_iters)`` and ``evaluate(state)`` of a JAX-env run,
-    jitted and vmapped over seeds, with the seed axis of every returned state split over
-    :func:`seed_sharding`'s devices (without ``out_shardings`` XLA would replicate the state on every
-    device)."""
+    """``init(keys)`` and ``chunk(state, first_iter, n_iters)`` of a JAX-env run, jitted and vmapped over
+    seeds, with the seed axis of every returned state split over :func:`seed_sharding`'s devices (without
+    ``out_shardings`` XLA would replicate the state on every device). ``chunk(state, 0, 0)`` is the
+    step-0 evaluation."""
     sharding = seed_sharding(num_seeds)
     init = jax.jit(jax.vmap(loop.init), out_shardings=sharding)
     chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)), donate_argnums=0, out_shardings=sharding)
-    evaluate = jax.jit(jax.vmap(loop.evaluate), out_shardings=sharding)
-    return init, chunk, evaluate
+    return init, chunk
 
 
 def _shape(x, sharding) -> jax.ShapeDtypeStruct:

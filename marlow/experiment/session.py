@@ -94,7 +94,9 @@ def run_chunks(
     (``cfg.experiment.resume``; ``state`` is the template), log the step-0 evaluation (new runs), run the
     remaining chunks with logging, the divergence check, checkpoints and progress, then write the report.
 
-    ``metric_names(state)``: the non-evaluation chunk metrics; ``evaluate(state) -> (state, eval metrics)``;
+    ``metric_names(state)``: the non-evaluation chunk metrics, logged as NaN at step 0 (the JAX loop: none,
+    its step-0 evaluation is the chunk program with no iterations and has them all); ``evaluate(state) ->
+    (state, eval metrics)``;
     ``run_chunk(state, c, first_step, steps) -> (state, metrics)`` runs chunk ``c``'s ``steps`` env steps
     from ``first_step`` (:func:`chunk_spans`); metrics are arrays over seeds. ``startup``: the start-up
     timings, written to the run directory when the first training chunk starts. ``payload``: the
