@@ -163,6 +163,73 @@ def test_ppo_update_on_one_state_bandit_moves_toward_the_better_arm():
     assert float(metrics["updates"]) == 4 and np.isfinite(float(metrics["approx_kl"]))
 
 
+def test_shared_parameters_one_network_for_agents_of_one_space(tmp_path, capsys):
+    """share_params: one parameter group; the policy is the same function of each agent's observation
+    (swapping two agents' observations swaps their actions); one learn call on the climbing bandit, where
+    arm 2 pays both agents, raises P(arm 2) from both agents' rows; a task with agents of different
+    spaces is a one-line error; and it trains through the runner."""
+    from marlow.cli import main
+
+    spec = envs.make("mpe/simple_spread").spec
+    cfg = resolve(["algo=ippo", "task=mpe/simple_spread", "share_params=true"]).algo
+    algo = ippo.Algorithm(spec, cfg)
+    state = algo.init(jax.random.PRNGKey(0))
+    assert list(state.params) == [spec.agents[0]] and list(state.vnorm) == [spec.agents[0]]
+    obs = {
+        a: jax.random.normal(jax.random.PRNGKey(i), (64, spec.obs_dim(a))) for i, a in enumerate(spec.agents)
+    }
+    a0, a1, a2 = spec.agents
+    acts = algo.act(state, obs, jax.random.PRNGKey(1), False)
+    swapped = algo.act(state, {a0: obs[a1], a1: obs[a0], a2: obs[a2]}, jax.random.PRNGKey(1), False)
+    assert (
+        (swapped[a0] == acts[a1]).all()
+        and (swapped[a1] == acts[a0]).all()
+        and (swapped[a2] == acts[a2]).all()
+    )
+    assert not (acts[a0] == acts[a1]).all()  # the observations differ, so do the actions
+
+    env = envs.make("games/climbing")
+    bandit = resolve(["algo=ippo", "task=games/climbing", "epochs=4", "num_minibatches=1", "lr=0.01",
+                      "share_params=true"]).algo  # fmt: skip
+    algo = ippo.Algorithm(env.spec, bandit)
+    algo.bind(num_envs=64, total_steps=64)
+    state = algo.init(jax.random.PRNGKey(0))
+    obs = {a: jnp.ones((64, env.spec.obs_dim(a))) for a in env.spec.agents}
+    _, actions, extras = algo.policy(state)(None, obs, jnp.int32(0), jax.random.PRNGKey(1))
+    ones = jnp.ones((1, 64), bool)
+    traj = rollout.Trajectory(
+        obs=jax.tree.map(lambda x: x[None], obs),
+        actions=jax.tree.map(lambda x: x[None], actions),
+        rewards={a: (actions[a] == 2).astype(jnp.float32)[None] for a in env.spec.agents},
+        next_obs=jax.tree.map(lambda x: x[None], obs),
+        terminated=ones,
+        truncated=~ones,
+        valid=ones,
+        extras=jax.tree.map(lambda x: x[None], extras),
+    )
+    g = env.spec.agents[0]
+    new, metrics = algo.learn(state, traj, 64, jax.random.PRNGKey(2))
+    p_before, p_after = (
+        jax.nn.softmax(algo.actors.out(st.params[g], g, obs[g][:1]))[0, 2] for st in (state, new)
+    )
+    assert float(p_after) > float(p_before) + 0.05
+    assert float(metrics["updates"]) == 4  # one minibatch of both agents' rows per epoch
+
+    bad = [
+        "train",
+        *SMALL,
+        "task=mpe/simple_speaker_listener",
+        "share_params=true",
+        f"run_dir={tmp_path / 'x'}",
+    ]
+    assert main(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "share_params=true needs agents of one observation and action space" in err[0]
+    m = read_metrics(train(resolve([*SMALL, "task=mpe/simple_spread", "share_params=true",
+                                    "total_steps=400", f"run_dir={tmp_path / 's'}"])))[0]  # fmt: skip
+    assert list(m["env_steps"]) == [0, 200, 400] and np.isfinite(m["loss/value_loss"][1:]).all()
+
+
 # ---- through the runner -----------------------------------------------------------------------------
 @pytest.mark.exhaustive  # the same runner path as test_mappo_happo's vmapped-seed tests, which CI runs
 def test_vmapped_seeds_equal_separate_runs(tmp_path):

@@ -111,6 +111,7 @@ def marlow_args(steps: int, seeds: int) -> list[str]:
         "value_clip=true",  # its value loss is clipped with CLIP_EPS
         "huber_delta=0.0",  # squared error
         "normalize_advantages=true",
+        "share_params=true",  # one actor-critic for the three agents, batched on one axis, as the script's
     ]
 
 
@@ -249,16 +250,15 @@ def write_results(path: Path, rows: list[dict[str, Run | None]], meta: dict) -> 
         "0.5, gamma 0.99, GAE lambda 0.95, clipped surrogate and clipped value loss (0.2), entropy "
         "coefficient 0.01, value coefficient 0.5, advantages normalised. The run is the script's "
         "NUM_UPDATES = steps // 16 // 128 whole updates on both sides; seeds are vmapped on both sides "
-        "(the script's NUM_SEEDS, marlow's `num_seeds`).",
+        "(the script's NUM_SEEDS, marlow's `num_seeds`). Both train one actor and one critic shared by the "
+        "three agents, the agents' observations batched on one axis (marlow's `share_params=true`).",
         "",
         "Differences that remain:",
         "",
-        "- **Parameter sharing.** The script trains one actor-critic shared by the three agents (the agents' "
-        "observations batched on one axis); marlow's IPPO has an actor and a critic per agent. Same layer "
-        "sizes and gradient steps, so the same arithmetic, laid out as one network on 3x the rows against "
-        "three networks (three sets of smaller matrix products, and three times the code to compile).",
-        "- **Advantage normalisation.** The script normalises per minibatch; marlow over the whole batch, "
-        "per agent (MAPPO's choice).",
+        "- **Advantage normalisation.** The script normalises per minibatch; marlow over the whole batch "
+        "(MAPPO's choice).",
+        "- **Initialisation.** The script initialises its layers orthogonally; marlow with variance "
+        "scaling (the same arithmetic either way).",
         "- **What else each process does.** The script logs its metrics to wandb (disabled) through an "
         "`io_callback` after every update, then saves a plot of its returns. marlow evaluates 1 greedy "
         "episode before training and one at the end, writes `metrics.csv`, TensorBoard events, a "
