@@ -50,7 +50,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
     if algo == "masac":
         schedule = ["warmup_steps=1024", "batch_size=1024", "update_every=100", "updates_per_step=1"]
         cfg = resolve(["algo=masac", *common, *schedule, "buffer_size=500000", *extra])
-    else:  # JaxMARL's IPPO MPE settings are conf/algo/ippo.yaml's defaults
+    else:  # JaxMARL's IPPO MPE settings are conf/ppo.yaml's defaults
         cfg = resolve(["algo=ippo", *common, "eval_every=20480", *extra])
     env, algo = build(cfg)
     loop = Loop(env, learner(cfg, algo), cfg.experiment)

@@ -26,9 +26,9 @@ program is one network's, not one per agent. Per *group* (one agent, or all agen
 Actions (:mod:`marlow.algos.onpolicy.actors`): Discrete and MultiDiscrete are categorical (multi-discrete
 log-probs and entropies summed over components), respecting the task's available-action masks (SMAX);
 Box actions are a Gaussian with a state-independent log-std (``nn.distributions.DiagGaussian``), clipped to
-the bounds in the env. Logged: policy and value losses, entropy, approx-KL,
-clip fraction, explained variance and the learning rate. Defaults: conf/algo/ippo.yaml, each value with
-its source.
+the bounds in the env. Logged: policy and value losses, entropy, approx-KL, clip fraction, explained
+variance and the learning rate. Defaults: conf/ppo.yaml and conf/algo/ippo.yaml, each value with its
+source.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ SUPPORTS_MASKS = True
 
 @dataclass
 class Config(ppo.Config):
-    """Defaults in conf/algo/ippo.yaml, each with its source (the keys: :class:`.ppo.Config`)."""
+    """Defaults in conf/ppo.yaml and conf/algo/ippo.yaml, each with its source (the keys:
+    :class:`.ppo.Config`)."""
 
     share_params: bool  # one actor and one critic for all agents (agents of one space)
 
