@@ -81,6 +81,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from marlow.envs.api import Actions, EnvSpec, MultiAgentEnv, Obs
 from marlow.envs.jaxmarl_import import import_jaxmarl
@@ -155,7 +156,7 @@ class SMAXEnv(MultiAgentEnv):
         agents = tuple(self.jaxmarl_env.agents)
         obs_dim = int(inner.obs_size)
         n_actions = int(inner.num_ally_actions)
-        types = [UNIT_TYPES[int(t)] for t in inner.scenario]
+        types = [UNIT_TYPES[int(t)] for t in np.asarray(inner.scenario)]  # one copy, not an eager op per unit
         self.spec = EnvSpec(
             name=name,
             agents=agents,
