@@ -8,8 +8,9 @@ Run it with marlow's venv python. BenchMARL runs in its own venv, benchmarks/pee
 (``bash benchmarks/peers/setup_benchmarl.sh`` creates it), through ``benchmarl_driver.py`` as a subprocess;
 marlow through its ``marlow train`` command. For every algorithm and frame budget, BenchMARL runs and then
 marlow, one after the other. ``--out`` (RESULTS.md) is rewritten after every pair, so a stopped run leaves
-the rows done so far; a run without MASAC and MADDPG at both 60k and 300k frames (the off-policy pair of
-the time-to-result issue; IPPO and MAPPO are optional) is marked as a trial at the top of the file. marlow
+the rows done so far; a run that does not cover both 60k and 300k frames, or that has one algorithm of a
+pair without the other (MASAC with MADDPG, IPPO with MAPPO: the pairs are measured in separate runs, the
+on-policy one taking hours on BenchMARL's side), is marked as a trial at the top of the file. marlow
 runs each cell twice, cold (an empty compilation cache of the cell's own) and warm (the same command again).
 
 Measured per run:
@@ -213,6 +214,8 @@ def marlow_args(algo: str, frames: int, chunk: int) -> list[str]:
     ]
     if algo == "mappo":
         args += [f"critic_lr={ON['experiment.lr']}", "share_actor=true"]
+    if algo == "ippo":  # BenchMARL's share_policy_params and share_param_critic (no agent ids on either side)
+        args.append("share_params=true")
     return args
 
 
@@ -448,9 +451,10 @@ DIFFERENCES = """\
   actor/critic, 3e-4 temperature); they do not change the computation. Gamma 0.95, Polyak tau 0.01 and
   gradient-norm clip 0.5 are marlow's on both.
 - **IPPO parameter sharing.** BenchMARL's IPPO shares one actor and one critic among the agents
-  (`share_policy_params`, `share_param_critic`, its defaults); marlow's IPPO has one actor and one critic
-  per agent (no option to share). Same layer sizes and the same number of gradient steps; the work per step
-  is the same arithmetic, laid out as one network on 3x the rows versus three networks.
+  (`share_policy_params`, `share_param_critic`, its defaults), and so does marlow's here (`share_params=true`:
+  one network for the agents of one space, their rows side by side, no agent id on either side). Runs up to
+  2026-12-07 gave marlow one actor and one critic per agent (then its only layout): the same arithmetic per
+  gradient step, laid out as three networks instead of one on 3x the rows.
 - **MAPPO critic.** BenchMARL's centralised shared critic reads the concatenated observations of all agents
   (VMAS gives no global state) and outputs a value per agent; marlow's reads JaxMARL's global state (the
   concatenated observations) and outputs one team value. One actor shared by the agents on both sides
@@ -649,8 +653,10 @@ def main() -> int:
 
     work = ns.keep.resolve() if ns.keep else Path(tempfile.mkdtemp(prefix="peers-"))
     work.mkdir(parents=True, exist_ok=True)
-    # the issue's table is the off-policy pair at both budgets; the on-policy pair is optional
-    trial = sorted(frames) != sorted(FULL_FRAMES) or not set(OFF_POLICY) <= set(algos)
+    # a measurement is a whole pair (off-policy, on-policy or both) at both budgets
+    pairs = (set(OFF_POLICY), {"ippo", "mappo"})
+    whole = all(p <= set(algos) or not (p & set(algos)) for p in pairs)
+    trial = sorted(frames) != sorted(FULL_FRAMES) or not whole
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:]).replace(str(ns.keep or "<none>"), "<work>")
     meta = {
         **machine_meta(f".venv/bin/python benchmarks/peers/run.py {argv}".strip()),
