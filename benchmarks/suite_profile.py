@@ -91,13 +91,10 @@ def _load(d: Path) -> list[dict]:
 
 
 def _fun_kind(name: str) -> str:
-    """A compiled program's family: marlow's jitted init and chunk (JAX names them ``jit(chunk)``), or the
-    rest (eager operations, a test's own jitted helpers, the world models' training steps called from
-    Python)."""
-    for kind in ("chunk", "init"):
-        if name in (kind, f"jit({kind})", f"jit_{kind}"):
-            return kind
-    return "other"
+    """A compiled program's family: marlow's jitted init and chunk (JAX's compile events name them
+    ``jit(chunk)``), or the rest (eager operations, a test's own jitted helpers, the world models' training
+    steps called from Python)."""
+    return {"jit(chunk)": "chunk", "jit(init)": "init"}.get(name, "other")
 
 
 def summarise(rows: list[dict], wall: float | None, workers: int) -> str:
