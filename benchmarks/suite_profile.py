@@ -3,7 +3,7 @@ own compile-time events (Python tracing to a jaxpr, lowering to StableHLO, XLA's
 from the persistent compilation cache), and a summary that writes benchmarks/suite_profile.md.
 
     SUITE_PROFILE=/tmp/prof .venv/bin/python -m pytest -q -n 2 -m "not exhaustive" -p benchmarks.suite_profile
-    .venv/bin/python benchmarks/suite_profile.py /tmp/prof --wall 1389    # the pytest run's wall seconds
+    .venv/bin/python benchmarks/suite_profile.py /tmp/prof --wall 1389 --note 'machine, date, commit'
 
 The plugin listens through ``jax.monitoring`` (public API): ``jaxpr_trace_duration``,
 ``jaxpr_to_mlir_module_duration`` and ``backend_compile_duration`` (XLA's compilation, or the load of the
@@ -97,7 +97,7 @@ def _fun_kind(name: str) -> str:
     return {"jit(chunk)": "chunk", "jit(init)": "init"}.get(name, "other")
 
 
-def summarise(rows: list[dict], wall: float | None, workers: int) -> str:
+def summarise(rows: list[dict], wall: float | None, workers: int, note: str = "") -> str:
     keys = ("wall_s", "trace_s", "lower_s", "compile_s", "load_s", "compiled", "loaded")
     tot = {k: sum(r.get(k, 0) for r in rows) for k in keys}
     jax_s = tot["trace_s"] + tot["lower_s"] + tot["compile_s"] + tot["load_s"]
@@ -118,8 +118,10 @@ def summarise(rows: list[dict], wall: float | None, workers: int) -> str:
         "# Where the test suite's time goes",
         "",
         f"`SUITE_PROFILE=<dir> {cmd}`, then",
-        "`.venv/bin/python benchmarks/suite_profile.py <dir> --wall <the run's wall seconds>`.",
+        "`.venv/bin/python benchmarks/suite_profile.py <dir> --wall <the run's wall seconds> "
+        "--note <machine, date, commit>`.",
         "",
+        *([note, ""] if note else []),
         f"{len(rows)} tests, {wall_txt}{tot['wall_s']:.0f} s of test time over {workers} pytest worker(s). "
         "JAX's own events, summed over the tests (seconds of one thread each): "
         f"tracing {tot['trace_s']:.0f} s, lowering {tot['lower_s']:.0f} s, "
@@ -173,13 +175,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dir", type=Path, help="the SUITE_PROFILE directory the plugin wrote")
     p.add_argument("--wall", type=float, default=None, help="the pytest run's wall seconds, for the header")
+    p.add_argument("--note", default="", help="the run's machine, date and commit, for the header")
     p.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".md"))
     args = p.parse_args()
     rows = _load(args.dir)
     if not rows:
         raise SystemExit(f"suite_profile: no worker-*.jsonl in {args.dir}")
     workers = len(list(args.dir.glob("worker-*.jsonl")))
-    args.out.write_text(summarise(rows, args.wall, workers))
+    args.out.write_text(summarise(rows, args.wall, workers, args.note))
     print(f"wrote {args.out}")
 
 
