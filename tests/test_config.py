@@ -9,7 +9,6 @@ import yaml
 
 from marlow.algos import ALGORITHMS, get_algo
 from marlow.errors import ConfigError
-from marlow.experiment import checks
 from marlow.experiment import config as config_mod
 from marlow.experiment.config import (
     CONF_DIR,
@@ -20,6 +19,7 @@ from marlow.experiment.config import (
     parse_overrides,
     resolve,
 )
+from marlow.schema import ranges
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
@@ -39,12 +39,14 @@ def test_resolve_defaults(algo):
             assert getattr(cfg.experiment, k) == v, k
     # declared types are respected by the defaults
     for k, tp in field_types(type(cfg.algo)).items():
-        tp, _ = checks.split(tp)
+        tp, _ = ranges.split(tp)
         v = getattr(cfg.algo, k)
         if tp is float:
             assert isinstance(v, float), k
         elif tp in (int, bool, str):
             assert type(v) is tp, k
+        elif ranges.choices(tp):
+            assert v in ranges.choices(tp), k
         else:
             assert isinstance(v, tuple), k
 

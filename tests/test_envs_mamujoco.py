@@ -323,7 +323,7 @@ def test_team_reward_given_sum_individual():
     unequal.step(_acts())
     with pytest.raises(ConfigError, match="different rewards"):
         unequal.step(_acts())
-    with pytest.raises(ConfigError, match="team_reward must be one of"):
+    with pytest.raises(ConfigError, match="team_reward' must be one of"):
         PettingZooEnv(StateEnv(), name="fake", team_reward="mean", episode_length=3)
     with pytest.raises(ConfigError, match="conflicts"):
         PettingZooEnv(StateEnv(), name="fake", shared_reward=True, team_reward="given", episode_length=3)

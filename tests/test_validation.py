@@ -1,4 +1,4 @@
-"""Range checks of config values (marlow/experiment/checks.py): every numeric key of every config declares a
+"""Range checks of config values (marlow/schema/ranges.py): every numeric key of every config declares a
 range; values outside it, and non-finite floats, are refused with one line naming the key before anything
 is built or compiled (exit 2 on the CLI); values inside every range resolve."""
 
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from marlow import cli
 from marlow.algos import ALGORITHMS, get_algo
 from marlow.errors import ConfigError
-from marlow.experiment import checks
-from marlow.experiment.checks import Range
 from marlow.experiment.config import ExperimentConfig, field_types, resolve
+from marlow.schema import ranges
+from marlow.schema.ranges import Range
 from marlow.world.ensemble import EnsembleConfig, ModelKeys
 from marlow.world.opponents import OpponentConfig
 
@@ -31,8 +31,8 @@ def numeric_keys(cls) -> dict[str, tuple[type, bool, Range]]:
     """key -> (element type, is a tuple, range) for every numeric field of ``cls``."""
     out = {}
     for k, tp in field_types(cls).items():
-        if checks.numeric(tp):
-            base, rng = checks.split(tp)
+        if ranges.numeric(tp):
+            base, rng = ranges.split(tp)
             is_tuple = typing.get_origin(base) is tuple
             elem = typing.get_args(base)[0] if is_tuple else base
             out[k] = (elem, is_tuple, rng)
@@ -46,8 +46,8 @@ def test_every_numeric_key_declares_a_range(cls):
 
 
 def test_range_text_and_membership():
-    assert str(checks.split(checks.Unit)[1]) == "in [0, 1]"
-    assert str(checks.split(checks.Positive)[1]) == "> 0"
+    assert str(ranges.split(ranges.Unit)[1]) == "in [0, 1]"
+    assert str(ranges.split(ranges.Positive)[1]) == "> 0"
     assert str(Range(2)) == ">= 2" and str(Range(0, 1, hi_open=True)) == "in [0, 1)"
     r = Range(0, 1, lo_open=True)
     assert not r.contains(0.0) and r.contains(1e-9) and r.contains(1.0) and not r.contains(1.0 + 1e-9)
@@ -152,10 +152,11 @@ def test_cli_refuses_the_reported_values_before_training(override, expect, tmp_p
 def test_direct_construction_is_checked_by_validate():
     import dataclasses
 
-    from marlow.world.ensemble import ensemble_config
+    from marlow.schema.groups import sub_config
+    from marlow.world.ensemble import MODEL_PREFIX, EnsembleConfig
 
-    cfg = ensemble_config(resolve(["algo=aorpo"]).algo)
-    checks.validate(cfg)
+    cfg = sub_config(resolve(["algo=aorpo"]).algo, EnsembleConfig, MODEL_PREFIX)
+    ranges.validate(cfg)
     bad = dataclasses.replace(cfg, lr=-1.0)
     with pytest.raises(ConfigError, match="'lr' = -1.0 is out of range"):
-        checks.validate(bad)
+        ranges.validate(bad)

@@ -3,7 +3,8 @@ optimiser steps and target updates."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ from marlow.envs.api import EnvSpec, flat_actions  # noqa: F401  (used as common
 from marlow.nn.distributions import make_dist
 from marlow.nn.mlp import MLP
 from marlow.nn.optim import make_optimizer, opt_step, soft_update  # noqa: F401  (used as common.*)
+from marlow.schema.ranges import Count, NonNegative
 
 
 class Policies:
@@ -58,6 +60,27 @@ class Policies:
         for a, k in zip(self.spec.agents, keys, strict=True):
             out[a] = self.sample(params, a, obs[a], k).env if explore else self.mode(params, a, obs[a])[0]
         return out
+
+
+@dataclass
+class AnnealKeys:
+    """The temperature schedule of a maximum-entropy learner (MASQL, ROMMEO-AC), beside its ``alpha``:
+    ``constant`` keeps ``alpha``; ``anneal`` uses
+    ``alpha + anneal_scale exp(-anneal_rate max(t - anneal_start, 0))`` after t updates (maci's
+    ``run_rommeo.py``). :func:`alpha_at` computes it."""
+
+    alpha_schedule: Literal["constant", "anneal"]
+    anneal_scale: NonNegative  # 0 = alpha stays constant
+    anneal_rate: NonNegative  # 0 = alpha + anneal_scale for ever
+    anneal_start: Count  # updates before the decay starts
+
+
+def alpha_at(cfg: AnnealKeys, steps: jax.Array) -> jax.Array:
+    """The temperature after ``steps`` updates (:class:`AnnealKeys`); ``cfg`` also has ``alpha``."""
+    if cfg.alpha_schedule == "constant":
+        return jnp.float32(cfg.alpha)
+    t = jnp.maximum(steps.astype(jnp.float32) - cfg.anneal_start, 0.0)
+    return cfg.alpha + cfg.anneal_scale * jnp.exp(-cfg.anneal_rate * t)
 
 
 def joint(spec: EnvSpec, obs: dict, flat_acts: dict) -> jax.Array:

@@ -33,6 +33,7 @@ from marlow.envs.api import Actions, EnvSpec, MultiAgentEnv, Obs
 from marlow.envs.registry import register
 from marlow.envs.spaces import Box, Discrete
 from marlow.errors import ConfigError
+from marlow.schema import ranges
 
 AGENTS = ("agent_0", "agent_1")
 
@@ -378,8 +379,7 @@ class Climb(MultiAgentEnv):
     TRANSITIONS = ("alternate", "random")
 
     def __init__(self, episode_length: int = 25, transition: str = "alternate", agent1_coef: float = 2.0):
-        if transition not in self.TRANSITIONS:
-            raise ConfigError(f"transition must be one of {self.TRANSITIONS}, got {transition!r}")
+        ranges.check_choice("task.transition", transition, self.TRANSITIONS)
         if not agent1_coef > 0:
             raise ConfigError(f"agent1_coef must be > 0 for a unique equilibrium, got {agent1_coef}")
         self.episode_length = _check_length(episode_length, False, 25)

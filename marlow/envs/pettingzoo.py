@@ -84,6 +84,7 @@ from marlow.envs.registry import accepted_options, check_options, register, regi
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.envs.user import load_factory, split_task
 from marlow.errors import ConfigError
+from marlow.schema import ranges
 
 _ADAPTER_KWARGS = ("teams", "shared_reward", "team_reward", "episode_length")
 TEAM_REWARDS = ("individual", "sum", "given")
@@ -307,11 +308,8 @@ class PettingZooEnv(SpecSurface):
 
         if team_reward is None:
             team_reward = "sum" if shared_reward else "individual"
-        elif team_reward not in TEAM_REWARDS:
-            raise ConfigError(
-                f"{name}: team_reward must be one of {', '.join(TEAM_REWARDS)}, got {team_reward!r}"
-            )
-        elif shared_reward and team_reward != "sum":
+        ranges.check_choice("task.team_reward", team_reward, TEAM_REWARDS)
+        if shared_reward and team_reward != "sum":
             raise ConfigError(
                 f"{name}: shared_reward=True sums the team's rewards; it conflicts with "
                 f"team_reward={team_reward!r}"

@@ -27,17 +27,16 @@ the problem.
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from marlow.errors import CheckpointError, ConfigError, did_you_mean
-from marlow.experiment import checks
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from marlow.schema import ranges
+from marlow.schema.coerce import build, coerce, field_types, to_dict
+from marlow.schema.files import CONF_DIR, read_yaml
 
 
 @dataclass
@@ -46,13 +45,13 @@ class ExperimentConfig:
 
     algo: str
     task: str
-    seed: checks.Count
-    num_seeds: checks.Size
-    total_steps: checks.Size
-    num_envs: checks.Size
-    eval_every: checks.Size
-    eval_episodes: checks.Size
-    checkpoint_every: checks.Size
+    seed: ranges.Count
+    num_seeds: ranges.Size
+    total_steps: ranges.Size
+    num_envs: ranges.Size
+    eval_every: ranges.Size
+    eval_episodes: ranges.Size
+    checkpoint_every: ranges.Size
     run_dir: str
     resume: str
     overwrite: bool
@@ -70,120 +69,7 @@ CONFIG_NAME = "config.yaml"
 
 
 # ---------------------------------------------------------------------------------------------------
-# typed coercion
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def coerce(key: str, value: Any, tp) -> Any:
-    """Convert ``value`` (a YAML value or a command-line string) to ``tp`` or raise ConfigError; floats must
-    be finite and an ``Annotated`` type's :class:`~marlow.experiment.checks.Range` must hold."""
-    base, rng = checks.split(tp)
-    return checks.check(key, _coerce(key, value, base), rng)
-
-
-def _coerce(key: str, value: Any, tp) -> Any:
-    from_cli = isinstance(value, str)
-    origin = typing.get_origin(tp)
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if from_cli and value.lower() in ("true", "yes", "1", "on"):
-                return True
-            if from_cli and value.lower() in ("false", "no", "0", "off"):
-                return False
-            raise ValueError
-        if tp is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, int):
-                return value
-            f = float(str(value).replace("_", ""))
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(str(value).replace("_", "")) if from_cli else float(_check_num(value))
-        if tp is str:
-            if not isinstance(value, str):
-                raise ValueError
-            return value
-        if tp == dict[str, Any]:
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise ValueError
-            return dict(value)
-        if origin is tuple:
-            (elem, *_rest) = typing.get_args(tp)
-            if from_cli:
-                s = value.strip().strip("[]()")
-                items = [v.strip() for v in s.split(",") if v.strip()]
-            elif isinstance(value, list | tuple):
-                items = list(value)
-            else:
-                raise ValueError
-            return tuple(coerce(key, v, elem) for v in items)
-    except (ValueError, TypeError):
-        raise ConfigError(f"config key {key!r} expects {_describe(tp)}, got {value!r}") from None
-    raise ConfigError(f"config key {key!r} has an unsupported type {tp}")
-
-
-def _check_num(v):
-    if not isinstance(v, int | float):
-        raise ValueError
-    return v
-
-
-def _describe(tp) -> str:
-    if tp == dict[str, Any]:
-        return "a mapping of option names to values"
-    if typing.get_origin(tp) is tuple:
-        return f"a comma-separated list of {_type_name(typing.get_args(tp)[0])}"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
-
-
-def field_types(cls) -> dict[str, Any]:
-    """Field name -> declared type, with its ``Annotated`` range if any (:func:`checks.split` parts them)."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.name: hints[f.name] for f in fields(cls)}
-
-
-def build(cls, *layers: dict[str, Any], where: str = "") -> Any:
-    """Instantiate ``cls`` from dict layers (later wins), checking keys and types."""
-    types = field_types(cls)
-    values: dict[str, Any] = {}
-    for layer in layers:
-        for k, v in layer.items():
-            if k not in types:
-                raise ConfigError(f"unknown config key {k!r}{where}; valid keys: {', '.join(sorted(types))}")
-            values[k] = coerce(k, v, types[k])
-    missing = [k for k in types if k not in values]
-    if missing:
-        raise ConfigError(f"missing config keys {missing}{where}")
-    return cls(**values)
-
-
-def to_dict(cfg) -> dict[str, Any]:
-    out = {}
-    for k, v in dataclasses.asdict(cfg).items():
-        out[k] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
 # YAML files
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping")
-    return data
-
-
 def task_override_path(task: str) -> Path:
     return CONF_DIR / "task" / (task.replace(":", "_") + ".yaml")
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": nn.tanh, "swish": nn.swish, "elu": nn.elu}
+Activation = Literal["relu", "tanh", "swish", "elu"]  # a config key naming one (e.g. ``model_activation``)
+ACTIVATIONS: dict[str, Callable] = dict(
+    zip(get_args(Activation), (nn.relu, nn.tanh, nn.swish, nn.elu), strict=True)
+)
 
 
 class MLP(nn.Module):

@@ -44,8 +44,8 @@ class Trial:
 def _is_list_key(key: str, algos: list[str]) -> bool:
     """Whether ``key``'s value is itself a list (its alternatives then separated by ``;``)."""
     from marlow.algos import get_algo
-    from marlow.experiment import checks
     from marlow.experiment.config import ExperimentConfig, field_types
+    from marlow.schema import ranges
 
     if key.startswith("task."):
         return True
@@ -55,7 +55,7 @@ def _is_list_key(key: str, algos: list[str]) -> bool:
         types.update(field_types(get_algo(algo).Config))
     if name not in types:
         raise KeyError(key)
-    return typing.get_origin(checks.split(types[name])[0]) is tuple
+    return typing.get_origin(ranges.split(types[name])[0]) is tuple
 
 
 def _seed_ranges(value: str) -> list[tuple[int, int]]:

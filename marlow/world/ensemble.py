@@ -28,9 +28,8 @@ traced number of valid rows, and vmappable over seeds (and over agents, see ``ma
 from __future__ import annotations
 
 import math
-import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple
 
 import flax.linen as nn
@@ -40,10 +39,11 @@ import optax
 from flax import struct
 
 from marlow.errors import ConfigError
-from marlow.experiment import checks
-from marlow.experiment.checks import AnyFloat, NonNegative, Positive, Range, Size, Widths
-from marlow.nn.mlp import ACTIVATIONS
+from marlow.nn.mlp import ACTIVATIONS, Activation
 from marlow.nn.optim import make_optimizer
+from marlow.schema import ranges
+from marlow.schema.groups import prefixed
+from marlow.schema.ranges import AnyFloat, NonNegative, Positive, Range, Size, Widths
 
 STD_EPS = 1e-6  # a normaliser std below this is a constant feature: divide by 1 instead (PETS / mbrl-lib)
 
@@ -85,7 +85,7 @@ class EnsembleConfig:
     num_members: Size
     num_elites: Size
     hidden: Widths
-    activation: str
+    activation: Activation
     lr: Positive
     weight_decay: Annotated[tuple[float, ...], Range(0)]
     max_logvar_init: AnyFloat
@@ -105,33 +105,21 @@ MODEL_PREFIX = "model_"
 
 #: :class:`EnsembleConfig`'s fields with the ``model_`` prefix, for an algorithm config that owns an
 #: ensemble (AORPO's world model, Teammate Lookahead's team model): derived from EnsembleConfig, so the two
-#: cannot drift. :func:`ensemble_config` builds the EnsembleConfig back.
-_HINTS = typing.get_type_hints(EnsembleConfig, include_extras=True)  # with the fields' ranges
-ModelKeys = make_dataclass(
-    "ModelKeys",
-    [(MODEL_PREFIX + f.name, _HINTS[f.name]) for f in fields(EnsembleConfig)],
-    namespace={"__module__": __name__},
-)
-
-
-def ensemble_config(cfg) -> EnsembleConfig:
-    """The :class:`EnsembleConfig` of a config with :data:`ModelKeys`' fields."""
-    return EnsembleConfig(**{f.name: getattr(cfg, MODEL_PREFIX + f.name) for f in fields(EnsembleConfig)})
+#: cannot drift. ``sub_config(cfg, EnsembleConfig, MODEL_PREFIX)`` builds the EnsembleConfig back.
+ModelKeys = prefixed(EnsembleConfig, MODEL_PREFIX, "ModelKeys", __name__)
 
 
 def validate(cfg: EnsembleConfig) -> None:
     """Raise :class:`ConfigError` for values the ensemble cannot use: each field's declared range (for a
     config built in Python; the config system checks them on YAML / command-line values), then the
     constraints between keys."""
-    checks.validate(cfg, where=" (EnsembleConfig)")
+    ranges.validate(cfg, where=" (EnsembleConfig)")
     if not 1 <= cfg.num_elites <= cfg.num_members:
         raise ConfigError(
             f"ensemble num_elites must be in [1, num_members={cfg.num_members}], got {cfg.num_elites}"
         )
     if len(cfg.hidden) < 1:
         raise ConfigError(f"ensemble hidden must be a non-empty list of positive widths, got {cfg.hidden}")
-    if cfg.activation not in ACTIVATIONS:
-        raise ConfigError(f"ensemble activation must be one of {sorted(ACTIVATIONS)}, got {cfg.activation!r}")
     if len(cfg.weight_decay) not in (1, len(cfg.hidden) + 1):
         raise ConfigError(
             f"ensemble weight_decay needs 1 or len(hidden)+1={len(cfg.hidden) + 1} values, "

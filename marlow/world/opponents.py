@@ -58,9 +58,10 @@ the copies differ only by initialisation and sampling noise; sharing is a docume
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -69,24 +70,30 @@ from flax import struct
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
-from marlow.experiment import checks
-from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Widths
 from marlow.nn.distributions import LOG_STD_MAX, LOG_STD_MIN
 from marlow.nn.mlp import MLP
 from marlow.nn.optim import make_optimizer, opt_step
+from marlow.schema import ranges
+from marlow.schema.coerce import build
+from marlow.schema.files import CONF_DIR, read_yaml
+from marlow.schema.groups import prefixed
+from marlow.schema.ranges import Count, NonNegative, Positive, Range, Size, Widths
 
-STOP_METRICS = ("loss", "greedy_error")
-HOLDOUTS = ("newest", "oldest")
+StopMetric = Literal["loss", "greedy_error"]
+Holdout = Literal["newest", "oldest"]
+STOP_METRICS = ranges.choices(StopMetric)
+HOLDOUTS = ranges.choices(Holdout)
 
 
 @dataclass
 class OpponentConfig:
-    """Opponent-model settings. Recommended defaults (``RECOMMENDED``) and their sources; T1/T2 = AORPO
-    paper Tables 1/2, F = Appendix F, code = the reference code (docs/reference/aorpo.md):
+    """Opponent-model settings. The defaults (conf/world.yaml's ``opp_*`` keys; :func:`recommended_config`
+    reads them) and their sources; T1/T2 = AORPO paper Tables 1/2, F = Appendix F, code = the reference
+    code (docs/reference/aorpo.md):
 
     - ``hidden`` (64, 64): F "three-layer MLP ... 64 units"; code MLPNetwork 2 x 64 ReLU.
-    - ``lr`` 5e-4: code ``--opp_lr 0.0005`` (T1: 1e-3 communication, 3e-4 navigation, 5e-4 scheduling;
-      T2: 5e-4 keep-away, 5e-3 deception, 2e-3 predator-prey).
+    - ``lr`` 3e-4: T1's cooperative navigation (T1: 1e-3 communication, 3e-4 navigation, 5e-4 scheduling;
+      T2: 5e-4 keep-away, 5e-3 deception, 2e-3 predator-prey; the code's ``--opp_lr`` default is 5e-4).
     - ``entropy_coef`` 0.1: code (``+ 0.1 * mean(log pi)``, an entropy bonus; see the module docstring).
     - ``window`` 3072: code, the latest 3 x batch_size (1024) transitions; the runner passes
       ``replay.recent(buffer, window)`` (``fit`` itself takes whatever number of rows it is given).
@@ -114,41 +121,36 @@ class OpponentConfig:
     entropy_coef: NonNegative
     window: Annotated[int, Range(lo=2)]
     holdout_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
-    holdout: str
+    holdout: Holdout
     batch_size: Count
     steps_per_epoch: Size
     max_epochs: Size
     patience: Size
-    stop_metric: str
+    stop_metric: StopMetric
     max_grad_norm: NonNegative
     normalize_inputs: bool
     share_across_egos: bool
 
 
-RECOMMENDED: dict[str, Any] = dict(
-    hidden=(64, 64),
-    lr=5e-4,
-    entropy_coef=0.1,
-    window=3072,
-    holdout_ratio=0.2,
-    holdout="newest",
-    batch_size=0,
-    steps_per_epoch=1,
-    max_epochs=51,
-    patience=5,
-    stop_metric="loss",
-    max_grad_norm=1.0,
-    normalize_inputs=True,
-    share_across_egos=False,
-)
+OPP_PREFIX = "opp_"
+#: :class:`OpponentConfig`'s fields with the ``opp_`` prefix, for an algorithm config that owns opponent
+#: models (AORPO, AORDPG; defaults in conf/world.yaml); ``sub_config(cfg, OpponentConfig, OPP_PREFIX)``
+#: builds the OpponentConfig back.
+OpponentKeys = prefixed(OpponentConfig, OPP_PREFIX, "OpponentKeys", __name__)
 
 
 def recommended_config(**overrides) -> OpponentConfig:
-    """``OpponentConfig(**RECOMMENDED)`` with ``overrides`` applied."""
-    unknown = set(overrides) - set(RECOMMENDED)
+    """The opponent-model config AORPO uses by default (conf/world.yaml's ``opp_*`` keys, the one source of
+    these defaults) with ``overrides`` applied."""
+    defaults = {
+        k.removeprefix(OPP_PREFIX): v
+        for k, v in read_yaml(CONF_DIR / "world.yaml").items()
+        if k.startswith(OPP_PREFIX)
+    }
+    unknown = set(overrides) - set(defaults)
     if unknown:
         raise ConfigError(f"unknown opponent-model keys: {sorted(unknown)}")
-    return OpponentConfig(**{**RECOMMENDED, **overrides})
+    return dataclasses.replace(build(OpponentConfig, defaults, where=" (conf/world.yaml)"), **overrides)
 
 
 @struct.dataclass
@@ -283,8 +285,7 @@ def holdout_split(window: int, n_valid, ratio: float, holdout: str = "newest"):
     ``hold`` is a contiguous block of floor(ratio * n_valid) valid rows: the newest (last) ones or the
     oldest valid ones; ``train`` is the other valid rows. The two are disjoint and cover the valid rows.
     """
-    if holdout not in HOLDOUTS:
-        raise ConfigError(f"holdout must be one of {HOLDOUTS}, got {holdout!r}")
+    ranges.check_choice("holdout", holdout, HOLDOUTS)
     rows = jnp.arange(window)
     n_valid = jnp.clip(jnp.asarray(n_valid, jnp.int32), 0, window)
     first = window - n_valid
@@ -521,21 +522,16 @@ def _check_config(cfg: OpponentConfig, spec: EnvSpec) -> None:
     def bad(msg):
         raise ConfigError(f"opponent models: {msg}")
 
-    checks.validate(cfg, where=" (OpponentConfig)")
+    ranges.validate(cfg, where=" (OpponentConfig)")
     if spec.num_agents < 2:
         bad(f"task {spec.name!r} has a single agent, nothing to model")
     if not cfg.hidden:
         bad(f"hidden must be positive layer widths, got {cfg.hidden}")
     if cfg.entropy_coef >= 1 and any(isinstance(s, Box) for s in spec.act_spaces):
         bad(f"entropy_coef must be < 1 with Box actions (sigma diverges), got {cfg.entropy_coef}")
-    if cfg.holdout not in HOLDOUTS:
-        bad(f"holdout must be one of {HOLDOUTS}, got {cfg.holdout!r}")
-    if cfg.stop_metric not in STOP_METRICS:
-        bad(f"stop_metric must be one of {STOP_METRICS}, got {cfg.stop_metric!r}")
 
 
 __all__ = [
-    "RECOMMENDED",
     "OpponentConfig",
     "OpponentModels",
     "OpponentState",

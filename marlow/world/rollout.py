@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from numbers import Number
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,9 +48,11 @@ from flax import struct
 
 from marlow import rollout as engine
 from marlow.errors import ConfigError
+from marlow.schema import ranges
 
-SCHEMES = ("adaptive", "real_to_simu", "all_models", "all_real")
+Scheme = Literal["adaptive", "real_to_simu", "all_models", "all_real"]
 """Opponent usage schemes of :func:`branched_rollout` (module docstring)."""
+SCHEMES = ranges.choices(Scheme)
 
 Policy = Callable[[dict, jax.Array], jax.Array]
 """``act(obs, key) -> action_j [M, ...]``: one agent's action from the joint observation dict (agent ->
@@ -197,8 +199,7 @@ class Rollout:
 
 
 def _check_scheme(scheme: str) -> None:
-    if scheme not in SCHEMES:
-        raise ConfigError(f"unknown rollout scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    ranges.check_choice("rollout_scheme", scheme, SCHEMES)
 
 
 def _check_lengths(k, k_max) -> None:

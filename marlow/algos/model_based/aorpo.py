@@ -39,14 +39,15 @@ from marlow.algos.offpolicy import masac
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
-from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Widths
+from marlow.schema.groups import sub_config
+from marlow.schema.ranges import Count, Range, Size
 from marlow.world.dynamics import DynamicsModel
-from marlow.world.ensemble import ModelKeys, ensemble_config
+from marlow.world.ensemble import MODEL_PREFIX, EnsembleConfig, ModelKeys
 from marlow.world.model_env import ModelEnv
-from marlow.world.opponents import OpponentConfig, OpponentModels
+from marlow.world.opponents import OPP_PREFIX, OpponentConfig, OpponentKeys, OpponentModels
 from marlow.world.rollout import (
-    SCHEMES,
     Rollout,
+    Scheme,
     branched_rollout,
     flatten,
     opponent_steps,
@@ -56,14 +57,14 @@ from marlow.world.rollout import (
 NAME = "aorpo"
 DESCRIPTION = "AORPO: MASAC on branched model rollouts with adaptive opponent-wise opponent models"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
-OPP_PREFIX = "opp_"
 
 
 @dataclass
-class WorldConfig(ModelKeys):
+class WorldConfig(ModelKeys, OpponentKeys):
     """The world-model and rollout fields shared by AORPO and AORDPG (defaults and sources in
     conf/world.yaml): the ensemble's ``model_*`` fields (:data:`~marlow.world.ensemble.ModelKeys`), the
-    world model's schedule, and :class:`~marlow.world.opponents.OpponentConfig`'s fields prefixed ``opp_``."""
+    world model's schedule, and :class:`~marlow.world.opponents.OpponentConfig`'s fields prefixed ``opp_``
+    (:data:`~marlow.world.opponents.OpponentKeys`)."""
 
     real_ratio: Annotated[float, Range(0, 1, lo_open=True)]  # every batch keeps real rows; 1 = real only
     model_warmup_steps: Count
@@ -77,33 +78,12 @@ class WorldConfig(ModelKeys):
     rollout_max: Size
     rollout_start: Count  # epochs; rollout_start < rollout_end is checked in Algorithm
     rollout_end: Count
-    rollout_scheme: str
-    # OpponentConfig's fields and ranges (marlow.world.opponents), prefixed opp_
-    opp_hidden: Widths
-    opp_lr: Positive
-    opp_entropy_coef: NonNegative
-    opp_window: Annotated[int, Range(lo=2)]
-    opp_holdout_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
-    opp_holdout: str
-    opp_batch_size: Count  # 0 = full-batch steps
-    opp_steps_per_epoch: Size
-    opp_max_epochs: Size
-    opp_patience: Size
-    opp_stop_metric: str
-    opp_max_grad_norm: NonNegative  # 0 = no gradient clipping
-    opp_normalize_inputs: bool
-    opp_share_across_egos: bool
+    rollout_scheme: Scheme
 
 
 @dataclass
 class Config(masac.Config, WorldConfig):
     """MASAC's fields (conf/algo/masac.yaml) plus :class:`WorldConfig`'s (conf/world.yaml)."""
-
-
-def sub_config(cfg: Config, cls, prefix: str):
-    """The ``cls`` dataclass from the ``prefix``-ed fields of ``cfg``."""
-    names = cls.__dataclass_fields__
-    return cls(**{n: getattr(cfg, prefix + n) for n in names})
 
 
 @struct.dataclass
@@ -125,8 +105,6 @@ class Algorithm:
     BASE = masac  # the model-free learner trained on real + model data
 
     def __init__(self, spec: EnvSpec, cfg: Config):
-        if cfg.rollout_scheme not in SCHEMES:
-            raise ConfigError(f"rollout_scheme must be one of {SCHEMES}, got {cfg.rollout_scheme!r}")
         if not (1 <= cfg.rollout_min <= cfg.rollout_max and cfg.rollout_start < cfg.rollout_end):
             raise ConfigError(
                 "the rollout schedule needs 1 <= rollout_min <= rollout_max and rollout_start < rollout_end"
@@ -152,7 +130,7 @@ class Algorithm:
         # Eq. 4: pi_i(a_i | o_i, a_hat_-i): the policy input gains the others' flat predicted actions
         self.base = self.BASE.Algorithm(spec, cfg, extra_inputs=extra)
         self.policies = self.base.policies
-        self.dyn = DynamicsModel(spec, ensemble_config(cfg), cfg.model_per_agent)
+        self.dyn = DynamicsModel(spec, sub_config(cfg, EnsembleConfig, MODEL_PREFIX), cfg.model_per_agent)
         self.opp = OpponentModels(spec, sub_config(cfg, OpponentConfig, OPP_PREFIX))
         self.n_real = max(1, int(round(cfg.batch_size * cfg.real_ratio)))
         self.n_model = cfg.batch_size - self.n_real

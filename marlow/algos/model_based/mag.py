@@ -39,7 +39,7 @@ per-map L and H (Table 1) in conf/task/smax/<map>.yaml.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -48,9 +48,8 @@ from flax import struct
 
 from marlow.algos.model_based import mamba
 from marlow.buffers import sequence
-from marlow.errors import ConfigError
-from marlow.experiment.checks import Positive, Size
 from marlow.nn.mlp import MLP
+from marlow.schema.ranges import Positive, Size
 from marlow.world import rssm
 
 NAME = "mag"
@@ -60,7 +59,6 @@ SUPPORTED_ACTIONS = mamba.SUPPORTED_ACTIONS
 SUPPORTS_MASKS = True
 COOPERATIVE = True
 HOMOGENEOUS = True
-SELECT = ("joint", "agent")
 __all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algorithm"]
 
 
@@ -70,7 +68,7 @@ class Config(mamba.Config):
 
     plan_candidates: Size  # L
     plan_horizon: Size  # H
-    plan_select: str  # "joint" or "agent"
+    plan_select: Literal["joint", "agent"]
     rm_hidden: Size
     rm_layers: Size
     rm_lr: Positive
@@ -91,8 +89,6 @@ class Algorithm(mamba.Algorithm):
 
     def __init__(self, spec, cfg: Config):
         super().__init__(spec, cfg)
-        if cfg.plan_select not in SELECT:
-            raise ConfigError(f"mag: plan_select must be one of {', '.join(SELECT)}, got {cfg.plan_select!r}")
         self.rm_net = MLP((cfg.rm_hidden,) * (cfg.rm_layers - 1), 1, "elu")
         self.rm_tx = optax.adam(cfg.rm_lr)
 

@@ -62,9 +62,9 @@ from marlow.algos.onpolicy.actors import mask_logits
 from marlow.buffers import replay, sequence
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
-from marlow.experiment.checks import NonNegative, Positive, Range, Size, Unit, Widths
 from marlow.nn.attention import AgentAttention
 from marlow.nn.mlp import MLP
+from marlow.schema.ranges import NonNegative, Positive, Range, Size, Unit, Widths
 from marlow.world import rssm
 
 NAME = "mamba"

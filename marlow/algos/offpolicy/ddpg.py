@@ -43,9 +43,10 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.distributions import DeterministicTanh
 from marlow.nn.mlp import MLP
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "ddpg"
 DESCRIPTION = "Independent DDPG, decentralised critics Q_i(o_i, a_i) (Lillicrap et al. 2015)"
@@ -53,22 +54,14 @@ SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys, TargetKeys):
     """Defaults in conf/algo/ddpg.yaml, each with its source."""
 
     hidden: Widths
     lr_actor: Positive
     lr_critic: Positive
-    gamma: Unit
-    tau: Unit
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
     exploration_noise: NonNegative  # 0 = act greedily
     policy_reg: NonNegative
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
     gumbel_temperature: Positive
 
 

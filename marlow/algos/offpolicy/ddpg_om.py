@@ -52,8 +52,9 @@ from marlow.algos import common
 from marlow.algos.offpolicy.ddpg import first_scalar, from_unit, to_unit
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.mlp import MLP
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import NonNegative, Positive, Size, Widths
 
 NAME = "ddpg_om"
 DESCRIPTION = "DDPG with an opponent model trained online by supervision (ROMMEO Sec. 5.2 baseline)"
@@ -61,23 +62,15 @@ SUPPORTED_ACTIONS = frozenset({"box"})
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys, TargetKeys):
     """Defaults in conf/algo/ddpg_om.yaml, each with its source."""
 
     hidden: Widths
     lr_actor: Positive
     lr_critic: Positive
     lr_om: Positive
-    gamma: Unit
-    tau: Unit
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
     exploration_noise: NonNegative  # 0 = act greedily
     policy_reg: NonNegative
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
     om_window: Size
 
 

@@ -21,9 +21,10 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.distributions import DeterministicTanh
 from marlow.nn.mlp import MLP
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "maddpg"
 DESCRIPTION = "Multi-agent DDPG, centralised critic (Lowe et al. 2017)"
@@ -31,23 +32,15 @@ SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys, TargetKeys):
     """Defaults in conf/algo/maddpg.yaml, each with its source."""
 
     hidden: Widths
     lr_actor: Positive
     lr_critic: Positive
-    gamma: Unit
-    tau: Unit
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
     exploration_noise: NonNegative  # 0 = act greedily
     policy_reg: NonNegative
     reward_scale: Positive
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
     gumbel_temperature: Positive
 
 

@@ -31,8 +31,9 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete
-from marlow.experiment.checks import AnyFloat, Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.mlp import TwinQ
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import AnyFloat, Positive, Widths
 
 NAME = "masac"
 DESCRIPTION = "Multi-agent soft actor-critic, centralised twin critics (AORPO paper's model-free base)"
@@ -40,26 +41,18 @@ SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys, TargetKeys):
     """Defaults in conf/algo/masac.yaml, each with its source."""
 
     hidden: Widths
     lr_actor: Positive
     lr_critic: Positive
     lr_alpha: Positive
-    gamma: Unit
-    tau: Unit
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
     alpha: Positive  # the initial temperature: log_alpha starts at log(alpha)
     autotune_alpha: bool
     # any sign: a target below every reachable entropy (the code's -|A|) only drives alpha to 0
     target_entropy_scale: AnyFloat
     reward_scale: Positive
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
     gumbel_temperature: Positive
 
 

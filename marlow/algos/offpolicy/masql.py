@@ -67,42 +67,50 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
-from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Unit, Widths
 from marlow.nn.mlp import MLP
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import Positive, Range, Size, Widths
 
 NAME = "masql"
 DESCRIPTION = "Multi-agent soft Q-learning: joint soft Q, importance-sampled value, amortised SVGD sampler"
 SUPPORTED_ACTIONS = frozenset({"box"})
-SCHEDULES = ("constant", "anneal")
 SQUASH_EPS = 1e-6  # SQL / maci: log(1 - u^2 + EPS)
 H_MIN = 1e-3  # SQL / maci: smallest kernel bandwidth
 
 
 @dataclass
-class Config:
+class ParticleKeys:
+    """The particles of an amortised SVGD sampler (MASQL, PR2-AC): ``value_particles`` samples estimate the
+    soft value; ``kernel_particles`` per state drive the SVGD step, ``kernel_update_ratio`` of them updated
+    and the rest fixed (:func:`updated_particles`)."""
+
+    value_particles: Size
+    kernel_particles: Annotated[int, Range(lo=2)]  # >= one fixed and one updated particle
+    kernel_update_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # both halves non-empty
+
+
+def updated_particles(cfg: ParticleKeys) -> int:
+    """How many of the ``kernel_particles`` the SVGD step updates; ConfigError unless at least one particle
+    is updated and one fixed."""
+    n_upd = int(cfg.kernel_particles * cfg.kernel_update_ratio)
+    if not (1 <= n_upd < cfg.kernel_particles):
+        raise ConfigError(
+            "kernel_particles x kernel_update_ratio must leave at least one fixed and one updated "
+            f"particle (got {cfg.kernel_particles} x {cfg.kernel_update_ratio})"
+        )
+    return n_upd
+
+
+@dataclass
+class Config(ReplayKeys, TargetKeys, common.AnnealKeys, ParticleKeys):
     """Defaults in conf/algo/masql.yaml, each with its source."""
 
     hidden: Widths
     lr_q: Positive
     lr_sampler: Positive
-    gamma: Unit
-    tau: Unit
     alpha: Positive  # divides Q (exp(Q / alpha))
-    alpha_schedule: str
-    anneal_scale: NonNegative  # 0 = alpha stays constant
-    anneal_rate: NonNegative  # 0 = alpha + anneal_scale for ever
-    anneal_start: Count  # updates before the decay starts
-    value_particles: Size
-    kernel_particles: Annotated[int, Range(lo=2)]  # >= one fixed and one updated particle
-    kernel_update_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # both halves non-empty
     greedy_particles: Size
     reward_scale: Positive
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass
@@ -203,25 +211,10 @@ def zero_obs_weights(params, obs_dim: int):
     return new
 
 
-def alpha_at(cfg, steps: jax.Array) -> jax.Array:
-    """The temperature after ``steps`` updates: constant, or alpha + scale exp(-rate max(t - start, 0))."""
-    if cfg.alpha_schedule == "constant":
-        return jnp.float32(cfg.alpha)
-    t = jnp.maximum(steps.astype(jnp.float32) - cfg.anneal_start, 0.0)
-    return cfg.alpha + cfg.anneal_scale * jnp.exp(-cfg.anneal_rate * t)
-
-
 # ---- the algorithm ----------------------------------------------------------------------------------------
 class Algorithm:
     def __init__(self, spec: EnvSpec, cfg: Config):
-        if cfg.alpha_schedule not in SCHEDULES:
-            raise ConfigError(f"alpha_schedule must be one of {SCHEDULES}, got {cfg.alpha_schedule!r}")
-        n_upd = int(cfg.kernel_particles * cfg.kernel_update_ratio)
-        if not (1 <= n_upd < cfg.kernel_particles):
-            raise ConfigError(
-                "kernel_particles x kernel_update_ratio must leave at least one fixed and one updated "
-                f"particle (got {cfg.kernel_particles} x {cfg.kernel_update_ratio})"
-            )
+        n_upd = updated_particles(cfg)
         self.spec, self.cfg = spec, cfg
         self.n_fixed = cfg.kernel_particles - n_upd
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
@@ -262,7 +255,7 @@ class Algorithm:
         return jnp.tanh(self.sampler_net[a].apply(params, with_leading(obs, xi)))
 
     def alpha(self, steps: jax.Array) -> jax.Array:
-        return alpha_at(self.cfg, steps)
+        return common.alpha_at(self.cfg, steps)
 
     # ---- acting ---------------------------------------------------------------------------------------
     def act(self, state: State, obs: dict, key: jax.Array, explore: bool) -> dict:

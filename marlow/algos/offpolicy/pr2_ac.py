@@ -60,7 +60,7 @@ Choices the paper leaves open (defaults in conf/algo/pr2_ac.yaml; "maci" = the a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -68,19 +68,21 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.algos.offpolicy.masql import (
+    ParticleKeys,
     box_bounds,
     flat,
     from_unit,
     squash_correction,
     svgd_loss,
     to_unit,
+    updated_particles,
     with_leading,
     zero_obs_weights,
 )
 from marlow.envs.api import EnvSpec
-from marlow.errors import ConfigError
-from marlow.experiment.checks import Count, NonNegative, Positive, Range, Size, Unit, Widths
 from marlow.nn.mlp import MLP
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "pr2_ac"
 DESCRIPTION = "PR2-AC: level-1 recursive reasoning actor-critic with an SVGD conditional opponent model"
@@ -89,28 +91,17 @@ DIAG_SAMPLES = 256  # samples of rho averaged for the rho_mean diagnostic
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys, TargetKeys, ParticleKeys):
     """Defaults in conf/algo/pr2_ac.yaml, each with its source."""
 
     hidden: Widths
     lr_actor: Positive
     lr_critic: Positive
     lr_rho: Positive
-    gamma: Unit
-    tau: Unit
     alpha: Positive  # divides Q (exp(Q / alpha))
-    value_particles: Size
-    kernel_particles: Annotated[int, Range(lo=2)]  # >= one fixed and one updated particle
-    kernel_update_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # both halves non-empty
     exploration_noise: NonNegative  # 0 = act greedily
     policy_reg: NonNegative
     reward_scale: Positive
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass
@@ -128,12 +119,7 @@ class State:
 
 class Algorithm:
     def __init__(self, spec: EnvSpec, cfg: Config):
-        n_upd = int(cfg.kernel_particles * cfg.kernel_update_ratio)
-        if not (1 <= n_upd < cfg.kernel_particles):
-            raise ConfigError(
-                "kernel_particles x kernel_update_ratio must leave at least one fixed and one updated "
-                f"particle (got {cfg.kernel_particles} x {cfg.kernel_update_ratio})"
-            )
+        n_upd = updated_particles(cfg)
         self.spec, self.cfg = spec, cfg
         self.n_fixed = cfg.kernel_particles - n_upd
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}

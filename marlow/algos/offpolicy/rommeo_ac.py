@@ -47,19 +47,19 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit, Widths
 from marlow.nn.distributions import TanhGaussian
 from marlow.nn.mlp import MLP
+from marlow.schema.groups import ReplayKeys, TargetKeys
+from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "rommeo_ac"
 DESCRIPTION = "ROMMEO-AC: max-entropy actor-critic with a regularised opponent model (ROMMEO Alg. 2)"
 SUPPORTED_ACTIONS = frozenset({"box"})
-SCHEDULES = ("constant", "anneal")
 NETS = ("q", "pi", "rho", "prior")
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys, TargetKeys, common.AnnealKeys):
     """Defaults in conf/algo/rommeo_ac.yaml, each with its source."""
 
     hidden: Widths
@@ -68,21 +68,9 @@ class Config:
     lr_pi: NonNegative
     lr_rho: NonNegative
     lr_prior: NonNegative
-    gamma: Unit
-    tau: Unit
     alpha: Positive  # the max-entropy temperature (pi* ∝ exp(Q / alpha))
-    alpha_schedule: str
-    anneal_scale: NonNegative  # 0 = alpha stays constant
-    anneal_rate: NonNegative  # 0 = alpha + anneal_scale for ever
-    anneal_start: Count  # updates before the decay starts
     policy_reg: NonNegative
     reward_scale: Positive
-    max_grad_norm: NonNegative  # 0 = no gradient clipping
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass
@@ -103,10 +91,6 @@ def others_box(spec: EnvSpec, agents: tuple[str, ...]) -> Box:
 
 class Algorithm:
     def __init__(self, spec: EnvSpec, cfg: Config):
-        if cfg.alpha_schedule not in SCHEDULES:
-            from marlow.errors import ConfigError
-
-            raise ConfigError(f"alpha_schedule must be one of {SCHEDULES}, got {cfg.alpha_schedule!r}")
         self.spec, self.cfg = spec, cfg
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
         self.own = {a: TanhGaussian(spec.act_space(a)) for a in spec.agents}
@@ -137,11 +121,7 @@ class Algorithm:
         return State(params=params, opt=opt, target_q=jax.tree.map(jnp.copy, params["q"]), steps=jnp.int32(0))
 
     def alpha(self, steps: jax.Array) -> jax.Array:
-        cfg = self.cfg
-        if cfg.alpha_schedule == "constant":
-            return jnp.float32(cfg.alpha)
-        t = jnp.maximum(steps.astype(jnp.float32) - cfg.anneal_start, 0.0)
-        return cfg.alpha + cfg.anneal_scale * jnp.exp(-cfg.anneal_rate * t)
+        return common.alpha_at(self.cfg, steps)
 
     # ---- network evaluation --------------------------------------------------------------------------
     @staticmethod

@@ -34,9 +34,9 @@ from marlow.algos.learner import OnPolicyDefaults
 from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import mask_logits
 from marlow.errors import ConfigError
-from marlow.experiment.checks import Size
 from marlow.nn.attention import AgentAttention
 from marlow.nn.mlp import MLP
+from marlow.schema.ranges import Size
 
 NAME = "attention_ppo"
 KIND = "on_policy"

@@ -32,8 +32,8 @@ from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
-from marlow.experiment.checks import Positive
 from marlow.nn.mlp import MLP
+from marlow.schema.ranges import Positive
 
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 

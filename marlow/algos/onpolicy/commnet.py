@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import flax.linen as nn
 
 from marlow.algos.onpolicy import attention_ppo, ppo
-from marlow.experiment.checks import Size
 from marlow.nn.comm import CommNet
 from marlow.nn.mlp import MLP
+from marlow.schema.ranges import Size
 
 NAME = "commnet"
 KIND = "on_policy"

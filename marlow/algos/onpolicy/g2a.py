@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import flax.linen as nn
 
 from marlow.algos.onpolicy import attention_ppo, ppo
-from marlow.experiment.checks import Positive
 from marlow.nn.comm import G2A
 from marlow.nn.mlp import MLP
+from marlow.schema.ranges import Positive
 
 NAME = "g2a"
 KIND = "on_policy"

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from marlow import rollout
 from marlow.algos.onpolicy import centralised, ppo
 from marlow.algos.onpolicy.centralised import SUPPORTED_ACTIONS, CentralisedPPO, State
-from marlow.experiment.checks import NonNegative, Size
+from marlow.schema.ranges import NonNegative, Size
 
 NAME = "happo"
 KIND = "on_policy"

@@ -5,10 +5,10 @@ lookahead's in conf/algo/lookahead.yaml, then its own), each with its source."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from marlow.algos.onpolicy import happo
 from marlow.algos.onpolicy.lookahead import Lookahead, LookaheadConfig
-from marlow.errors import ConfigError
 
 NAME = "la_happo"
 KIND = "on_policy"
@@ -16,7 +16,6 @@ DESCRIPTION = "LA-HAPPO: HAPPO with lookahead policies updated in a learned team
 SUPPORTED_ACTIONS = happo.SUPPORTED_ACTIONS
 SUPPORTS_MASKS = False
 COOPERATIVE = True
-TEAMMATE_FACTORS = ("mu", "old")
 __all__ = ["NAME", "KIND", "DESCRIPTION", "SUPPORTED_ACTIONS", "Config", "Algorithm"]
 
 
@@ -25,14 +24,9 @@ class Config(happo.Config, LookaheadConfig):
     """HAPPO's keys, the lookahead's, and ``teammate_factor``: the policy HAPPO's factor M takes the
     earlier agents' ratios against, ``mu`` (the behaviour, the authors' code) or ``old`` (pi^k, HARL)."""
 
-    teammate_factor: str
+    teammate_factor: Literal["mu", "old"]
 
 
 class Algorithm(Lookahead):
     def __init__(self, spec, cfg: Config):
-        if cfg.teammate_factor not in TEAMMATE_FACTORS:
-            raise ConfigError(
-                f"{NAME}: teammate_factor must be one of {', '.join(TEAMMATE_FACTORS)}, got "
-                f"{cfg.teammate_factor!r}"
-            )
         super().__init__(spec, cfg, happo.Algorithm, happo.Config, NAME)

@@ -51,8 +51,9 @@ from marlow.algos.onpolicy.centralised import State as BaseState
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
-from marlow.experiment.checks import Count, NonNegative, Positive, Size
-from marlow.world.ensemble import ModelKeys, ensemble_config
+from marlow.schema.groups import sub_config
+from marlow.schema.ranges import Count, NonNegative, Positive, Size
+from marlow.world.ensemble import MODEL_PREFIX, EnsembleConfig, ModelKeys
 from marlow.world.model_env import ModelEnv
 from marlow.world.team_model import TeamModel
 
@@ -187,7 +188,7 @@ class Lookahead(OnPolicyDefaults):
         self.la_spec = dataclasses.replace(spec, episode_length=cfg.la_episode_length)
         inner_cls = type(f"{name}_lookahead", (base,), {"NAME": f"{name} (lookahead)", "GLOBAL_STATE": False})
         self.inner = inner_cls(self.la_spec, self.la_cfg)
-        self.model = TeamModel(spec, ensemble_config(cfg), cfg.model_term_steps)
+        self.model = TeamModel(spec, sub_config(cfg, EnsembleConfig, MODEL_PREFIX), cfg.model_term_steps)
         self.env_info = self.ego.env_info
         self.steps_per_iter = self.ego.steps_per_iter
         self.window = min(cfg.la_start_window, cfg.model_buffer_size)

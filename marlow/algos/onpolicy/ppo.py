@@ -30,8 +30,8 @@ import optax
 from flax import struct
 
 from marlow.errors import ConfigError
-from marlow.experiment import checks
-from marlow.experiment.checks import AnyFloat, NonNegative, Positive, Range, Size, Unit, Widths
+from marlow.schema import ranges
+from marlow.schema.ranges import AnyFloat, NonNegative, Positive, Range, Size, Unit, Widths
 
 
 @dataclass
@@ -257,7 +257,7 @@ def check_schedule(name: str, cfg, num_envs: int, minibatches: dict[str, int] | 
     (checked again here for a config built in Python, not through the config system), or a batch of
     ``rollout_steps x num_envs`` transitions too small for one of the ``minibatches`` counts (name -> value;
     default ``num_minibatches``)."""
-    checks.validate(cfg, f" for {name}")
+    ranges.validate(cfg, f" for {name}")
     minibatches = minibatches or {"num_minibatches": cfg.num_minibatches}
     batch = cfg.rollout_steps * num_envs
     for key, n in minibatches.items():

@@ -42,9 +42,9 @@ from marlow import rollout
 from marlow.algos.onpolicy import mappo
 from marlow.algos.onpolicy.actors import Actors, avail
 from marlow.envs.spaces import Box
-from marlow.experiment.checks import Positive, Size, Widths
 from marlow.nn.mlp import MLP
 from marlow.nn.recurrent import gru_cell
+from marlow.schema.ranges import Positive, Size, Widths
 
 NAME = "tappo"
 KIND = "on_policy"

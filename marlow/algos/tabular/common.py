@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Discrete
-from marlow.experiment.checks import Range
+from marlow.schema.ranges import Range
 
 # A table's learning rate: the weight of the target in Q <- (1 - lr) Q + lr y (``cell_update``), in (0, 1]
 # (above 1 every update would overshoot its target).

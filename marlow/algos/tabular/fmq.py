@@ -38,7 +38,8 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import StepSize, decayed
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Size, Unit
+from marlow.schema.groups import ReplayKeys
+from marlow.schema.ranges import NonNegative, Unit
 
 NAME = "fmq"
 DESCRIPTION = (
@@ -49,7 +50,7 @@ TABULAR = True
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys):
     """Defaults in conf/algo/fmq.yaml, each with its source."""
 
     gamma: Unit
@@ -58,11 +59,6 @@ class Config:
     c: NonNegative  # the heuristic's weight; 0 leaves plain Boltzmann Q-learning
     max_temp: NonNegative  # 0: T = 1 throughout
     temp_decay: NonNegative  # s_T; 0 keeps T = max_temp + 1
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass

@@ -30,7 +30,8 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import StepSize
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Size, Unit
+from marlow.schema.groups import ReplayKeys
+from marlow.schema.ranges import NonNegative, Unit
 
 NAME = "iql"
 DESCRIPTION = (
@@ -43,18 +44,13 @@ TABULAR = True
 # ---- helpers shared by the tabular baselines ----------------------------------------------------------
 # ---- the algorithm ---------------------------------------------------------------------------------------
 @dataclass
-class Config:
+class Config(ReplayKeys):
     """Defaults in conf/algo/iql.yaml, each with its source."""
 
     gamma: Unit
     lr: StepSize
     lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
     epsilon: Unit  # the probability of a uniform action
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass

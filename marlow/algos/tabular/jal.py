@@ -37,7 +37,8 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import StepSize, decayed
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit
+from marlow.schema.groups import ReplayKeys
+from marlow.schema.ranges import NonNegative, Positive, Unit
 
 NAME = "jal"
 DESCRIPTION = "Joint action learner: joint Q + empirical opponent frequencies (Claus & Boutilier 1998)"
@@ -46,7 +47,7 @@ TABULAR = True
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys):
     """Defaults in conf/algo/jal.yaml, each with its source."""
 
     gamma: Unit
@@ -55,11 +56,6 @@ class Config:
     temperature: Positive
     temperature_decay: NonNegative  # 0 keeps the temperature constant
     epsilon: Unit  # the probability of a uniform action
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass

@@ -37,7 +37,8 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import StepSize, decayed
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit
+from marlow.schema.groups import ReplayKeys
+from marlow.schema.ranges import NonNegative, Positive, Unit
 
 NAME = "pr2_q"
 DESCRIPTION = "PR2-Q: tabular level-1 probabilistic recursive reasoning (Wen et al. 2019)"
@@ -46,7 +47,7 @@ TABULAR = True
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys):
     """Defaults in conf/algo/pr2_q.yaml, each with its source."""
 
     gamma: Unit
@@ -55,11 +56,6 @@ class Config:
     lr: StepSize
     lr_decay: NonNegative  # d of lr d / (d + t); 0 keeps lr constant
     epsilon: Unit  # the probability of a uniform action
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass

@@ -41,7 +41,8 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import StepSize
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Positive, Size, Unit
+from marlow.schema.groups import ReplayKeys
+from marlow.schema.ranges import Count, NonNegative, Positive, Unit
 
 NAME = "rommeo_q"
 DESCRIPTION = "ROMMEO-Q: tabular soft Q-iteration with a regularised opponent model (ROMMEO Alg. 1)"
@@ -50,7 +51,7 @@ TABULAR = True
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys):
     """Defaults in conf/algo/rommeo_q.yaml, each with its source."""
 
     gamma: Unit
@@ -61,11 +62,6 @@ class Config:
     epsilon: Unit  # the probability of a uniform action
     num_value_samples: Count  # 0: the exact soft value, Eq. (13)
     prior_pseudocount: NonNegative  # 0: the raw frequencies (log P = -inf for an unseen joint action)
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass

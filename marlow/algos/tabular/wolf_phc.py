@@ -42,7 +42,8 @@ from flax import struct
 from marlow.algos.tabular import common as tabular
 from marlow.algos.tabular.common import decayed, greedy_sample
 from marlow.envs.api import EnvSpec
-from marlow.experiment.checks import Count, NonNegative, Range, Size, Unit
+from marlow.schema.groups import ReplayKeys
+from marlow.schema.ranges import NonNegative, Range, Unit
 
 NAME = "wolf_phc"
 DESCRIPTION = (
@@ -53,7 +54,7 @@ TABULAR = True
 
 
 @dataclass
-class Config:
+class Config(ReplayKeys):
     """Defaults in conf/algo/wolf_phc.yaml, each with its source."""
 
     gamma: Unit
@@ -63,11 +64,6 @@ class Config:
     delta_lose: Annotated[float, Range(0, 1, lo_open=True)]  # > delta_win (checked by Algorithm)
     delta_decay: NonNegative  # 0 keeps both deltas constant
     epsilon: Unit  # the probability of a uniform action
-    batch_size: Size
-    buffer_size: Size
-    update_every: Size
-    updates_per_step: Size
-    warmup_steps: Count
 
 
 @struct.dataclass

@@ -1,7 +1,7 @@
-"""Ranges of config values, declared on the config dataclasses beside each key's type.
+"""Ranges and choices of config values, declared on the config dataclasses beside each key's type.
 
 A config field's type may carry a :class:`Range` with :data:`typing.Annotated`; the config system
-(:func:`marlow.experiment.config.coerce`) checks it whenever a value is built from a YAML layer or the
+(:func:`marlow.schema.coerce.coerce`) checks it whenever a value is built from a YAML layer or the
 command line, before anything is compiled, and refuses a value outside it with one line naming the key,
 the value and the allowed range (:class:`marlow.errors.ConfigError`, exit 2 on the CLI). Every float is
 also checked to be finite. The aliases below name the common ranges::
@@ -15,6 +15,13 @@ also checked to be finite. The aliases below name the common ranges::
 
 A field whose range is none of these writes its own, e.g. ``window: Annotated[int, Range(lo=2)]``.
 Constraints between keys stay where the keys are used (e.g. ``update_every`` a multiple of ``num_envs``).
+
+A key that names one of a few choices is typed with :data:`typing.Literal`, and the choices are read back
+from the type where the code needs them (:func:`choices`)::
+
+    Schedule = Literal["constant", "anneal"]
+    alpha_schedule: Schedule          # "must be one of constant, anneal" for any other value
+    SCHEDULES = choices(Schedule)     # ("constant", "anneal")
 """
 
 from __future__ import annotations
@@ -78,6 +85,19 @@ AnyInt = Annotated[int, Range()]  # explicitly unbounded (e.g. an offset that ma
 AnyFloat = Annotated[float, Range()]
 
 
+def choices(tp) -> tuple:
+    """The values of a ``Literal[...]`` type (``()`` for any other type)."""
+    return typing.get_args(tp) if typing.get_origin(tp) is typing.Literal else ()
+
+
+def check_choice(key: str, value: Any, options: tuple) -> Any:
+    """``value`` if it is one of ``options``, else :class:`ConfigError` naming the key and the choices (one
+    message for every choice a config or a task option offers); returns ``value``."""
+    if value not in options:
+        raise ConfigError(f"config key {key!r} must be one of {', '.join(map(str, options))}; got {value!r}")
+    return value
+
+
 def split(tp) -> tuple[Any, Range | None]:
     """``Annotated[base, Range(...)]`` -> ``(base, Range)``; any other type -> ``(tp, None)``."""
     if typing.get_origin(tp) is Annotated:
@@ -108,12 +128,14 @@ def numeric(tp) -> bool:
 
 def validate(cfg: Any, where: str = "") -> None:
     """Check a config dataclass built in Python (not through the config system) against its fields'
-    declared ranges, e.g. an ``EnsembleConfig`` a user constructs directly."""
+    declared ranges and choices, e.g. an ``EnsembleConfig`` a user constructs directly."""
     hints = typing.get_type_hints(type(cfg), include_extras=True)
     for name in getattr(cfg, "__dataclass_fields__", {}):
         base, rng = split(hints[name])
         value = getattr(cfg, name)
         try:
+            if choices(base):
+                check_choice(name, value, choices(base))
             check(name, tuple(value) if isinstance(value, list) else value, rng)
         except ConfigError as e:
             raise ConfigError(f"{e}{where}") from None
