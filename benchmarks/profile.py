@@ -50,7 +50,7 @@ from marlow.devices import shard_seeds  # noqa: E402
 from marlow.experiment.config import resolve  # noqa: E402
 from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
-from marlow.experiment.runner import build, jitted_program, learner, seed_keys  # noqa: E402
+from marlow.experiment.runner import build, jitted_program, seed_keys  # noqa: E402
 
 CONFIGS = {  # MASAC: the AORPO paper's MASAC schedule (batch 1024, an update per 100 steps, 500k buffer)
     "masac": ["algo=masac", "task=mpe/simple_spread", "warmup_steps=7500"],
@@ -94,11 +94,9 @@ def peak() -> tuple[float, float]:
 class Profile:
     def __init__(self, name: str, seeds: int):
         self.name, self.seeds = name, seeds
-        cfg = resolve([*CONFIGS[name], f"num_seeds={seeds}", "progress=false"])
-        self.cfg = cfg
-        env, algo = build(cfg)
-        self.env, self.algo = env, algo
-        self.learner = learner(cfg, algo)
+        run = build(resolve([*CONFIGS[name], f"num_seeds={seeds}", "progress=false"]))
+        self.cfg, self.env, self.algo, self.learner = run.cfg, run.env, run.algo, run.learner
+        cfg, env = run.cfg, run.env
         self.loop = Loop(env, self.learner, cfg.experiment)
         init, self.chunk = jitted_program(self.loop, seeds)
         self.rs = init(shard_seeds(seed_keys(cfg), seeds))

@@ -44,7 +44,6 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
     from marlow.experiment.config import resolve
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, jitted_program, seed_keys
-    from marlow.experiment.setup import learner
 
     common = ["task=mpe/simple_spread", f"num_seeds={num_seeds}", "progress=false"]
     if algo == "masac":
@@ -52,8 +51,9 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
         cfg = resolve(["algo=masac", *common, *schedule, "buffer_size=500000", *extra])
     else:  # JaxMARL's IPPO MPE settings are conf/ppo.yaml's defaults
         cfg = resolve(["algo=ippo", *common, "eval_every=20480", *extra])
-    env, algo = build(cfg)
-    loop = Loop(env, learner(cfg, algo), cfg.experiment)
+    run = build(cfg)
+    cfg, env, algo = run.cfg, run.env, run.algo
+    loop = Loop(env, run.learner, cfg.experiment)
     init, chunk = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
     rs = init(shard_seeds(seed_keys(cfg), num_seeds))
     t0 = time.perf_counter()

@@ -304,7 +304,6 @@ def test_aorpo_reaches_the_climb_equilibrium(optimised_xla):
     from marlow.experiment.demo import AORPO_CPU
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, seed_keys
-    from marlow.experiment.setup import learner
 
     schedule = {
         **AORPO_CPU,
@@ -325,8 +324,9 @@ def test_aorpo_reaches_the_climb_equilibrium(optimised_xla):
             *[f"{k}={v}" for k, v in schedule.items()],
         ]
     )
-    env, alg = build(cfg)
-    loop = Loop(env, learner(cfg, alg), cfg.experiment)
+    run = build(cfg)
+    cfg, env, alg = run.cfg, run.env, run.algo
+    loop = Loop(env, run.learner, cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
     chunk = optimised_xla(jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None))), rs, *loop.span(0))
     for c in range(2):

@@ -3,6 +3,7 @@ from it with the same results, and that ``off`` writes nothing; the program cach
 programs, no tracing: same results, a rerun and a resume load it, a damaged entry is compiled again, the
 key follows the config and the code, user code is never served from it); and the run's start-up record."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from marlow.experiment.config import resolve
 from marlow.experiment.logging import read_metrics
 from marlow.experiment.loop import strongly_typed
 from marlow.experiment.runner import train
-from marlow.experiment.setup import build, get_algo
+from marlow.experiment.setup import build
 from marlow.experiment.startup import STARTUP_NAME
 
 TINY = [
@@ -180,15 +181,16 @@ class _UserEnv:
 
 
 def test_user_code_is_never_served_from_the_program_cache(tmp_path):
-    cfg = resolve(TINY)
-    env, _ = build(cfg)
-    algo_module = get_algo("masac")
-    assert program_cache.from_marlow(cfg, env, algo_module)
-    assert program_cache.for_run(tmp_path, cfg, env, algo_module) is not None
-    assert program_cache.for_run(None, cfg, env, algo_module) is None
-    assert not program_cache.from_marlow(cfg, _UserEnv(), algo_module)
-    cfg.experiment.task = "jax:my_env.py:make"
-    assert not program_cache.from_marlow(cfg, env, algo_module)
+    run = build(resolve(TINY))
+    assert program_cache.from_marlow(run)
+    assert program_cache.for_run(tmp_path, run) is not None
+    assert program_cache.for_run(None, run) is None
+    assert not program_cache.from_marlow(dataclasses.replace(run, env=_UserEnv()))
+    assert not program_cache.from_marlow(dataclasses.replace(run, algo=_UserEnv()))
+    user_task = dataclasses.replace(run.cfg.experiment, task="jax:my_env.py:make")
+    assert not program_cache.from_marlow(
+        dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, experiment=user_task))
+    )
 
 
 def test_a_first_state_from_python_scalars_still_loads_whole_programs(tmp_path):

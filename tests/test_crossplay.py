@@ -28,7 +28,6 @@ from marlow.experiment.crossplay import crossplay
 from marlow.experiment.evaluate import eval_keys, evaluate_seeds, load_jax_run
 from marlow.experiment.loop import Loop, evaluate_policy
 from marlow.experiment.runner import CONFIG_NAME, build, prepare_run_dir, seed_keys
-from marlow.experiment.setup import learner
 
 TASK = "mpe/simple_push"  # adversary_0 (team "adversary"), agent_0 (team "agent"), Discrete(5) each
 SMALL = ["hidden=8,8", "batch_size=16", "num_envs=2", "update_every=50", "total_steps=100", "eval_every=100"]
@@ -42,11 +41,10 @@ def write_run(run_dir, algo, num_seeds, const=None):
     and random actor networks, or with ``const``, zero actors whose output bias is 1 on ``const[agent]``
     (so the greedy action is that constant)."""
     cfg = resolve([f"algo={algo}", f"task={TASK}", f"num_seeds={num_seeds}", f"run_dir={run_dir}", *SMALL])
-    env, algo_obj = build(cfg)
-    prepare_run_dir(cfg, run_dir)
-    state = checkpoint.template(
-        jax.vmap(Loop(env, learner(cfg, algo_obj), cfg.experiment).init), seed_keys(cfg)
-    )
+    run = build(cfg)
+    cfg, env = run.cfg, run.env
+    prepare_run_dir(run, run_dir)
+    state = checkpoint.template(jax.vmap(Loop(env, run.learner, cfg.experiment).init), seed_keys(cfg))
     rng = np.random.default_rng(0)
     for a, params in state.learner.algo.actor.items():
         for layer in params["params"].values():  # hidden 8, 8 -> Dense_0, Dense_1, output Dense_2
@@ -74,9 +72,9 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_a(runs):
     cfg = resolve(["algo=masac", f"task={TASK}", "num_seeds=2", *SMALL])
-    env, algo = build(cfg)
-    rs, _ = load_jax_run(runs["A"], cfg, env, algo)
-    return env, algo, rs.learner.algo
+    run = build(cfg)
+    rs, _ = load_jax_run(runs["A"], run)
+    return run.env, run.algo, rs.learner.algo
 
 
 @pytest.fixture(scope="module")

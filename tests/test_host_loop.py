@@ -98,9 +98,8 @@ def test_metrics_rows_for_both_seeds(run_dir):
 
 
 def test_evaluate_host_run(run_dir):
-    cfg = load_run_config(run_dir)
-    env, algo = build(cfg)
-    res, steps = evaluate_host_run(cfg, env, algo, run_dir, episodes=2, keys=eval_keys(7, 2))
+    run = build(load_run_config(run_dir))
+    res, steps = evaluate_host_run(run, run_dir, episodes=2, keys=eval_keys(7, 2))
     assert steps == 400 and np.asarray(res["eval/team_return"]).shape == (2,)
     lines = evaluation(run_dir, episodes=2, seed=7).lines()
     assert lines[0].startswith(f"masac on {TASK} after 400 env steps, 2 episodes: team return ")
@@ -133,8 +132,7 @@ def test_resumed_host_chunk_starts_its_training_returns_from_zero():
     from marlow.experiment.host import HostLoop
 
     cfg = resolve(ARGS)
-    env, algo = build(cfg)
-    host = HostLoop(cfg, env, algo)
+    host = HostLoop(build(cfg))
     try:
         st = jax.jit(jax.vmap(host.init))(jax.numpy.stack([jax.random.PRNGKey(s) for s in (3, 4)]))
         st = st.replace(ep_return=st.ep_return + 1e6)  # as if restored mid-episode
@@ -162,8 +160,8 @@ def test_host_env_information_for_centralised_critics():
             "progress=false",
         ]
     )
-    env, algo = build(cfg)
-    host = HostLoop(cfg, env, algo)
+    run = build(cfg)
+    env, host = run.env, HostLoop(run)
     try:
         st = jax.jit(jax.vmap(host.init))(jax.numpy.stack([jax.random.PRNGKey(0)]))
         host.reset(0)

@@ -12,7 +12,6 @@ from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
 from marlow.experiment.runner import build, prepare_run_dir, seed_keys
-from marlow.experiment.setup import learner
 from marlow.world.rollout import SCHEMES
 
 TASK = "mpe/simple_spread"  # 3 agents, one team: 3 egos x 2 teammates
@@ -37,9 +36,10 @@ STARTS, H = 4, 3
 
 def write_run(run_dir, algo, overrides=SMALL):
     cfg = resolve([f"algo={algo}", f"task={TASK}", "num_seeds=2", f"run_dir={run_dir}", *overrides])
-    env, algo_obj = build(cfg)
-    prepare_run_dir(cfg, run_dir)
-    state = jax.jit(jax.vmap(Loop(env, learner(cfg, algo_obj), cfg.experiment).init))(seed_keys(cfg))
+    run = build(cfg)
+    cfg, env = run.cfg, run.env
+    prepare_run_dir(run, run_dir)
+    state = jax.jit(jax.vmap(Loop(env, run.learner, cfg.experiment).init))(seed_keys(cfg))
     checkpoint.save(run_dir, state, {"chunk": 1, "env_steps": 100, "wall_time": 0.0})
     return run_dir
 

@@ -48,13 +48,14 @@ def test_budget_rounds_down_to_whole_iterations_and_says_so(capsys):
     cfg = resolve(["algo=ippo", "task=games/climbing", "total_steps=5000", "eval_every=2048"])
     from marlow.experiment.setup import build
 
-    build(cfg)
-    assert cfg.experiment.total_steps == 4096
+    run = build(cfg)
+    assert run.cfg.experiment.total_steps == 4096
+    assert cfg.experiment.total_steps == 5000  # the caller's config is left as it was
     err = capsys.readouterr().err
     assert "total_steps=5,000" in err and "4,096 env steps" in err and len(err.strip().splitlines()) == 1
     cfg = resolve(["algo=ippo", "task=games/climbing", "total_steps=4096"])  # eval_every 20,480 > total
-    build(cfg)
-    assert (cfg.experiment.total_steps, cfg.experiment.eval_every) == (4096, 4096)
+    e = build(cfg).cfg.experiment
+    assert (e.total_steps, e.eval_every) == (4096, 4096)
     assert capsys.readouterr().err == ""  # nothing rounded: nothing said
 
 

@@ -145,12 +145,10 @@ def _template(run_dir: Path):
     """A runner state of the run's structure, to restore its checkpoint into."""
     from marlow.experiment.loop import Loop
     from marlow.experiment.runner import build, seed_keys
-    from marlow.experiment.setup import learner
 
-    cfg = load_run_config(run_dir)
-    env, algo = build(cfg)
-    loop = Loop(env, learner(cfg, algo), cfg.experiment)
-    return jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
+    run = build(load_run_config(run_dir))
+    loop = Loop(run.env, run.learner, run.cfg.experiment)
+    return jax.jit(jax.vmap(loop.init))(seed_keys(run.cfg))
 
 
 def test_determinism(runs, run_a):

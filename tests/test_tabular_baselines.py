@@ -26,8 +26,7 @@ from marlow.envs.games import CLIMBING_PAYOFF
 from marlow.envs.spaces import Box, Discrete
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
-from marlow.experiment.runner import build, cap_buffer, seed_keys
-from marlow.experiment.setup import learner
+from marlow.experiment.runner import build, seed_keys
 
 R = np.asarray(CLIMBING_PAYOFF)  # R[a0, a1], shared
 AGENTS = ("agent_0", "agent_1")
@@ -39,7 +38,7 @@ def make(name: str, **overrides):
     cfg = resolve(
         {"algo": name, "task": "games/climbing", "num_envs": "1", **{k: str(v) for k, v in overrides.items()}}
     )
-    _, algo = build(cfg)
+    algo = build(cfg).algo
     observe = jax.jit(algo.observe) if hasattr(algo, "observe") else None
     return algo, jax.jit(algo.update), observe
 
@@ -375,9 +374,9 @@ def test_learns_a_resting_point_of_the_climbing_game(name):
         ]
         + [f"num_seeds={SEEDS}", "num_envs=1", "progress=false"]
     )
-    cap_buffer(cfg)  # as the runner does
-    env, algo = build(cfg)
-    loop = Loop(env, learner(cfg, algo), cfg.experiment)
+    run = build(cfg)
+    cfg, env, algo = run.cfg, run.env, run.algo
+    loop = Loop(env, run.learner, cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
     rs, metrics = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))(rs, *loop.span(0))
     joint = jax.vmap(lambda st: algo.act(st, {a: jnp.ones((1, 1)) for a in AGENTS}, KEY, False))(
@@ -420,11 +419,11 @@ configure_host_devices()
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
 from marlow.experiment.runner import build, seed_keys
-from marlow.experiment.setup import learner
 cfg = resolve(["algo=fmq", "task=games/climbing", "total_steps=5000", "eval_every=5000", "eval_episodes=1",
                "num_seeds=8", "num_envs=1", "progress=false"])
-env, algo = build(cfg)
-loop = Loop(env, learner(cfg, algo), cfg.experiment)
+run = build(cfg)
+cfg, env, algo = run.cfg, run.env, run.algo
+loop = Loop(env, run.learner, cfg.experiment)
 rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
 _, m = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))(rs, *loop.span(0))
 print(np.asarray(m["eval/team_return"]).tolist())

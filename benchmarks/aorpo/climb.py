@@ -35,7 +35,6 @@ from marlow.experiment.config import resolve  # noqa: E402
 from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
 from marlow.experiment.runner import build, seed_keys  # noqa: E402
-from marlow.experiment.setup import learner  # noqa: E402
 
 TASK = "games/climb"
 COMMON = ["warmup_steps=2000", "eval_every=1000"]
@@ -48,8 +47,9 @@ def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, fl
     cfg = resolve(
         [f"algo={algo}", f"task={TASK}", f"total_steps={steps}", f"num_seeds={seeds}", *COMMON, *extra]
     )
-    env, alg = build(cfg)
-    loop = Loop(env, learner(cfg, alg), cfg.experiment)
+    run = build(cfg)
+    cfg, env, alg = run.cfg, run.env, run.algo
+    loop = Loop(env, run.learner, cfg.experiment)
     rs = jax.jit(jax.vmap(loop.init))(seed_keys(cfg))
     chunk = jax.jit(jax.vmap(loop.chunk, in_axes=(0, None, None)))
     states = jnp.eye(2, dtype=jnp.float32)  # row s = the observation of state s (both agents see it)

@@ -86,8 +86,8 @@ def measure_run(run_dir: Path, starts: int, horizon: int | None, key: int = 1234
     same["algo_params"] = {k: v for k, v in same["algo_params"].items() if k != "rollout_scheme"}
     cache_key = (json.dumps(same, sort_keys=True, default=str), cfg.experiment.num_seeds, starts, h)
     if cache_key not in _MEASURES:
-        env, algo = build(cfg)
-        _MEASURES[cache_key] = make_measure(algo, env, starts, h, SCHEMES, seeds=True)
+        run = build(cfg)
+        _MEASURES[cache_key] = make_measure(run.algo, run.env, starts, h, SCHEMES, seeds=True)
     return model_usage.measure_run(run_dir, starts, h, key, measure=_MEASURES[cache_key])
 
 

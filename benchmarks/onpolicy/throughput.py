@@ -54,12 +54,12 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
             "progress=false",
         ]
     )
-    env, algorithm = build(cfg)
+    run = build(cfg)
+    cfg, env = run.cfg, run.env
     if env.is_jax:
         from marlow.experiment.loop import Loop
-        from marlow.experiment.setup import learner
 
-        loop = Loop(env, learner(cfg, algorithm), cfg.experiment)
+        loop = Loop(env, run.learner, cfg.experiment)
         init, chunk = jitted_program(loop, seeds)
         rs = init(shard_seeds(seed_keys(cfg), seeds))
 
@@ -70,7 +70,7 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
     else:
         from marlow.experiment.host import HostLoop
 
-        host = HostLoop(cfg, env, algorithm)
+        host = HostLoop(run)
         rs = jax.jit(jax.vmap(host.init))(seed_keys(cfg))
 
         def run(rs, c):

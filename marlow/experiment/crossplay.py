@@ -59,12 +59,6 @@ class CrossPlay:
         return self.episode_agent_return - self.episode_adversary_return
 
 
-def _load(run_dir: str | Path):
-    cfg = load_run_config(run_dir)
-    env, algo = build(cfg)
-    return cfg, env, algo
-
-
 def crossplay(
     agent_run: str | Path, adversary_run: str | Path, episodes: int = 100, seed: int = 12345
 ) -> CrossPlay:
@@ -76,8 +70,8 @@ def crossplay(
     CheckpointError for a missing or unreadable run directory or checkpoint."""
     if episodes < 1:
         raise ConfigError(f"crossplay needs at least one episode, got {episodes}")
-    cfg_g, env, algo_g = _load(agent_run)
-    cfg_b, _, algo_b = _load(adversary_run)
+    run_g, run_b = build(load_run_config(agent_run)), build(load_run_config(adversary_run))
+    cfg_g, cfg_b, env, algo_g, algo_b = run_g.cfg, run_b.cfg, run_g.env, run_g.algo, run_b.algo
     task = cfg_g.experiment.task
     if cfg_b.experiment.task != task:
         raise ConfigError(
@@ -98,11 +92,11 @@ def crossplay(
         raise ConfigError(
             f"crossplay pairs seed i with seed i: {agent_run} has {n_g} seeds and {adversary_run} has {n_b}"
         )
-    rs_g, _ = load_jax_run(agent_run, cfg_g, env, algo_g)
-    rs_b, _ = load_jax_run(adversary_run, cfg_b, env, algo_b)
+    rs_g, _ = load_jax_run(agent_run, run_g)
+    rs_b, _ = load_jax_run(adversary_run, run_b)
     num_seeds = max(n_g, n_b)
-    states_g, axis_g = _broadcast(algo_states(cfg_g, algo_g, rs_g), n_g, num_seeds)
-    states_b, axis_b = _broadcast(algo_states(cfg_b, algo_b, rs_b), n_b, num_seeds)
+    states_g, axis_g = _broadcast(algo_states(run_g, rs_g), n_g, num_seeds)
+    states_b, axis_b = _broadcast(algo_states(run_b, rs_b), n_b, num_seeds)
     agents = [a for a in spec.agents if spec.team_of(a) == AGENT]
 
     def one(state_g, state_b, key):
@@ -116,8 +110,8 @@ def crossplay(
         team = {t: jnp.mean(jnp.stack([per_agent[a] for a in members]), axis=0) for t, members in spec.teams}
         return means[f"eval/team_return/{AGENT}"], means[f"eval/team_return/{ADVERSARY}"], team
 
-    run = jax.jit(jax.vmap(one, in_axes=(axis_g, axis_b, 0)))
-    g, b, team = jax.device_get(run(states_g, states_b, eval_keys(seed, num_seeds)))
+    play = jax.jit(jax.vmap(one, in_axes=(axis_g, axis_b, 0)))
+    g, b, team = jax.device_get(play(states_g, states_b, eval_keys(seed, num_seeds)))
     g, b = np.asarray(g), np.asarray(b)
     return CrossPlay(
         task=task,

@@ -12,9 +12,8 @@ from marlow import envs
 from marlow.envs.api import EnvSpec, random_actions
 from marlow.errors import ConfigError
 from marlow.experiment import checkpoint
-from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import Loop, RunnerState, evaluate_learner, evaluate_policy
-from marlow.experiment.setup import build, learner, load_run_config, seed_keys, summary
+from marlow.experiment.setup import Run, build, load_run_config, seed_keys, summary
 
 
 def eval_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -22,19 +21,19 @@ def eval_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(seed), num_seeds)
 
 
-def load_jax_run(run_dir: str | Path, cfg: RunConfig, env, algo) -> tuple[RunnerState, dict]:
+def load_jax_run(run_dir: str | Path, run: Run) -> tuple[RunnerState, dict]:
     """The checkpointed runner state of a JAX-env run (leading seed axis) and its meta data.
 
-    ``cfg``, ``env``, ``algo``: from ``load_run_config(run_dir)`` and ``build(cfg)``. The buffer size is
-    capped as the runner did when saving, so the template matches the checkpoint. Raises CheckpointError.
-    ``rs.learner`` is the learner's state; ``learner(cfg, algo).algo_state(rs.learner)`` the algorithm's."""
-    loop = Loop(env, learner(cfg, algo), cfg.experiment)
-    return checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(cfg)))
+    ``run``: ``build(load_run_config(run_dir))``, whose buffer is capped as the runner's was when it
+    saved, so the template matches the checkpoint. Raises CheckpointError. ``rs.learner`` is the
+    learner's state; :func:`algo_states` the algorithm's."""
+    loop = Loop(run.env, run.learner, run.cfg.experiment)
+    return checkpoint.load(run_dir, checkpoint.template(jax.vmap(loop.init), seed_keys(run.cfg)))
 
 
-def algo_states(cfg: RunConfig, algo, rs: RunnerState):
+def algo_states(run: Run, rs: RunnerState):
     """The algorithm's state inside a loaded runner state (leading seed axis kept)."""
-    return learner(cfg, algo).algo_state(rs.learner)
+    return run.learner.algo_state(rs.learner)
 
 
 def evaluate_seeds(env, act, algo_states, episodes: int, seed: int, env_info: bool = False) -> dict:
@@ -94,21 +93,21 @@ def evaluation(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> E
     unreadable run."""
     if episodes < 1:
         raise ConfigError(f"evaluation needs at least one episode, got episodes={episodes}")
-    cfg = load_run_config(run_dir)
-    env, algo = build(cfg)
-    e = cfg.experiment
+    run = build(load_run_config(run_dir))
+    env, e = run.env, run.cfg.experiment
     keys = eval_keys(seed, e.num_seeds)
     if env.is_jax:
-        rs, meta = load_jax_run(run_dir, cfg, env, algo)
-        lrn = learner(cfg, algo)
+        rs, meta = load_jax_run(run_dir, run)
         res = jax.device_get(
-            jax.jit(jax.vmap(lambda s, k: evaluate_learner(env, lrn, s, k, episodes)))(rs.learner, keys)
+            jax.jit(jax.vmap(lambda s, k: evaluate_learner(env, run.learner, s, k, episodes)))(
+                rs.learner, keys
+            )
         )
         steps = int(meta["env_steps"])
     else:  # host envs (PettingZoo)
         from marlow.experiment.host import evaluate_host_run
 
-        res, steps = evaluate_host_run(cfg, env, algo, Path(run_dir), episodes, keys)
+        res, steps = evaluate_host_run(run, Path(run_dir), episodes, keys)
     return Evaluation(e.algo, e.task, steps, episodes, res, env.spec)
 
 

@@ -34,7 +34,6 @@ import numpy as np
 
 from marlow import rollout
 from marlow.experiment import checkpoint
-from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import (
     Loop,
     RunnerState,
@@ -46,7 +45,7 @@ from marlow.experiment.loop import (
     uses_env_info,
 )
 from marlow.experiment.session import run_chunks
-from marlow.experiment.setup import cap_buffer, learner, make_env, prepare_run_dir, seed_keys
+from marlow.experiment.setup import Run, make_env, prepare_run_dir, seed_keys
 
 
 def env_seed(base: int, chunk: int) -> int:
@@ -59,10 +58,11 @@ def _stack(outs: list[dict], agents) -> dict:
 
 
 class HostLoop:
-    def __init__(self, cfg: RunConfig, env, algo, train_envs: bool = True):
+    def __init__(self, run: Run, train_envs: bool = True):
+        cfg, env = run.cfg, run.env
         e = cfg.experiment
         self.cfg, self.spec = cfg, env.spec
-        self.learner = learner(cfg, algo)
+        self.learner = run.learner
         self.loop = Loop(env, self.learner, e)  # the schedule and the learning step of the JAX loop
         self.S, self.E = e.num_seeds, e.num_envs
         n = self.S * self.E if train_envs else 0
@@ -256,10 +256,11 @@ class HostLoop:
         )
 
 
-def train_host(cfg: RunConfig, env, algo, run_dir: Path) -> Path:
+def train_host(run: Run, run_dir: Path) -> Path:
     """Train (or, with ``cfg.experiment.resume`` set, resume) a run on a host env; returns its directory."""
-    prepare_run_dir(cfg, run_dir)
-    host = HostLoop(cfg, env, algo)
+    cfg = run.cfg
+    prepare_run_dir(run, run_dir)
+    host = HostLoop(run)
     state = host.template() if cfg.experiment.resume else jax.jit(jax.vmap(host.init))(seed_keys(cfg))
     try:
         return run_chunks(cfg, run_dir, state, host.loop.chunk_metric_names, host.evaluate, host.chunk)
@@ -267,15 +268,14 @@ def train_host(cfg: RunConfig, env, algo, run_dir: Path) -> Path:
         host.close()
 
 
-def evaluate_host_run(cfg: RunConfig, env, algo, run_dir: Path, episodes: int, keys) -> tuple[dict, int]:
+def evaluate_host_run(run: Run, run_dir: Path, episodes: int, keys) -> tuple[dict, int]:
     """Greedy evaluation of every seed's checkpointed policy on ``episodes`` fresh env instances each,
     reset with seeds drawn from ``keys[s]`` (``marlow.experiment.evaluate.eval_keys``): the metrics of
     :meth:`HostLoop.evaluate_policies` and the env steps the checkpoint was trained for."""
-    e = cfg.experiment
-    cap_buffer(cfg)
-    host = HostLoop(cfg, env, algo, train_envs=False)
+    e = run.cfg.experiment
+    host = HostLoop(run, train_envs=False)
     state, meta = checkpoint.load(run_dir, host.template())
-    env_list = [env] + [make_env(e) for _ in range(e.num_seeds * episodes - 1)]
+    env_list = [run.env] + [make_env(e) for _ in range(e.num_seeds * episodes - 1)]
     try:
         return host.evaluate_policies(state.learner, keys, env_list, episodes), int(meta["env_steps"])
     finally:

@@ -25,17 +25,17 @@ def measure_run(
     run's ``rollout_max``. ``measure``: a compiled :func:`~marlow.world.compounding.make_measure` to reuse
     (runs that differ only in their training scheme can share one). Raises ConfigError for a run of an
     algorithm without model rollouts, CheckpointError for an unreadable run."""
-    cfg = load_run_config(run_dir)
-    env, algo = build(cfg)
+    run = build(load_run_config(run_dir))
+    cfg, env, algo = run.cfg, run.env, run.algo
     if not hasattr(algo, "ego_rollout"):
         raise ConfigError(
             f"{run_dir} is a {cfg.experiment.algo} run: the compounding error needs a model-based run "
             "(aorpo, aordpg)"
         )
-    rs, _ = load_jax_run(run_dir, cfg, env, algo)
+    rs, _ = load_jax_run(run_dir, run)
     h = horizon or cfg.algo.rollout_max
     measure = measure or make_measure(algo, env, starts, h, SCHEMES, seeds=True)
-    out = jax.device_get(measure(algo_states(cfg, algo, rs), eval_keys(seed, cfg.experiment.num_seeds)))
+    out = jax.device_get(measure(algo_states(run, rs), eval_keys(seed, cfg.experiment.num_seeds)))
     return {
         s: {f: np.asarray(out[s][f], np.float64) for f in ("eps_c", "comm", "eps_c_ego")} for s in SCHEMES
     }

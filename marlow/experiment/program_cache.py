@@ -57,16 +57,17 @@ _TRACE_OPTIONS = (
 )
 
 
-def from_marlow(cfg, env, algo_module) -> bool:
-    """Whether the run's programs come from marlow's own files (module docstring)."""
+def from_marlow(run) -> bool:
+    """Whether the programs of ``run`` (a :class:`~marlow.experiment.setup.Run`) come from marlow's own
+    files (module docstring): its task's factory, its env's class and its algorithm's class."""
     from marlow.envs import registry
 
-    entry = registry._REGISTRY.get(cfg.experiment.task)
+    entry = registry._REGISTRY.get(run.cfg.experiment.task)
     return (
         entry is not None
         and getattr(entry.factory, "__module__", "").startswith("marlow.")
-        and type(env).__module__.startswith("marlow.")
-        and algo_module.__name__.startswith("marlow.")
+        and type(run.env).__module__.startswith("marlow.")
+        and type(run.algo).__module__.startswith("marlow.")
     )
 
 
@@ -145,11 +146,12 @@ class ProgramCache:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def for_run(cache_dir: Path | None, cfg, env, algo_module) -> ProgramCache | None:
-    """The program cache of a run, or None when there is no cache directory or the programs do not all
-    come from marlow's files. The programs run on the devices that share the seeds."""
+def for_run(cache_dir: Path | None, run) -> ProgramCache | None:
+    """The program cache of ``run`` (a :class:`~marlow.experiment.setup.Run`), or None when there is no
+    cache directory or the programs do not all come from marlow's files. The programs run on the devices
+    that share the seeds."""
     from marlow.devices import seed_devices
 
-    if cache_dir is None or not from_marlow(cfg, env, algo_module):
+    if cache_dir is None or not from_marlow(run):
         return None
-    return ProgramCache(cache_dir, cfg, seed_devices(cfg.experiment.num_seeds))
+    return ProgramCache(cache_dir, run.cfg, seed_devices(run.cfg.experiment.num_seeds))

@@ -6,6 +6,7 @@ host and runs the same jitted learning step)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from marlow.algos import get_algo
 from marlow.devices import seed_sharding, shard_seeds
 from marlow.experiment import checkpoint, compile_cache, program_cache
 from marlow.experiment.config import RunConfig
@@ -22,11 +22,10 @@ from marlow.experiment.loop import Loop
 from marlow.experiment.session import finished, run_chunks
 from marlow.experiment.setup import (  # noqa: F401  (re-exported: the runner is the public entry point)
     CONFIG_NAME,
+    Run,
     build,
-    cap_buffer,
     claim_run_dir,
     default_run_dir,
-    learner,
     load_run_config,
     num_chunks,
     prepare_run_dir,
@@ -46,29 +45,30 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
                 "saved config",
                 file=sys.stderr,
             )
-            cfg.experiment.resume = ""
+            cfg = dataclasses.replace(cfg, experiment=dataclasses.replace(cfg.experiment, resume=""))
     else:
         run_dir = Path(run_dir or cfg.experiment.run_dir or default_run_dir(cfg))
         claim_run_dir(cfg, run_dir)
     cache = compile_cache.enable(cfg.experiment.compile_cache)
-    env, algo = build(cfg)
+    run = build(cfg)
+    cfg = run.cfg  # fitted to whole iterations, buffer capped
     # whole programs too, in marlow's own cache only (a caller's JAX cache may serve monkeypatched code)
     own = cache if compile_cache.owned(cache) else None
-    programs = program_cache.for_run(own, cfg, env, get_algo(cfg.experiment.algo))
+    programs = program_cache.for_run(own, run)
     startup = Startup(cache, programs)
     startup.mark("build")
-    if not env.is_jax:
+    if not run.env.is_jax:
         from marlow.experiment.host import train_host
 
-        return train_host(cfg, env, algo, Path(run_dir))
+        return train_host(run, Path(run_dir))
 
-    prepare_run_dir(cfg, run_dir)
+    prepare_run_dir(run, run_dir)
     # a resume's checkpoint, read once: where the run stands decides which chunk program it needs
     payload = checkpoint.read(run_dir) if cfg.experiment.resume else None
     done = int(payload["meta"]["env_steps"]) if payload else 0
     if payload and finished(cfg, run_dir, done):
         return run_dir
-    loop = Loop(env, learner(cfg, algo), cfg.experiment)
+    loop = Loop(run.env, run.learner, cfg.experiment)
     with exit_at_once(), compiling(cfg, run_dir, startup):
         state, run_chunk = _programs(cfg, loop, startup)
 

@@ -5,11 +5,14 @@ diagnostics import it, and it imports none of them."""
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,32 +37,47 @@ def make_env(exp):
     return envs.make(exp.task, **exp.task_options)
 
 
-def build(cfg: RunConfig, quiet: bool = False):
-    """Env and algorithm of a resolved config (one-line ConfigError when they do not fit), with the
-    schedule fitted to whole iterations (:func:`fit_schedule`; its note on stderr unless ``quiet``)."""
-    env = make_env(cfg.experiment)
-    algo_mod = get_algo(cfg.experiment.algo)
+@dataclass(frozen=True)
+class Run:
+    """A run built once, handed to the runner, the host loop, evaluation, cross-play and sweeps: its
+    config (schedule fitted to whole iterations, replay buffer capped at the run's length: what the run
+    directory's config.yaml records), its env, its algorithm and the algorithm's learner
+    (:mod:`marlow.algos.learner`). :func:`build` makes it; nothing changes it afterwards."""
+
+    cfg: RunConfig
+    env: Any
+    algo: Any
+    learner: Any
+
+    @property
+    def spec(self):
+        return self.env.spec
+
+
+def build(cfg: RunConfig, quiet: bool = False) -> Run:
+    """The :class:`Run` of a resolved config: the env, the algorithm and its learner (one-line
+    ConfigError when they do not fit), with the schedule fitted to whole iterations (:func:`fit_schedule`;
+    its note on stderr unless ``quiet``) and the replay buffer capped at the run's length
+    (:func:`cap_buffer`). ``cfg`` itself is left as it is: the run holds its own copy.
+
+    An iteration's length does not depend on the run's, so the learner is bound once for the length asked,
+    which fits the schedule, then again for the fitted length (the learning-rate decay and the buffer
+    depend on it)."""
+    cfg = copy.deepcopy(cfg)
+    e = cfg.experiment
+    env = make_env(e)
+    algo_mod = get_algo(e.algo)
     check_supports(algo_mod, env.spec)
     algo = algo_mod.Algorithm(env.spec, cfg.algo)
-    learner(cfg, algo, quiet=quiet)  # checks and fits the schedule
-    return env, algo
-
-
-def learner(cfg: RunConfig, algo, quiet: bool = False):
-    """The learner (:mod:`marlow.algos.learner`) of a built algorithm, with the schedule fitted to whole
-    iterations (:func:`fit_schedule`) and checked: one iteration's env steps must divide ``eval_every``.
-    An off-policy learner's buffer is capped at the run's length (:func:`cap_buffer`)."""
-    e = cfg.experiment
-    algo_mod = get_algo(e.algo)
-    # an iteration's length does not depend on the run's (only the learning-rate decay and the buffer do)
-    lrn = make_learner(algo_mod, algo, cfg.algo, algo.spec, e.num_envs, e.total_steps)
+    lrn = make_learner(algo_mod, algo, cfg.algo, env.spec, e.num_envs, e.total_steps)
     if lrn.steps_per_iter < 1:
         raise ConfigError(f"num_envs ({e.num_envs}) is more than the env steps of one {e.algo} iteration")
     note = fit_schedule(cfg, lrn.steps_per_iter)
     if note and not quiet:
         print(f"marlow: {note}", file=sys.stderr, flush=True)
-    cap_buffer(cfg)
-    return make_learner(algo_mod, algo, cfg.algo, algo.spec, e.num_envs, e.total_steps)
+    cap_buffer(cfg)  # the algorithm holds cfg.algo: it sees the capped buffer
+    lrn = make_learner(algo_mod, algo, cfg.algo, env.spec, e.num_envs, e.total_steps)
+    return Run(cfg, env, algo, lrn)
 
 
 def fit_schedule(cfg: RunConfig, steps_per_iter: int) -> str | None:
@@ -123,7 +141,7 @@ def chunk_spans(cfg: RunConfig, done: int = 0) -> list[tuple[int, int, int]]:
 def cap_buffer(cfg: RunConfig) -> None:
     """A replay buffer never holds more than the run collects: cap ``buffer_size`` at the run's length
     (the saved config records the capped size, so a checkpoint's buffer matches its config). Learners
-    without a replay buffer have no ``buffer_size``."""
+    without a replay buffer have no ``buffer_size``. Called by :func:`build` only, on its own copy."""
     if hasattr(cfg.algo, "buffer_size"):
         cfg.algo.buffer_size = min(cfg.algo.buffer_size, cfg.experiment.total_steps)
 
@@ -155,11 +173,11 @@ def claim_run_dir(cfg: RunConfig, run_dir: Path) -> None:
     )
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> None:
-    """Cap the buffer at the run's length, create the run directory (a new run with ``overwrite=true``:
-    the old run's :data:`RUN_FILES` removed first, and nothing else) and write config.yaml (on a resume
-    too: a larger ``total_steps`` is the run's new length)."""
-    cap_buffer(cfg)
+def prepare_run_dir(run: Run, run_dir: Path) -> None:
+    """Create the run directory (a new run with ``overwrite=true``: the old run's :data:`RUN_FILES` removed
+    first, and nothing else) and write the run's config.yaml (on a resume too: a larger ``total_steps`` is
+    the run's new length)."""
+    cfg = run.cfg
     saved = cfg.to_dict()
     saved["resume"] = ""
     try:

@@ -81,8 +81,7 @@ def trial_status(trial: Trial) -> str:
 
     if not (trial.run_dir / CONFIG_NAME).exists():
         return "new"
-    want = resolve(list(trial.overrides))
-    build(want, quiet=True)  # the schedule fitted and the buffer capped, as the saved config has them
+    want = build(resolve(list(trial.overrides)), quiet=True).cfg  # fitted and capped, as the saved config
     saved = load_run_config(trial.run_dir)
     a, b = saved.to_dict(), want.to_dict()
     for d in (a, b):
