@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from marlow import envs
-from marlow.algos import ALGORITHMS, get_algo, unsupported
+from marlow.algos import ALGORITHMS, get_algo, learner, unsupported
+from marlow.algos.learner import kind_of
 from marlow.errors import ConfigError
 from marlow.experiment.config import field_types, resolve
 from marlow.experiment.logging import read_metrics
@@ -73,8 +74,8 @@ RUNNER_TESTED = {  # trained in CI there
 # types): test_envs_smax checks their specs and steps a custom map; make test-all trains every algorithm
 # on them
 SMAX_EXHAUSTIVE = {"smax/2s3z", "smax/3s_vs_5z", "smax/3s5z_vs_3s6z", "smax/3s_vs_3z", "smax/6z_vs_24zg"}
-ON_POLICY = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "on_policy"}
-WORLD_MODEL = {a for a in ALGORITHMS if getattr(get_algo(a), "KIND", "") == "world_model"}
+ON_POLICY = {a for a in ALGORITHMS if kind_of(get_algo(a)) == learner.ON_POLICY}
+WORLD_MODEL = {a for a in ALGORITHMS if kind_of(get_algo(a)) == learner.WORLD_MODEL}
 
 
 def in_ci(algo: str, task: str) -> bool:

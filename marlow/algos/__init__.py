@@ -33,7 +33,11 @@ Optional parts of that protocol:
 - ``Algorithm.communications(state) -> scalar``: real-agent queries made outside the env (e.g. inside
   model rollouts), counted into the logged ``agent_interactions``.
 
-An on-policy module sets ``KIND = "on_policy"``; its ``Algorithm`` is itself a learner.
+Every module sets ``KIND``: ``"off_policy"`` (the above, tabular and model-based ones included),
+``"on_policy"`` or ``"world_model"`` (an ``Algorithm`` that is itself a learner). The protocol of each kind
+is a typed :class:`~typing.Protocol` in :mod:`marlow.algos.learner` (``OffPolicyAlgorithm``, ``Learner``),
+checked once when a learner is made: a missing piece, a misspelled optional hook or a missing ``KIND`` is
+a one-line ConfigError.
 """
 
 from __future__ import annotations

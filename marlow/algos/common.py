@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from marlow.envs.api import EnvSpec, flat_actions  # noqa: F401  (used as common.flat_actions)
-from marlow.nn.distributions import make_dist
+from marlow.nn.distributions import DeterministicTanh, make_dist
 from marlow.nn.mlp import MLP
 from marlow.nn.optim import make_optimizer, opt_step, soft_update  # noqa: F401  (used as common.*)
 from marlow.schema.ranges import Count, NonNegative
@@ -60,6 +60,13 @@ class Policies:
         for a, k in zip(self.spec.agents, keys, strict=True):
             out[a] = self.sample(params, a, obs[a], k).env if explore else self.mode(params, a, obs[a])[0]
         return out
+
+
+def critic_action(dist, out: jax.Array, key: jax.Array) -> jax.Array:
+    """mu(o) as fed to a critic by a deterministic-policy learner (DDPG, MADDPG, AORDPG): the noiseless tanh
+    action for a Box, a Gumbel-ST sample for discrete parts (differentiable w.r.t. the policy output in both
+    cases)."""
+    return dist.mode(out)[1] if isinstance(dist, DeterministicTanh) else dist.sample(out, key).flat
 
 
 @dataclass

@@ -21,28 +21,34 @@ A learner has
 - ``algo_state(state)``: the algorithm's own state inside the learner's (what ``act`` of the algorithm
   object reads; tools such as cross-play use it).
 
-Two kinds implement it:
+Three kinds implement it:
 
-- **off-policy** (:class:`OffPolicyLearner`, wrapping every algorithm with the ``init``/``act``/``update``
-  protocol of :mod:`marlow.algos`, tabular ones included): owns the replay buffer, the warm-up and the
-  update rounds (``update_every`` env steps per iteration, then ``updates_per_step`` updates of
-  ``batch_size`` sampled transitions once ``warmup_steps`` have been collected);
+- **off-policy** (``KIND = "off_policy"``; :class:`OffPolicyLearner`, wrapping every algorithm with the
+  ``init``/``act``/``update`` protocol of :mod:`marlow.algos`, tabular and model-based ones included):
+  owns the replay buffer, the warm-up and the update rounds (``update_every`` env steps per iteration,
+  then ``updates_per_step`` updates of ``batch_size`` sampled transitions once ``warmup_steps`` have been
+  collected);
 - **on-policy** (``KIND = "on_policy"`` modules, e.g. :mod:`marlow.algos.onpolicy.ippo`, whose
   ``Algorithm`` is itself a learner): learns from each ``rollout_steps x num_envs`` trajectory of its
-  behaviour policy, whose log-probabilities and values it keeps in the trajectory's extras.
-
+  behaviour policy, whose log-probabilities and values it keeps in the trajectory's extras;
 - **world-model** (``KIND = "world_model"``, :mod:`marlow.algos.model_based.mamba` and MAG): a learner of
   its own too, which keeps the collected steps in a sequence buffer, trains its world model and learns
   its policies in the model's imagination every ``train_every`` env steps.
 
 The runner (:mod:`marlow.experiment.loop`) only alternates ``collect`` and ``learn``, evaluates, logs and
-checkpoints, the same for both kinds and for JAX and host envs.
+checkpoints, the same for every kind and for JAX and host envs.
+
+The protocol is typed (:class:`Learner`, :class:`OffPolicyAlgorithm`) and checked once, by
+:func:`make_learner`: a missing method, a public method named like an optional hook it is not (a
+misspelled ``observe`` would silently never be called), recurrent hooks that are not all three, and a
+module without a valid ``KIND`` are one-line ConfigErrors.
 """
 
 from __future__ import annotations
 
+import difflib
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -55,10 +61,93 @@ from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
 
 OFF_POLICY, ON_POLICY, WORLD_MODEL = "off_policy", "on_policy", "world_model"
+KINDS = (OFF_POLICY, ON_POLICY, WORLD_MODEL)
 
 
 def kind_of(algo_mod: ModuleType) -> str:
-    return getattr(algo_mod, "KIND", OFF_POLICY)
+    """The module's ``KIND``, which every algorithm module declares (no default: an off-policy module that
+    forgot it and an on-policy one that misspelled it would both be run as something they are not)."""
+    kind = getattr(algo_mod, "KIND", None)
+    if kind not in KINDS:
+        raise ConfigError(
+            f"algorithm module {algo_mod.__name__} must set KIND to one of {', '.join(KINDS)}; got {kind!r}"
+        )
+    return kind
+
+
+class Learner(Protocol):
+    """What the runner needs of every learner (the module docstring says what each part does). Checked
+    once when a learner is made (:func:`check_protocol`)."""
+
+    steps_per_iter: int
+
+    def init(self, key: jax.Array) -> Any: ...
+    def act(self, state: Any, obs: dict, key: jax.Array, explore: bool) -> dict: ...
+    def policy(self, state: Any) -> rollout.Policy: ...
+    def ready(self, step: Any) -> Any: ...
+    def learn(self, state: Any, traj: rollout.Trajectory, step: Any, key: jax.Array) -> tuple[Any, dict]: ...
+    def diagnostics(self, state: Any) -> dict: ...
+    def communications(self, state: Any) -> jax.Array: ...
+    def algo_state(self, state: Any) -> Any: ...
+
+
+class OffPolicyAlgorithm(Protocol):
+    """What :class:`OffPolicyLearner` needs of the algorithm it wraps (the optional hooks are
+    :data:`OFF_POLICY_HOOKS`; :mod:`marlow.algos` says what each does)."""
+
+    spec: EnvSpec
+
+    def init(self, key: jax.Array) -> Any: ...
+    def act(self, state: Any, obs: dict, key: jax.Array, explore: bool) -> dict: ...
+    def update(self, state: Any, batch: dict, key: jax.Array) -> tuple[Any, dict]: ...
+
+
+OFF_POLICY_HOOKS = ("observe", "prepare", "full_round", "diagnostics", "communications")
+"""Optional methods of an off-policy algorithm; ``full_round`` comes with ``REDUCED_UPDATES``."""
+RECURRENT_HOOKS = ("init_pstate", "reset_pstate", "greedy_policy")
+"""Optional methods of a learner whose policies carry a recurrent state: all three or none."""
+
+
+def _members(proto: type) -> list[str]:
+    names = [n for n in vars(proto) if not n.startswith("_") and callable(vars(proto)[n])]
+    return list(getattr(proto, "__annotations__", {})) + names
+
+
+def check_protocol(obj, proto: type, what: str, hooks: tuple[str, ...] = ()) -> None:
+    """ConfigError unless ``obj`` has every member of ``proto`` (methods callable), and unless a public
+    method of ``obj`` looks like a misspelling of one of the optional ``hooks`` it lacks (such a hook
+    would silently never be called)."""
+    missing = [
+        m
+        for m in _members(proto)
+        if not hasattr(obj, m) or (callable(getattr(proto, m, None)) and not callable(getattr(obj, m)))
+    ]
+    if missing:
+        raise ConfigError(
+            f"{what} lacks {', '.join(missing)} ({proto.__module__}.{proto.__name__} needs them)"
+        )
+    lacking = [h for h in hooks if not hasattr(obj, h)]
+    for name in dir(type(obj)):
+        if name.startswith("_") or name in hooks or name in _members(proto):
+            continue
+        close = difflib.get_close_matches(name, lacking, n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(
+                f"{what} defines {name!r}, which is no hook of the learner protocol: did you mean "
+                f"{close[0]!r}? (rename it, or start its name with _ if it is a helper)"
+            )
+
+
+def check_learner(lrn, what: str) -> None:
+    """The checks of :func:`check_protocol` for a learner, and its recurrent hooks all or none."""
+    check_protocol(lrn, Learner, what, RECURRENT_HOOKS)
+    have = [h for h in RECURRENT_HOOKS if hasattr(lrn, h)]
+    if have and len(have) < len(RECURRENT_HOOKS):
+        lacking = [h for h in RECURRENT_HOOKS if h not in have]
+        raise ConfigError(
+            f"{what} has {', '.join(have)} but not {', '.join(lacking)}: a learner with a recurrent policy "
+            "state needs all three"
+        )
 
 
 @struct.dataclass
@@ -198,7 +287,14 @@ class OnPolicyDefaults:
 
 def make_learner(algo_mod: ModuleType, algo, cfg, spec: EnvSpec, num_envs: int, total_steps: int):
     """The learner of a built algorithm (``algo = algo_mod.Algorithm(spec, cfg.algo)``)."""
+    what = f"algorithm {algo_mod.__name__.rsplit('.', 1)[-1]}"
     if kind_of(algo_mod) != OFF_POLICY:  # on-policy and world-model learners are their own learners
         algo.bind(num_envs=num_envs, total_steps=total_steps)
+        check_learner(algo, what)
         return algo
-    return OffPolicyLearner(algo, cfg, num_envs, capacity=cfg.buffer_size)
+    check_protocol(algo, OffPolicyAlgorithm, what, OFF_POLICY_HOOKS)
+    if hasattr(algo, "full_round") and not hasattr(algo, "REDUCED_UPDATES"):
+        raise ConfigError(f"{what} has full_round but no REDUCED_UPDATES (the updates of its reduced rounds)")
+    lrn = OffPolicyLearner(algo, cfg, num_envs, capacity=cfg.buffer_size)
+    check_learner(lrn, what)
+    return lrn

@@ -18,6 +18,7 @@ from marlow.algos.model_based import aorpo
 from marlow.algos.offpolicy import maddpg
 
 NAME = "aordpg"
+KIND = "off_policy"
 DESCRIPTION = "AORDPG: MADDPG on branched model rollouts with adaptive opponent-wise opponent models"
 SUPPORTED_ACTIONS = maddpg.SUPPORTED_ACTIONS
 
@@ -36,6 +37,6 @@ class Algorithm(aorpo.Algorithm):
     def agent_step(self, base_state, a: str, batch: dict, next_flats: dict, pol_next, pol_in, k_own, key):
         """MADDPG's critic and actor steps for agent ``a``; its next action from the target policy."""
         out = self.policies.out(base_state.target_actor, a, pol_next)
-        own = self.base._policy_action(a, out, k_own)
+        own = self.base.policy_action(a, out, k_own)
         q_next_in = common.joint(self.spec, batch["next_obs"], {**next_flats, a: own})
         return self.base.agent_update(base_state, a, batch, q_next_in, pol_in, key)

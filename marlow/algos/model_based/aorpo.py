@@ -55,6 +55,7 @@ from marlow.world.rollout import (
 )
 
 NAME = "aorpo"
+KIND = "off_policy"
 DESCRIPTION = "AORPO: MASAC on branched model rollouts with adaptive opponent-wise opponent models"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 

@@ -43,12 +43,12 @@ from flax import struct
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box
-from marlow.nn.distributions import DeterministicTanh
 from marlow.nn.mlp import MLP
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "ddpg"
+KIND = "off_policy"
 DESCRIPTION = "Independent DDPG, decentralised critics Q_i(o_i, a_i) (Lillicrap et al. 2015)"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 
@@ -89,12 +89,6 @@ def from_unit(space: Box, u: jax.Array) -> jax.Array:
     """Inverse of :func:`to_unit` for a Box: [-1, 1] -> [low, high]."""
     low, high = space.low_array.reshape(-1), space.high_array.reshape(-1)
     return low + (u + 1.0) * (high - low) / 2.0
-
-
-def critic_action(dist, out: jax.Array, key: jax.Array) -> jax.Array:
-    """mu(o) as fed to a critic: the noiseless tanh action for a Box, a Gumbel-ST sample for discrete
-    parts (differentiable w.r.t. the policy output in both cases)."""
-    return dist.mode(out)[1] if isinstance(dist, DeterministicTanh) else dist.sample(out, key).flat
 
 
 def first_scalar(x: jax.Array) -> jax.Array:
@@ -155,7 +149,9 @@ class Algorithm:
             dist = self.policies.dists[a]
 
             # y_i = r_i + gamma (1 - d) Qbar_i(o'_i, mubar_i(o'_i))
-            next_act = critic_action(dist, self.policies.out(state.target_actor, a, next_obs[a]), k_next)
+            next_act = common.critic_action(
+                dist, self.policies.out(state.target_actor, a, next_obs[a]), k_next
+            )
             q_next = self.q(state.target_critic[a], a, next_obs[a], next_act)
             y = jax.lax.stop_gradient(batch["rewards"][a] + cfg.gamma * not_done * q_next)
 
@@ -168,7 +164,7 @@ class Algorithm:
 
             def actor_loss(p, a=a, k_pi=k_pi, dist=dist, critic_p=critic_p):  # -E_D[Q_i(o_i, mu_i(o_i))]
                 out = self.policies.nets[a].apply(p, obs[a])
-                q = self.q(critic_p, a, obs[a], critic_action(dist, out, k_pi))
+                q = self.q(critic_p, a, obs[a], common.critic_action(dist, out, k_pi))
                 return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
 
             a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])

@@ -57,6 +57,7 @@ from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Size, Widths
 
 NAME = "ddpg_om"
+KIND = "off_policy"
 DESCRIPTION = "DDPG with an opponent model trained online by supervision (ROMMEO Sec. 5.2 baseline)"
 SUPPORTED_ACTIONS = frozenset({"box"})
 

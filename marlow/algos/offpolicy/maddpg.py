@@ -21,12 +21,12 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
-from marlow.nn.distributions import DeterministicTanh
 from marlow.nn.mlp import MLP
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "maddpg"
+KIND = "off_policy"
 DESCRIPTION = "Multi-agent DDPG, centralised critic (Lowe et al. 2017)"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 
@@ -96,17 +96,16 @@ class Algorithm:
     def _q(self, params, x):
         return jnp.squeeze(self.critic.apply(params, x), -1)
 
-    def _policy_action(self, agent, out, key):
-        """mu(o) as fed to a critic: a Gumbel-ST sample for discrete parts, the noiseless tanh for boxes."""
-        dist = self.policies.dists[agent]
-        return dist.mode(out)[1] if isinstance(dist, DeterministicTanh) else dist.sample(out, key).flat
+    def policy_action(self, agent, out, key):
+        """mu(o) as fed to a critic (:func:`marlow.algos.common.critic_action`)."""
+        return common.critic_action(self.policies.dists[agent], out, key)
 
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
         spec = self.spec
         k_next, k_pi = jax.random.split(key)
         next_obs = batch["next_obs"]
         next_flat = {
-            a: self._policy_action(a, self.policies.out(state.target_actor, a, next_obs[a]), k)
+            a: self.policy_action(a, self.policies.out(state.target_actor, a, next_obs[a]), k)
             for a, k in zip(spec.agents, jax.random.split(k_next, spec.num_agents), strict=True)
         }
         q_next_in = common.joint(spec, next_obs, next_flat)
@@ -140,7 +139,7 @@ class Algorithm:
         def actor_loss(p):
             out = self.policies.nets[a].apply(p, policy_in)
             flats = dict(buf_flat)
-            flats[a] = self._policy_action(a, out, key)
+            flats[a] = self.policy_action(a, out, key)
             q = self._q(critic_p, common.joint(spec, obs, flats))
             return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
 

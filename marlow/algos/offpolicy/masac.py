@@ -36,6 +36,7 @@ from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import AnyFloat, Positive, Widths
 
 NAME = "masac"
+KIND = "off_policy"
 DESCRIPTION = "Multi-agent soft actor-critic, centralised twin critics (AORPO paper's model-free base)"
 SUPPORTED_ACTIONS = frozenset({"discrete", "multi_discrete", "box"})
 

@@ -72,6 +72,7 @@ from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import Positive, Range, Size, Widths
 
 NAME = "masql"
+KIND = "off_policy"
 DESCRIPTION = "Multi-agent soft Q-learning: joint soft Q, importance-sampled value, amortised SVGD sampler"
 SUPPORTED_ACTIONS = frozenset({"box"})
 SQUASH_EPS = 1e-6  # SQL / maci: log(1 - u^2 + EPS)

@@ -85,6 +85,7 @@ from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "pr2_ac"
+KIND = "off_policy"
 DESCRIPTION = "PR2-AC: level-1 recursive reasoning actor-critic with an SVGD conditional opponent model"
 SUPPORTED_ACTIONS = frozenset({"box"})
 DIAG_SAMPLES = 256  # samples of rho averaged for the rho_mean diagnostic

@@ -53,6 +53,7 @@ from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
 
 NAME = "rommeo_ac"
+KIND = "off_policy"
 DESCRIPTION = "ROMMEO-AC: max-entropy actor-critic with a regularised opponent model (ROMMEO Alg. 2)"
 SUPPORTED_ACTIONS = frozenset({"box"})
 NETS = ("q", "pi", "rho", "prior")

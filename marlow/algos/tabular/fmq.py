@@ -42,6 +42,7 @@ from marlow.schema.groups import ReplayKeys
 from marlow.schema.ranges import NonNegative, Unit
 
 NAME = "fmq"
+KIND = "off_policy"
 DESCRIPTION = (
     "Frequency Maximum Q: independent Q + max-reward frequency heuristic (Kapetanakis & Kudenko 2002)"
 )

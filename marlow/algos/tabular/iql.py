@@ -34,6 +34,7 @@ from marlow.schema.groups import ReplayKeys
 from marlow.schema.ranges import NonNegative, Unit
 
 NAME = "iql"
+KIND = "off_policy"
 DESCRIPTION = (
     "Independent tabular Q-learning, epsilon-greedy (Watkins & Dayan 1992; C&B 1998 independent learners)"
 )

@@ -41,6 +41,7 @@ from marlow.schema.groups import ReplayKeys
 from marlow.schema.ranges import NonNegative, Positive, Unit
 
 NAME = "jal"
+KIND = "off_policy"
 DESCRIPTION = "Joint action learner: joint Q + empirical opponent frequencies (Claus & Boutilier 1998)"
 SUPPORTED_ACTIONS = frozenset({"discrete"})
 TABULAR = True

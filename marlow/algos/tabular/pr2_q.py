@@ -41,6 +41,7 @@ from marlow.schema.groups import ReplayKeys
 from marlow.schema.ranges import NonNegative, Positive, Unit
 
 NAME = "pr2_q"
+KIND = "off_policy"
 DESCRIPTION = "PR2-Q: tabular level-1 probabilistic recursive reasoning (Wen et al. 2019)"
 SUPPORTED_ACTIONS = frozenset({"discrete"})
 TABULAR = True

@@ -45,6 +45,7 @@ from marlow.schema.groups import ReplayKeys
 from marlow.schema.ranges import Count, NonNegative, Positive, Unit
 
 NAME = "rommeo_q"
+KIND = "off_policy"
 DESCRIPTION = "ROMMEO-Q: tabular soft Q-iteration with a regularised opponent model (ROMMEO Alg. 1)"
 SUPPORTED_ACTIONS = frozenset({"discrete"})
 TABULAR = True

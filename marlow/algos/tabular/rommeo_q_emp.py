@@ -9,6 +9,7 @@ from marlow.algos.tabular import rommeo_q
 from marlow.algos.tabular.rommeo_q import Config, State  # noqa: F401  (the protocol's names)
 
 NAME = "rommeo_q_emp"
+KIND = "off_policy"
 DESCRIPTION = "ROMMEO-Q-EMP ablation: ROMMEO-Q with the empirical opponent frequency as opponent model"
 SUPPORTED_ACTIONS = rommeo_q.SUPPORTED_ACTIONS
 TABULAR = True

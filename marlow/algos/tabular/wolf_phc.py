@@ -46,6 +46,7 @@ from marlow.schema.groups import ReplayKeys
 from marlow.schema.ranges import NonNegative, Range, Unit
 
 NAME = "wolf_phc"
+KIND = "off_policy"
 DESCRIPTION = (
     "WoLF policy hill-climbing: Q + mixed policy stepped by delta_win < delta_lose (Bowling & Veloso 2002)"
 )

@@ -1,0 +1,107 @@
+"""The learner protocol is checked once, when a learner is made: every algorithm module declares its KIND,
+a missing piece or a misspelled optional hook is a one-line ConfigError instead of a silent change."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from marlow import envs
+from marlow.algos import ALGORITHMS, get_algo
+from marlow.algos.learner import KINDS, OFF_POLICY, check_learner, kind_of, make_learner
+from marlow.errors import ConfigError
+
+SPEC = envs.make("games/climbing").spec
+
+
+@dataclass
+class _Cfg:
+    batch_size: int = 4
+    buffer_size: int = 16
+    update_every: int = 1
+    updates_per_step: int = 1
+    warmup_steps: int = 0
+
+
+class _Algo:
+    """The least an off-policy algorithm needs: init, act, update (never called here)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def init(self, key):
+        return None
+
+    def act(self, state, obs, key, explore):
+        return {}
+
+    def update(self, state, batch, key):
+        return state, {}
+
+
+def _module(kind=OFF_POLICY):
+    return types.SimpleNamespace(__name__="tests.fake_algo", KIND=kind)
+
+
+def _make(algo, kind=OFF_POLICY):
+    return make_learner(_module(kind), algo, _Cfg(), SPEC, num_envs=1, total_steps=16)
+
+
+def test_every_algorithm_declares_its_kind():
+    assert {a: kind_of(get_algo(a)) in KINDS for a in ALGORITHMS} == dict.fromkeys(ALGORITHMS, True)
+    with pytest.raises(
+        ConfigError, match="must set KIND to one of off_policy, on_policy, world_model; got None"
+    ):
+        kind_of(types.SimpleNamespace(__name__="mine"))
+    with pytest.raises(ConfigError, match="got 'onpolicy'"):
+        kind_of(_module("onpolicy"))
+
+
+def test_a_complete_off_policy_algorithm_is_accepted():
+    lrn = _make(_Algo(SPEC))
+    assert lrn.steps_per_iter == 1 and lrn.algo is not None
+
+
+def test_a_missing_method_is_named():
+    class NoUpdate(_Algo):
+        update = None
+
+    with pytest.raises(
+        ConfigError, match=r"algorithm fake_algo lacks update \(.*OffPolicyAlgorithm needs them\)"
+    ):
+        _make(NoUpdate(SPEC))
+
+
+@pytest.mark.parametrize(
+    "typo,hook", [("obsreve", "observe"), ("prepar", "prepare"), ("diagnostic", "diagnostics")]
+)
+def test_a_misspelled_optional_hook_is_refused(typo, hook):
+    """An optional hook under a wrong name would silently never be called."""
+    algo = type("Typo", (_Algo,), {typo: lambda self, *a: None})(SPEC)
+    with pytest.raises(ConfigError, match=f"defines '{typo}'.*did you mean '{hook}'"):
+        _make(algo)
+
+
+def test_a_helper_with_a_private_name_is_not_a_hook():
+    algo = type("Helper", (_Algo,), {"_prepar": lambda self, *a: None, "update_critic": lambda self: None})(
+        SPEC
+    )
+    _make(algo)
+
+
+def test_full_round_needs_reduced_updates():
+    algo = type("Rounds", (_Algo,), {"full_round": lambda self, step: True})(SPEC)
+    with pytest.raises(ConfigError, match="full_round but no REDUCED_UPDATES"):
+        _make(algo)
+
+
+def test_recurrent_hooks_come_all_or_none():
+    lrn = _make(_Algo(SPEC))
+    lrn.init_pstate = lambda n: None
+    with pytest.raises(ConfigError, match="has init_pstate but not reset_pstate, greedy_policy"):
+        check_learner(lrn, "algorithm fake_algo")
+    lrn.reset_pstate = lambda p, d: p
+    lrn.greedy_policy = lambda s: None
+    check_learner(lrn, "algorithm fake_algo")
