@@ -148,8 +148,7 @@ def profile(name: str, seeds: int) -> tuple[Profile, float]:
             rs.env,
             rs.key,
             loop.steps_per_iter,
-            env_info=loop.env_info,
-            reset_pstate=getattr(lr, "reset_pstate", None),
+            rollout.Options(env_info=loop.env_info, reset_pstate=getattr(lr, "reset_pstate", None)),
         )[2]
 
     traj = p.part("collect", iters, collect, p.rs)

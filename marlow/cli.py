@@ -437,7 +437,7 @@ def cmd_sweep(args: list[str]) -> int:
 
 
 def cmd_aggregate(args: list[str]) -> int:
-    from marlow.sweep.report import write
+    from marlow.sweep.summary import write
 
     p = _Parser(prog="marlow aggregate")
     p.add_argument("paths", nargs="+")

@@ -1,8 +1,13 @@
 """The rollout engine: the one "choose actions, step the env" loop of marlow.
 
 Training collection, greedy evaluation, cross-play, AORPO's branched model rollouts, the compounding-error
-measurement and (later) lookahead rounds and imagination are all calls of :func:`collect`. It depends on
-the env protocol only (:mod:`marlow.envs.api`): a real JAX env, a learned model behind the same protocol
+measurement and Teammate Lookahead's rounds in its learned team model are all calls of :func:`collect`.
+MAMBA's and MAG's imagination is not (:meth:`marlow.algos.model_based.mamba.Algorithm.imagine`, a scan of
+its own): it steps the world model's latent state (an RSSM state per agent, whose features the actor
+reads), not observations, so there is no env behind the protocol to reset and no episode end inside its
+fixed horizon, and what each step keeps (latent features, logits, available actions, predicted reward
+and continuation) comes from the latent model, not from an env step. The engine depends on the env
+protocol only (:mod:`marlow.envs.api`): a real JAX env, a learned model behind the same protocol
 (:class:`marlow.world.model_env.ModelEnv`, whose state is opaque to the engine) or any other env.
 
 A *policy* is a pure function
@@ -22,7 +27,7 @@ and not where it terminated. ``next_obs`` is the observation each step reached, 
 episode's last observation where an episode ended (the env auto-resets; ``obs`` of the next step is then
 the new episode's first).
 
-Env information. With ``env_info=True`` the policy is called as ``policy(pstate, obs, t, key, info)``
+Env information. With ``Options(env_info=True)`` the policy is called as ``policy(pstate, obs, t, key, info)``
 with ``info = {"avail": agent -> bool [B, n], "global_state": [B, D]}``: the available-action masks of the
 current states (``env.avail_actions``) and, for tasks with a global state (``spec.global_state_dim``), the
 global state (``env.global_state``). The trajectory keeps them in :attr:`Trajectory.info`, with
@@ -31,14 +36,14 @@ episode ended), so a centralised critic bootstraps a truncated episode from its 
 
 Keys. By default the key is carried through the scan and split as ``key, k_act, k_env = split(key, 3)``
 at every step (``k_env`` split over the B envs); the final key is returned so the caller can continue
-the stream. ``step_keys=True`` instead takes ``key`` as ``[T]`` per-step keys, each split as
+the stream. ``Options(step_keys=True)`` instead takes ``key`` as ``[T]`` per-step keys, each split as
 ``k_act, k_env = split(key_t)`` (the evaluation stream, whose keys do not depend on anything before).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +74,7 @@ class Trajectory:
     extras: the policy's per-step extras.
     events: the task's episode events (``spec.episode_events``, e.g. SMAX's ``won``): info key -> bool
         ``[T, B]``, set on the step the event happened (empty dict for tasks without events).
-    info: with ``collect(..., env_info=True)``: ``avail`` (agent -> bool ``[T, B, n]``) and, for tasks
+    info: with ``Options(env_info=True)``: ``avail`` (agent -> bool ``[T, B, n]``) and, for tasks
         with a global state, ``global_state`` and ``next_global_state`` (``[T, B, D]``); else None.
     states: the env states *before* each step (only with ``record_states``; else None).
     """
@@ -140,43 +145,52 @@ def env_info_at(env, states: Any) -> dict:
     return info
 
 
+class Options(NamedTuple):
+    """How :func:`collect` runs (all static but ``t0`` and ``horizon``); the defaults are a training
+    collection's.
+
+    - ``t0``: the step index of the first step (``t`` passed to the policy is ``t0 + i``).
+    - ``horizon``: steps ``t >= horizon`` (relative to ``t0``) are computed but marked invalid (a traced
+      rollout length inside a static scan, e.g. AORPO's k <= k_max); None: all valid.
+    - ``step_keys``: ``key`` holds one key per step (module docstring).
+    - ``auto_reset``: step with ``env.step`` (auto-reset at episode ends); False uses ``env.step_env``.
+    - ``record_states``: keep the env state before every step in :attr:`Trajectory.states`.
+    - ``env_info``: pass the masks and global state to the policy and keep them (module docstring).
+    - ``reset_pstate``: ``reset_pstate(pstate, done) -> pstate`` after every step (``done``: bool ``[B]``,
+      the episode ended), so a recurrent policy starts each new episode from its initial state.
+    """
+
+    t0: int | jax.Array = 0
+    horizon: int | jax.Array | None = None
+    step_keys: bool = False
+    auto_reset: bool = True
+    record_states: bool = False
+    env_info: bool = False
+    reset_pstate: Callable[[Any, jax.Array], Any] | None = None
+
+
+TRAINING = Options()
+"""A training collection's options (:class:`Options`' defaults)."""
+
+
 def collect(
-    env,
-    policy: Policy,
-    carry: EnvCarry,
-    key: jax.Array,
-    steps: int,
-    *,
-    t0: int | jax.Array = 0,
-    horizon: int | jax.Array | None = None,
-    step_keys: bool = False,
-    auto_reset: bool = True,
-    record_states: bool = False,
-    env_info: bool = False,
-    reset_pstate: Callable[[Any, jax.Array], Any] | None = None,
+    env, policy: Policy, carry: EnvCarry, key: jax.Array, steps: int, opts: Options = TRAINING
 ) -> tuple[EnvCarry, jax.Array, Trajectory]:
-    """Run ``policy`` in ``env`` for ``steps`` (static) steps from ``carry``.
+    """Run ``policy`` in ``env`` for ``steps`` (static) steps from ``carry``, as ``opts`` say.
 
     Args:
         env: an env with the marlow protocol (``step``/``step_env``; ``batched`` envs step all B at once).
         policy: ``policy(pstate, obs, t, key) -> (pstate, actions, extras)`` (module docstring).
         carry: the env states, observations and policy state to start from (:func:`reset`,
             :func:`from_states`, or the carry a previous call returned).
-        key: a key, carried and split per step; ``[steps]`` per-step keys with ``step_keys``.
+        key: a key, carried and split per step; ``[steps]`` per-step keys with ``opts.step_keys``.
         steps: the scan length T.
-        t0: the step index of the first step (``t`` passed to the policy is ``t0 + i``).
-        horizon: steps ``t >= horizon`` (relative to ``t0``) are computed but marked invalid (a traced
-            rollout length inside a static scan, e.g. AORPO's k <= k_max); default: all valid.
-        step_keys: ``key`` holds one key per step (module docstring).
-        auto_reset: step with ``env.step`` (auto-reset at episode ends); False uses ``env.step_env``.
-        record_states: keep the env state before every step in :attr:`Trajectory.states`.
-        env_info: pass the masks and global state to the policy and keep them (module docstring).
-        reset_pstate: ``reset_pstate(pstate, done) -> pstate`` after every step (``done``: bool ``[B]``, the
-            episode ended), so a recurrent policy starts each new episode from its initial state.
+        opts: :class:`Options`.
 
     Returns ``(carry, key, trajectory)``: the carry after the last step, the next key of the carried
     stream (``key`` unchanged with ``step_keys``) and the :class:`Trajectory` ``[T, B, ...]``.
     """
+    t0, horizon, step_keys, auto_reset, record_states, env_info, reset_pstate = opts
     b = num_envs_of(carry)
 
     def body(inner, xs):
@@ -242,7 +256,7 @@ def collect(
 
 def stateless(act: Callable[..., dict], env_info: bool = False) -> Policy:
     """A :data:`Policy` from ``act(obs, key) -> actions`` (no policy state, no extras); with ``env_info``
-    from ``act(obs, key, info)``, for ``collect(..., env_info=True)``."""
+    from ``act(obs, key, info)``, for ``collect(..., Options(env_info=True))``."""
     if env_info:
         return lambda pstate, obs, t, key, info: (pstate, act(obs, key, info), None)
     return lambda pstate, obs, t, key: (pstate, act(obs, key), None)

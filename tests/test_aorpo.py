@@ -18,7 +18,7 @@ from marlow.algos import get_algo
 from marlow.buffers import replay
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 
 M = 8

@@ -13,7 +13,7 @@ import pytest
 from marlow import envs
 from marlow.algos.onpolicy import commnet, g2a
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 from marlow.nn.comm import G2A, CommNet, others_mean, straight_through_hard
 

@@ -15,7 +15,7 @@ import pytest
 
 from marlow.experiment import compile_cache, fingerprint, program_cache
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.loop import strongly_typed
 from marlow.experiment.runner import train
 from marlow.experiment.setup import build

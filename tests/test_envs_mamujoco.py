@@ -342,7 +342,7 @@ def test_mpe2_gets_its_global_state():
 # ---------------------------------------------------------------------------------------------------
 def test_ippo_trains_on_halfcheetah_2x3(tmp_path):
     from marlow.experiment.config import resolve
-    from marlow.experiment.logging import read_metrics
+    from marlow.experiment.loggers import read_metrics
     from marlow.experiment.runner import train
 
     args = [

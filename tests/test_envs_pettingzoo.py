@@ -416,3 +416,22 @@ def test_step_before_reset_raises():
     env = PettingZooEnv(ToyParallelEnv(), name="toy", episode_length=4)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(_box_actions())
+
+
+class BrokenStateEnv(ToyParallelEnv):
+    def state(self):
+        raise RuntimeError("boom")
+
+
+def test_a_state_that_fails_is_said_not_swallowed(monkeypatch):
+    """An env whose state() raises (before and after a first reset) runs without a global state, and the
+    user is told why (MAPPO's and HAPPO's critics then see the joint observation)."""
+    mod = types.ModuleType("marlow_fake_pz_broken_state")
+    mod.parallel_env = BrokenStateEnv
+    monkeypatch.setitem(sys.modules, "marlow_fake_pz_broken_state", mod)
+    with pytest.warns(
+        UserWarning, match=r"BrokenStateEnv.state\(\) raised RuntimeError: boom; .*joint observation"
+    ):
+        env = make("pettingzoo:marlow_fake_pz_broken_state", episode_length=4)
+    assert env.spec.global_state_dim is None
+    env.close()

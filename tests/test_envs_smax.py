@@ -121,7 +121,9 @@ def rollout_3m():
         pos = states.state.unit_positions.at[:2, :3].set(jnp.array([[2.0, 29.0], [3.5, 29.0], [2.75, 30.5]]))
         carry = rollout.from_states(env, states.replace(state=states.state.replace(unit_positions=pos)))
         policy = rollout.stateless(_mixed_policy, env_info=True)
-        _, _, traj = rollout.collect(env, policy, carry, key_run, STEPS, env_info=True, record_states=True)
+        _, _, traj = rollout.collect(
+            env, policy, carry, key_run, STEPS, rollout.Options(env_info=True, record_states=True)
+        )
         smax_masks = jax.vmap(jax.vmap(env.jaxmarl_env._env.get_avail_actions))(traj.states.state)
         return traj, smax_masks
 

@@ -25,7 +25,7 @@ from marlow.algos import ALGORITHMS, get_algo, learner, unsupported
 from marlow.algos.learner import kind_of
 from marlow.errors import ConfigError
 from marlow.experiment.config import field_types, resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 
 JAX_TASKS = [t for t in envs.task_names() if envs.make(t).is_jax]

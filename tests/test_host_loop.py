@@ -21,7 +21,7 @@ from marlow.experiment.checkpoint import CKPT_NAME
 from marlow.experiment.config import resolve
 from marlow.experiment.evaluate import eval_keys, evaluate_run, evaluation
 from marlow.experiment.host import env_seed, evaluate_host_run
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import build, load_run_config, train
 
 TASK = "pettingzoo/mpe2_simple_spread"

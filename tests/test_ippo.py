@@ -14,7 +14,7 @@ import pytest
 from marlow import envs, rollout
 from marlow.algos.onpolicy import ippo, ppo
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 
 SMALL = [

@@ -23,7 +23,7 @@ import pytest
 
 from marlow.experiment.config import resolve
 from marlow.experiment.evaluate import random_policy_return
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 
 

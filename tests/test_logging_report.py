@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from marlow.errors import CheckpointError, ConfigError
-from marlow.experiment.logging import RunDirError, RunLogger, read_metrics, split_task
+from marlow.experiment.loggers import RunDirError, RunLogger, read_metrics, split_task
 from marlow.experiment.report import (
     MissingMetricError,
     aligned_seeds,

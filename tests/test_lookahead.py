@@ -15,7 +15,7 @@ from marlow.buffers import replay
 from marlow.envs.games import lookahead_toy_reward
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 from marlow.world.model_env import ModelEnv
 
@@ -40,7 +40,7 @@ def _set_mean(params: dict, mean: float) -> dict:
 def _collect(algo, state, key, num_envs: int, steps: int):
     env = envs.make(TOY)
     carry = rollout.reset(env, jax.random.PRNGKey(1), num_envs)
-    _, _, traj = rollout.collect(env, algo.policy(state), carry, key, steps, env_info=True)
+    _, _, traj = rollout.collect(env, algo.policy(state), carry, key, steps, rollout.Options(env_info=True))
     return traj
 
 

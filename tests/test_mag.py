@@ -81,8 +81,7 @@ def test_error_predictor_learns_the_model_s_per_step_error():
             c,
             jax.random.PRNGKey(2),
             400,
-            env_info=True,
-            reset_pstate=alg.reset_pstate,
+            rollout.Options(env_info=True, reset_pstate=alg.reset_pstate),
         )
     )(carry)
     state = state.replace(buffer=sequence.add(state.buffer, alg.steps_of(traj)))

@@ -118,7 +118,12 @@ def test_execution_posterior_equals_the_training_filter_over_the_same_steps():
     carry = rollout.reset(env, jax.random.PRNGKey(1), 2, alg.init_pstate(2))
     _, _, traj = jax.jit(
         lambda c: rollout.collect(
-            env, pol, c, jax.random.PRNGKey(2), 130, env_info=True, reset_pstate=alg.reset_pstate
+            env,
+            pol,
+            c,
+            jax.random.PRNGKey(2),
+            130,
+            rollout.Options(env_info=True, reset_pstate=alg.reset_pstate),
         )
     )(carry)
     assert traj.done.any(axis=0).all()  # every env ended an episode inside the window

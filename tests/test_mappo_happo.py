@@ -15,7 +15,7 @@ from marlow.algos.onpolicy.actors import Actors
 from marlow.envs.api import EnvSpec, MultiAgentEnv
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 
 AGENTS = ("a", "b", "c")
@@ -82,7 +82,12 @@ def _collect(algo, state, key, steps=10, num_envs=8, record_states=False):
     env = HiddenSignal()
     carry = rollout.reset(env, jax.random.PRNGKey(7), num_envs)
     _, _, traj = rollout.collect(
-        env, algo.policy(state), carry, key, steps, env_info=True, record_states=record_states
+        env,
+        algo.policy(state),
+        carry,
+        key,
+        steps,
+        rollout.Options(env_info=True, record_states=record_states),
     )
     return env, traj
 

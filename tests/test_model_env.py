@@ -15,8 +15,8 @@ from marlow.envs import make
 from marlow.envs.api import EnvSpec, random_actions
 from marlow.envs.spaces import Box, Discrete
 from marlow.errors import ConfigError
+from marlow.world.branched import compounding_error, rollout
 from marlow.world.model_env import ModelEnv, ModelState
-from marlow.world.rollout import compounding_error, rollout
 
 N_AGENTS = 3  # simple_spread: 3 agents, 3 landmarks
 

@@ -12,7 +12,7 @@ from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
 from marlow.experiment.runner import build, prepare_run_dir, seed_keys
-from marlow.world.rollout import SCHEMES
+from marlow.world.branched import SCHEMES
 
 TASK = "mpe/simple_spread"  # 3 agents, one team: 3 egos x 2 teammates
 SMALL = [

@@ -1,4 +1,4 @@
-"""Tests of marlow.world.rollout: the rollout-length schedule (Tables 1-2), n_j (Algorithm 1 line 8), which
+"""Tests of marlow.world.branched: the rollout-length schedule (Tables 1-2), n_j (Algorithm 1 line 8), which
 steps query the real opponent under each scheme, exact communication counts, competitive teams
 (Appendix G.3), masking beyond k, vmapping over seeds, and the compounding error (Sec. 6.3)."""
 
@@ -13,8 +13,7 @@ from marlow.envs import make
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete
 from marlow.errors import ConfigError
-from marlow.world.model_env import ModelEnv
-from marlow.world.rollout import (
+from marlow.world.branched import (
     PAPER_SCHEDULES,
     branched_rollout,
     compounding_error,
@@ -23,6 +22,7 @@ from marlow.world.rollout import (
     real_query_steps,
     rollout_length,
 )
+from marlow.world.model_env import ModelEnv
 
 # ------------------------------------------------------------------------------------------------------
 # schedule

@@ -13,7 +13,7 @@ from marlow import envs
 from marlow.algos import get_algo
 from marlow.envs.games import CLIMBING_PAYOFF
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import train
 
 R = np.asarray(CLIMBING_PAYOFF, np.float64)  # rows: agent_0's action, columns: agent_1's

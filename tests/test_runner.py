@@ -27,7 +27,7 @@ from marlow.devices import seed_devices
 from marlow.errors import TrainingDiverged
 from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import load_run_config, train
 
 # 4 chunks of one iteration (25 vectorised steps x 4 envs, then one update), 2 greedy eval episodes

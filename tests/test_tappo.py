@@ -35,8 +35,7 @@ def _collect(env, algo, state, steps=40, num_envs=3, key=0):
         carry,
         jax.random.PRNGKey(key + 1),
         steps,
-        env_info=True,
-        reset_pstate=algo.reset_pstate,
+        rollout.Options(env_info=True, reset_pstate=algo.reset_pstate),
     )
 
 
@@ -49,7 +48,12 @@ def test_collect_resets_policy_state_at_episode_ends():
 
     carry = rollout.reset(env, jax.random.PRNGKey(0), 2, jnp.zeros((2,), jnp.int32))
     out, _, traj = rollout.collect(
-        env, count, carry, jax.random.PRNGKey(1), 60, reset_pstate=lambda p, d: jnp.where(d, 0, p)
+        env,
+        count,
+        carry,
+        jax.random.PRNGKey(1),
+        60,
+        rollout.Options(reset_pstate=lambda p, d: jnp.where(d, 0, p)),
     )
     seen = np.asarray(traj.extras)[:, 0]
     np.testing.assert_array_equal(seen, np.arange(60) % env.spec.episode_length)

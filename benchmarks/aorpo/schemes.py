@@ -20,7 +20,7 @@ real policies only.
 2. Compounding error (Fig. 4): for every trained seed, the final state is restored from its checkpoint
    and marlow.world.compounding measures eps_c(h) = 1/h sum_{i<=h} ||s_i - s_hat_i||^2 for h = 1..H
    (H = ``--horizon``, default the run's rollout_max) of EVERY scheme (the four of
-   marlow.world.rollout.SCHEMES) from the same ``--starts`` real start states and keys, so the
+   marlow.world.branched.SCHEMES) from the same ``--starts`` real start states and keys, so the
    comparison isolates the scheme: same dynamics model, same opponent models, same policies. Start
    states: fresh resets run for a uniform 0..24 steps with the trained exploring policies. The h-step
    rollout uses k = h (n_j = floor(h min eps / eps_j) from the state's opponent-model errors), and its
@@ -47,8 +47,8 @@ from sweep import mean_ci, per_seed, run_sweep, table  # noqa: E402
 
 from marlow.experiment import model_usage  # noqa: E402
 from marlow.experiment.runner import build, load_run_config  # noqa: E402
+from marlow.world.branched import SCHEMES  # noqa: E402
 from marlow.world.compounding import make_measure  # noqa: E402
-from marlow.world.rollout import SCHEMES  # noqa: E402
 
 TASK = "mpe/simple_spread"
 COMMON = ["warmup_steps=5000", "eval_every=2500"]

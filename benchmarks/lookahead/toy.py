@@ -77,7 +77,9 @@ def run_arm(algo_name: str, seeds: int, iters: int):
         def iteration(c, i):
             state, carry, key = c
             key, k_col, k_learn = jax.random.split(key, 3)
-            carry, _, traj = rollout.collect(env, algo.policy(state), carry, k_col, steps, env_info=True)
+            carry, _, traj = rollout.collect(
+                env, algo.policy(state), carry, k_col, steps, rollout.Options(env_info=True)
+            )
             state, m = algo.learn(state, traj, (i + 1) * steps * num_envs, k_learn)
             kl = jnp.stack([m.get("la_kl_gain", 0.0), m.get("la_collected", 0.0)])
             return (state, carry, key), (greedy(state), kl)

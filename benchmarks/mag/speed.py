@@ -55,8 +55,7 @@ def filled_state(env, alg, steps: int):
             c,
             jax.random.PRNGKey(2),
             steps,
-            env_info=True,
-            reset_pstate=alg.reset_pstate,
+            rollout.Options(env_info=True, reset_pstate=alg.reset_pstate),
         )
     )(carry)
     rows = alg.steps_of(traj)

@@ -13,7 +13,7 @@ import numpy as np
 
 from marlow.devices import configure_host_devices
 from marlow.experiment.config import resolve
-from marlow.experiment.logging import read_metrics
+from marlow.experiment.loggers import read_metrics
 from marlow.experiment.runner import load_run_config, train
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +52,7 @@ def grid_sweep(out: Path, args: list[str], ray_cpus: str = "") -> list[dict]:
     trials of its sweep.json (``run_dir``, ``swept`` values, ``seconds`` of the trial's whole process
     when this call ran it). ``ray_cpus``: the local Ray instance's CPUs (default: all). Exits with the
     sweep's message when a trial failed."""
-    from marlow.sweep.run import SWEEP_FILE
+    from marlow.sweep.grid import SWEEP_FILE
     from marlow.sweep.run import run_sweep as marlow_sweep
 
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from marlow.envs.api import EnvSpec, flat_actions  # noqa: F401  (used as common.flat_actions)
 from marlow.nn.distributions import DeterministicTanh, make_dist
-from marlow.nn.mlp import MLP
+from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 from marlow.nn.optim import make_optimizer, opt_step, soft_update  # noqa: F401  (used as common.*)
 from marlow.schema.ranges import Count, NonNegative
 
@@ -34,7 +34,9 @@ class Policies:
             a: make_dist(s, deterministic=deterministic, temperature=temperature, noise=noise)
             for a, s in zip(spec.agents, spec.act_spaces, strict=True)
         }
-        self.nets = {a: MLP(tuple(hidden), self.dists[a].out_dim, out_scale=0.01) for a in spec.agents}
+        self.nets = {
+            a: MLP(tuple(hidden), self.dists[a].out_dim, out_scale=POLICY_HEAD_SCALE) for a in spec.agents
+        }
         self.in_dims = {a: spec.obs_dim(a) + (extra_inputs or {}).get(a, 0) for a in spec.agents}
 
     def init(self, key: jax.Array) -> dict[str, Any]:

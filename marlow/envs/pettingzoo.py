@@ -39,7 +39,8 @@ jitted or vmapped (``is_jax = False``); algorithms drive it from a Python loop::
   the first state of the new episode) and every step's ``infos["terminal_global_state"]`` is the state the
   step reached, before any auto-reset (equal to ``global_state()`` mid-episode). Envs without ``state()``
   (PettingZoo's base class raises ``NotImplementedError``) have ``global_state_dim`` None, no
-  ``terminal_global_state`` and a ``global_state()`` that raises ConfigError.
+  ``terminal_global_state`` and a ``global_state()`` that raises ConfigError; so do envs whose ``state()``
+  raises anything else before and after a first reset, with a warning that says so.
 - Available actions: :meth:`PettingZooEnv.avail_actions` gives every non-Box agent an all-True bool mask
   ``[flat_dim]`` (``spec.action_masks`` False). PettingZoo's action masks (an ``"action_mask"`` entry of
   dict observations or of the infos) are not read; dict observations are rejected as unsupported spaces.
@@ -74,6 +75,7 @@ Importing this module is cheap: pettingzoo, gymnasium and mpe2 are imported on f
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -241,8 +243,13 @@ def _state_dim(pz_env) -> int | None:
             return int(np.asarray(fn()).size)
         except NotImplementedError:
             return None
-        except Exception:  # some envs only answer after a first reset: try once more
-            if first_reset:
+        except Exception as e:  # some envs only answer after a first reset: try once more
+            if first_reset:  # said, not swallowed: a centralised critic then sees the joint observation
+                warnings.warn(
+                    f"{type(pz_env).__name__}.state() raised {type(e).__name__}: {e}; marlow runs the env "
+                    "without a global state (centralised critics use the joint observation)",
+                    stacklevel=3,
+                )
                 return None
     return None
 

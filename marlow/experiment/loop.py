@@ -165,8 +165,7 @@ class Loop:
             rs.env,
             rs.key,
             self.steps_per_iter,
-            env_info=self.env_info,
-            reset_pstate=getattr(self.learner, "reset_pstate", None),
+            rollout.Options(env_info=self.env_info, reset_pstate=getattr(self.learner, "reset_pstate", None)),
         )
         return self.learn(rs.replace(env=env_carry, key=key), traj, it)
 
@@ -364,9 +363,7 @@ def policy_outcomes(
         carry,
         jax.random.split(k_run, T),
         T,
-        step_keys=True,
-        env_info=env_info,
-        reset_pstate=reset_pstate,
+        rollout.Options(step_keys=True, env_info=env_info, reset_pstate=reset_pstate),
     )
     alive = rollout.episode_mask(traj)
     returns = {a: jnp.sum(traj.rewards[a] * alive, axis=0) for a in spec.agents}

@@ -13,14 +13,14 @@ import numpy as np
 from marlow.errors import ConfigError
 from marlow.experiment.evaluate import algo_states, eval_keys, load_jax_run
 from marlow.experiment.setup import build, load_run_config
+from marlow.world.branched import SCHEMES
 from marlow.world.compounding import make_measure
-from marlow.world.rollout import SCHEMES
 
 
 def measure_run(
     run_dir: str | Path, starts: int = 256, horizon: int | None = None, seed: int = 1234, measure=None
 ) -> dict:
-    """Every scheme of :data:`~marlow.world.rollout.SCHEMES` measured on every seed of the run:
+    """Every scheme of :data:`~marlow.world.branched.SCHEMES` measured on every seed of the run:
     scheme -> {"eps_c": [S, H], "comm": [S, H], "eps_c_ego": [S, N, H]} (numpy), H = ``horizon`` or the
     run's ``rollout_max``. ``measure``: a compiled :func:`~marlow.world.compounding.make_measure` to reuse
     (runs that differ only in their training scheme can share one). Raises ConfigError for a run of an

@@ -16,7 +16,7 @@ from marlow.devices import shard_seeds
 from marlow.errors import ConfigError, RunInterrupted, TrainingDiverged
 from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.logging import RunLogger
+from marlow.experiment.loggers import RunLogger
 from marlow.experiment.progress import ProgressReporter
 from marlow.experiment.setup import chunk_spans, num_chunks
 from marlow.experiment.signals import GracefulStop, wait

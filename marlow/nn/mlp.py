@@ -10,6 +10,12 @@ import jax
 import jax.numpy as jnp
 
 Activation = Literal["relu", "tanh", "swish", "elu"]  # a config key naming one (e.g. ``model_activation``)
+POLICY_HEAD_SCALE = 0.01
+"""``out_scale`` of every policy (and opponent-model) output layer: its initial weights about 100x smaller
+than a default layer's (variance scaling 0.01), so that initial policies are near uniform / near the
+action box's centre and independent of the observation (Andrychowicz et al. 2021, *What Matters in
+On-Policy Reinforcement Learning?*, recommendation: initialise the last policy layer with 100x smaller
+weights)."""
 ACTIVATIONS: dict[str, Callable] = dict(
     zip(get_args(Activation), (nn.relu, nn.tanh, nn.swish, nn.elu), strict=True)
 )

@@ -23,6 +23,10 @@ from pathlib import Path
 
 from marlow.errors import ConfigError
 
+SWEEP_FILE = "sweep.json"
+"""A sweep's record in its output folder: its trials and how each ended (:mod:`marlow.sweep.run` writes it,
+:mod:`marlow.sweep.aggregate` reads it)."""
+
 SEEDS = "seeds"
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 

@@ -12,7 +12,7 @@ that fails (a diverged run, a crash, a killed worker) is reported with one line 
 command then exits with status 1, and a rerun retries the failed trials. Each trial's output goes to its
 run directory's ``train.log`` (its progress: one line per evaluation); ``sweep.json`` in the sweep
 directory lists the trials and their outcome.
-The aggregate report (marlow.sweep.report) is written to ``<out>/aggregate`` at the end unless
+The aggregate report (marlow.sweep.summary) is written to ``<out>/aggregate`` at the end unless
 ``aggregate=false``.
 """
 
@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 
 from marlow.errors import ConfigError
-from marlow.sweep.grid import Trial, expand
+from marlow.sweep.grid import SWEEP_FILE, Trial, expand
 
-SWEEP_FILE = "sweep.json"
 LOG_NAME = "train.log"
 OPTIONS = {
     "out": None,
@@ -76,7 +75,7 @@ def trial_status(trial: Trial) -> str:
     attempt: resumed from its checkpoint, or restarted if it has none) or ``new``. A run directory of
     another config is refused, so a changed command never mixes two configs in one trial."""
     from marlow.experiment.config import HOST_ONLY, resolve
-    from marlow.experiment.logging import read_metrics
+    from marlow.experiment.loggers import read_metrics
     from marlow.experiment.setup import CONFIG_NAME, build, load_run_config
 
     if not (trial.run_dir / CONFIG_NAME).exists():
@@ -159,7 +158,7 @@ def run_sweep(args: list[str]) -> int:
     failed = [t for t in trials if outcome[t.run_dir]["status"] != "finished"]
     print(f"sweep {out}: {len(trials) - len(failed)} of {len(trials)} trials finished", flush=True)
     if len(failed) < len(trials) and opts["aggregate"] == "true":
-        from marlow.sweep.report import write
+        from marlow.sweep.summary import write
 
         try:
             print(f"aggregate: {write([out], out / 'aggregate')}", flush=True)

@@ -5,9 +5,9 @@ the same start state, the model compounding error (Sec. 6.3, after Nagabandi et 
 
     eps_c(h) = 1/h sum_{i=1}^h ||s_i - s_hat_i||_2^2
 
-(:func:`marlow.world.rollout.compounding_error`; s is the joint observation). :func:`compounding_curves`
-measures it for a trained AORPO (or AORDPG) state, per rollout scheme of :data:`~marlow.world.rollout.SCHEMES`
-and horizon h = 1..H:
+(:func:`marlow.world.branched.compounding_error`; s is the joint observation).
+:func:`compounding_curves` measures it for a trained AORPO (or AORDPG) state, per rollout scheme of
+:data:`~marlow.world.branched.SCHEMES` and horizon h = 1..H:
 
 1. Start states (ours: the paper does not say where its s_0 come from). M fresh resets of the real env,
    each run for w_m ~ U{0, ..., max_warmup} steps (default: the whole episode, ``episode_length - 1``)
@@ -19,7 +19,7 @@ and horizon h = 1..H:
    (exploring) policy; the same for every ego and every scheme.
 3. The branched rollout of every ego under the scheme, through the algorithm's own code path
    (``algo.ego_rollout``: its dynamics model ``algo.dyn.step``, its opponent models ``algo.opp.predict``,
-   n_j = :func:`~marlow.world.rollout.opponent_steps` of the state's eps, the agents' ``algo.agent_act``)
+   n_j = :func:`~marlow.world.branched.opponent_steps` of the state's eps, the agents' ``algo.agent_act``)
    from the start states' joint observations, with rollout length k = h: eps_c(h) compares an h-step
    rollout with the first h real steps, and its communications are those of an h-step rollout (under the
    adaptive schemes n_j depends on k, so the h-step rollout is not a prefix of the H-step one).
@@ -47,7 +47,7 @@ import jax.numpy as jnp
 
 from marlow import rollout as engine
 from marlow.errors import ConfigError
-from marlow.world.rollout import SCHEMES, compounding_error, rollout
+from marlow.world.branched import SCHEMES, compounding_error, rollout
 
 DEFAULT_SCHEMES = ("adaptive", "all_models", "all_real")
 """The three model usages of Sec. 6.3 / Figs. 4-5."""
@@ -78,9 +78,7 @@ def start_states(algo, state, env, key: jax.Array, m: int, max_warmup: int | Non
             carry,
             jax.random.split(k_run, w_max),
             w_max,
-            step_keys=True,
-            auto_reset=False,
-            record_states=True,
+            engine.Options(step_keys=True, auto_reset=False, record_states=True),
         )
 
         def pick(before, after):  # before: [w_max, M, ...] states before each step; after: [M, ...]

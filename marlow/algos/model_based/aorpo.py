@@ -8,7 +8,7 @@ rollouts. Every agent i (the "ego") has
   latest real transitions before every round of policy updates, with its error eps_j (lines 6-7);
 - a policy pi_i(a_i | o_i, a_hat_-i) conditioned on the opponent models' (greedy) predictions of the
   others' actions (Sec. 5.1 "Agent Learning", Eq. 4), used both to act in the env and in the rollouts;
-- its own model buffer D_model^i filled with branched rollouts (lines 9-20, ``marlow.world.rollout``): M
+- its own model buffer D_model^i filled with branched rollouts (lines 9-20, ``marlow.world.branched``): M
   start observations sampled from D_env, k steps in the model, the opponent model of j used for the first
   n_j = floor(k min_j' eps_j' / eps_j) steps and j's real policy queried afterwards (one communication per
   start state and step; other-team agents are never queried, Appendix G.3).
@@ -41,11 +41,7 @@ from marlow.envs.api import EnvSpec
 from marlow.errors import ConfigError
 from marlow.schema.groups import sub_config
 from marlow.schema.ranges import Count, Range, Size
-from marlow.world.dynamics import DynamicsModel
-from marlow.world.ensemble import MODEL_PREFIX, EnsembleConfig, ModelKeys
-from marlow.world.model_env import ModelEnv
-from marlow.world.opponents import OPP_PREFIX, OpponentConfig, OpponentKeys, OpponentModels
-from marlow.world.rollout import (
+from marlow.world.branched import (
     Rollout,
     Scheme,
     branched_rollout,
@@ -53,6 +49,10 @@ from marlow.world.rollout import (
     opponent_steps,
     rollout_length,
 )
+from marlow.world.dynamics import DynamicsModel
+from marlow.world.ensemble import MODEL_PREFIX, EnsembleConfig, ModelKeys
+from marlow.world.model_env import ModelEnv
+from marlow.world.opponents import OPP_PREFIX, OpponentConfig, OpponentKeys, OpponentModels
 
 NAME = "aorpo"
 KIND = "off_policy"

@@ -52,7 +52,7 @@ from marlow.algos import common
 from marlow.algos.offpolicy.ddpg import first_scalar, from_unit, to_unit
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
-from marlow.nn.mlp import MLP
+from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Size, Widths
 
@@ -98,7 +98,9 @@ class Algorithm:
             spec, cfg.hidden, deterministic=True, noise=cfg.exploration_noise, extra_inputs=self.opp_dim
         )
         self.critic = MLP(tuple(cfg.hidden), 1)
-        self.oms = {a: MLP(tuple(cfg.hidden), self.opp_dim[a], out_scale=0.01) for a in spec.agents}
+        self.oms = {
+            a: MLP(tuple(cfg.hidden), self.opp_dim[a], out_scale=POLICY_HEAD_SCALE) for a in spec.agents
+        }
         self.actor_opt = common.make_optimizer(cfg.lr_actor, cfg.max_grad_norm)
         self.critic_opt = common.make_optimizer(cfg.lr_critic, cfg.max_grad_norm)
         self.om_opt = common.make_optimizer(cfg.lr_om, cfg.max_grad_norm)

@@ -130,6 +130,9 @@ class Algorithm:
         y = jax.lax.stop_gradient(y)
 
         def critic_loss(p):
+            # the MADDPG code's loss, mean((q - y)^2), without the 1/2 of the other critics here: its
+            # gradient is twice theirs at the same TD error, and the gradient clip (max_grad_norm 0.5, the
+            # MADDPG code's) acts on that gradient
             q = self._q(p, q_in)
             return jnp.mean((q - y) ** 2), jnp.mean(q)
 

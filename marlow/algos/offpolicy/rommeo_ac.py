@@ -48,7 +48,7 @@ from marlow.algos import common
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box
 from marlow.nn.distributions import TanhGaussian
-from marlow.nn.mlp import MLP
+from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
 
@@ -99,9 +99,9 @@ class Algorithm:
         h = tuple(cfg.hidden)
         self.nets = {
             "q": {a: MLP(h, 1) for a in spec.agents},
-            "pi": {a: MLP(h, self.own[a].out_dim, out_scale=0.01) for a in spec.agents},
-            "rho": {a: MLP(h, self.opp[a].out_dim, out_scale=0.01) for a in spec.agents},
-            "prior": {a: MLP(h, self.opp[a].out_dim, out_scale=0.01) for a in spec.agents},
+            "pi": {a: MLP(h, self.own[a].out_dim, out_scale=POLICY_HEAD_SCALE) for a in spec.agents},
+            "rho": {a: MLP(h, self.opp[a].out_dim, out_scale=POLICY_HEAD_SCALE) for a in spec.agents},
+            "prior": {a: MLP(h, self.opp[a].out_dim, out_scale=POLICY_HEAD_SCALE) for a in spec.agents},
         }
         lrs = {"q": cfg.lr_q, "pi": cfg.lr_pi, "rho": cfg.lr_rho, "prior": cfg.lr_prior}
         self.opts = {n: common.make_optimizer(lrs[n], cfg.max_grad_norm) for n in NETS}

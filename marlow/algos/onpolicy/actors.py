@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box
 from marlow.nn.distributions import DiagGaussian, make_dist
-from marlow.nn.mlp import MLP
+from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 
 MASKED_LOGIT = -1e9  # finite, so p * log p of a masked action is 0 * (-1e9) = 0, not NaN
 
@@ -52,7 +52,8 @@ class Actors:
             self.group[a] = g
             self.members.setdefault(g, []).append(a)
         self.net = {
-            g: MLP(tuple(hidden), self.dists[g].out_dim, activation, out_scale=0.01) for g in self.members
+            g: MLP(tuple(hidden), self.dists[g].out_dim, activation, out_scale=POLICY_HEAD_SCALE)
+            for g in self.members
         }
 
     def _kind(self, a: str):

@@ -35,7 +35,7 @@ from marlow.algos.onpolicy import ppo
 from marlow.algos.onpolicy.actors import mask_logits
 from marlow.errors import ConfigError
 from marlow.nn.attention import AgentAttention
-from marlow.nn.mlp import MLP
+from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 from marlow.schema.ranges import Size
 
 NAME = "attention_ppo"
@@ -97,7 +97,7 @@ class Algorithm(OnPolicyDefaults):
         a0 = spec.agents[0]
         self.n, self.n_actions = spec.num_agents, spec.act_space(a0).n
         self.obs_dim = spec.obs_dim(a0)
-        self.actor = self.network(self.n_actions, out_scale=0.01)
+        self.actor = self.network(self.n_actions, out_scale=POLICY_HEAD_SCALE)
         self.critic = self.network(1, out_scale=1.0)
         self.env_info = spec.action_masks
         clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []

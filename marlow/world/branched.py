@@ -229,7 +229,7 @@ def _scan(key, env, start, act, k, k_max: int):
     def policy(pstate, obs, t, key):
         return pstate, act(t, obs, key), None
 
-    _, _, traj = engine.collect(env, policy, carry, key, k_max, horizon=k)
+    _, _, traj = engine.collect(env, policy, carry, key, k_max, engine.Options(horizon=k))
     # a branch ends at its first episode end (a predicted termination or the time limit): the steps the
     # env's auto-reset would make after it are not part of the rollout
     valid = traj.valid & (engine.episode_mask(traj) > 0)
