@@ -117,9 +117,10 @@ def check_protocol(obj, proto: type, what: str, hooks: tuple[str, ...] = ()) -> 
     """ConfigError unless ``obj`` has every member of ``proto`` (methods callable), and unless a public
     method of ``obj`` looks like a misspelling of one of the optional ``hooks`` it lacks (such a hook
     would silently never be called)."""
+    members = _members(proto)
     missing = [
         m
-        for m in _members(proto)
+        for m in members
         if not hasattr(obj, m) or (callable(getattr(proto, m, None)) and not callable(getattr(obj, m)))
     ]
     if missing:
@@ -128,7 +129,7 @@ def check_protocol(obj, proto: type, what: str, hooks: tuple[str, ...] = ()) -> 
         )
     lacking = [h for h in hooks if not hasattr(obj, h)]
     for name in dir(type(obj)):
-        if name.startswith("_") or name in hooks or name in _members(proto):
+        if name.startswith("_") or name in hooks or name in members:
             continue
         close = difflib.get_close_matches(name, lacking, n=1, cutoff=0.8)
         if close:

@@ -49,10 +49,6 @@ class Run:
     algo: Any
     learner: Any
 
-    @property
-    def spec(self):
-        return self.env.spec
-
 
 def build(cfg: RunConfig, quiet: bool = False) -> Run:
     """The :class:`Run` of a resolved config: the env, the algorithm and its learner (one-line
