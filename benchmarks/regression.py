@@ -56,6 +56,15 @@ CONFIGS: dict[str, list[str]] = {
     "iql_climbing": ["algo=iql", "task=games/climbing", *SCHEDULE],
     "masac_pettingzoo": ["algo=masac", "task=pettingzoo/mpe2_simple_spread", *SCHEDULE, *SMALL_NET],
 }
+QUADRATICS = ["task=games/max_of_two_quadratics", *SCHEDULE, *SMALL_NET]
+PARTICLES = ["value_particles=4", "kernel_particles=4"]
+CONFIGS |= {  # the continuous-game baselines of ROMMEO's Fig. 2 (the off-policy scaffold's other users)
+    "ddpg_quadratics": ["algo=ddpg", *QUADRATICS],
+    "ddpg_om_quadratics": ["algo=ddpg_om", *QUADRATICS, "om_window=64"],
+    "masql_quadratics": ["algo=masql", *QUADRATICS, *PARTICLES, "greedy_particles=4"],
+    "pr2_ac_quadratics": ["algo=pr2_ac", *QUADRATICS, *PARTICLES],
+    "masac_quadratics": ["algo=masac", *QUADRATICS],
+}
 ON_POLICY = ["total_steps=600", "eval_every=200", "num_envs=2", "rollout_steps=25", "epochs=2"]
 ON_POLICY += ["num_minibatches=2", "hidden=16,16"]
 LOOKAHEAD = ["la_warmup_steps=100", "la_rollouts=4", "la_episode_length=3", "la_epochs=1"]

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from readings import probe_fn
 
 from marlow import envs
 from marlow.algos import get_algo
@@ -32,7 +33,7 @@ class Setup:
         self.init = jax.jit(algo.init)
         self.act = jax.jit(algo.act, static_argnums=3)
         self.update = jax.jit(algo.update)
-        self.diagnostics = jax.jit(algo.diagnostics)
+        self.diagnostics = probe_fn(self.spec, algo, self.cfg)
         self.observe = jax.jit(algo.observe) if hasattr(algo, "observe") else (lambda s, t: s)
         self.state0 = self.init(jax.random.PRNGKey(0))
 

@@ -289,3 +289,55 @@ def test_make_dist_dispatch_and_unbounded_box():
         TanhGaussian(Box(-np.inf, np.inf, (1,)))
     with pytest.raises(ValueError):
         DeterministicTanh(Box(-np.inf, 1.0, (1,)))
+
+
+# ---- the affine map between env-scale and unit actions (one piece, envs.spaces) -------------------------
+def test_unit_rescaling_is_affine_and_inverted():
+    from marlow.envs.spaces import flat_bounds, from_unit, to_unit, unit_flat
+
+    low, high = flat_bounds([Box(-10.0, 10.0, (1,)), Box((0.0, -1.0), (1.0, 3.0), (2,))])
+    np.testing.assert_array_equal(np.asarray(low), [-10.0, 0.0, -1.0])
+    np.testing.assert_array_equal(np.asarray(high), [10.0, 1.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(to_unit(low, low, high)), [-1.0, -1.0, -1.0])
+    np.testing.assert_array_equal(np.asarray(to_unit(high, low, high)), [1.0, 1.0, 1.0])
+    x = jnp.array([[5.0, 0.25, 2.0]])  # 3/4, 1/4 and 3/4 of the way up
+    np.testing.assert_allclose(np.asarray(to_unit(x, low, high)), [[0.5, -0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(from_unit(to_unit(x, low, high), low, high)), x, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(from_unit(jnp.array([2.0, -3.0, 1.0]), low, high)), [10, 0, 3])
+    np.testing.assert_array_equal(np.asarray(unit_flat(Discrete(3), jnp.eye(3))), np.eye(3))  # one-hots pass
+
+
+def test_tanh_distributions_use_the_same_rescaling():
+    from marlow.envs.spaces import from_unit, to_unit
+
+    space = Box(-10.0, 10.0, (2,))
+    low, high = space.low_array, space.high_array
+    out = jnp.array([[0.3, -2.0, 0.1, 0.2]])
+    np.testing.assert_array_equal(
+        np.asarray(TanhGaussian(space).mode(out)[1]), np.asarray(from_unit(jnp.tanh(out[:, :2]), low, high))
+    )
+    np.testing.assert_array_equal(
+        np.asarray(DeterministicTanh(space).mode(out[:, :2])[1]),
+        np.asarray(from_unit(jnp.tanh(out[:, :2]), low, high)),
+    )
+    a = jnp.array([[2.5, -7.5]])  # log_prob inverts the squashing with to_unit
+    want = TanhGaussian(space).log_prob_from_pre_tanh(
+        jnp.arctanh(to_unit(a, low, high)), out[:, :2], out[:, 2:]
+    )
+    np.testing.assert_allclose(np.asarray(TanhGaussian(space).log_prob(out, a)), np.asarray(want), rtol=1e-6)
+
+
+def test_gaussian_density_entropy_and_clipping():
+    from marlow.nn.distributions import Gaussian
+
+    g = Gaussian(Box(-1.0, 1.0, (2,)))
+    mean, log_std = np.array([0.2, -0.4]), np.array([-1.0, 0.5])
+    out = jnp.asarray(np.concatenate([mean, log_std])[None], jnp.float32)
+    x = np.array([0.5, 0.9])
+    want = np.sum(-0.5 * ((x - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi))
+    assert float(g.log_prob(out, jnp.asarray(x[None], jnp.float32))[0]) == pytest.approx(want, rel=1e-5)
+    assert float(g.entropy(out)[0]) == pytest.approx(
+        np.sum(log_std + 0.5 * np.log(2 * np.pi * np.e)), rel=1e-6
+    )
+    s = g.sample(jnp.array([[5.0, -5.0, -20.0, -20.0]]), KEY)  # far outside the box, no spread
+    np.testing.assert_array_equal(np.asarray(s.env), [[1.0, -1.0]])

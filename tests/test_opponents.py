@@ -18,8 +18,7 @@ from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete
 from marlow.errors import ConfigError
 from marlow.world.opponents import (
-    GaussianHead,
-    MultiCategoricalHead,
+    Head,
     OpponentModels,
     holdout_split,
     recommended_config,
@@ -230,9 +229,9 @@ def test_holdout_split_disjoint_and_sized():
 
 
 def test_heads_multidiscrete_adds_and_gaussian_clips():
-    head = MultiCategoricalHead(MultiDiscrete((3, 2)))
+    head = Head(MultiDiscrete((3, 2)))
     out = np.array([[0.5, -1.0, 2.0, 0.3, -0.2]], np.float32)
-    g = GaussianHead(Box(-1.0, 1.0, (2,)))
+    g = Head(Box(-1.0, 1.0, (2,)))
     g_out = jnp.array([[100.0, -100.0, 1.0, 1.0]])
 
     @jax.jit

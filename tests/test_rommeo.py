@@ -180,9 +180,9 @@ def test_rommeo_ac_opponent_model_moves_toward_the_prior_when_q_is_flat():
         "rewards": {a: jnp.zeros(64) for a in QUAD.agents},
         "done": jnp.zeros(64),
     }
-    before = float(algo.diagnostics(state)["rho_mean/agent_0"])
+    before = float(algo.probe(state, QUAD.state_obs(0))["rho_mean/agent_0"])
     state = iterate(algo, state, batch, 400)
-    d = algo.diagnostics(state)
+    d = algo.probe(state, QUAD.state_obs(0))
     assert abs(before) < 1.5
     assert float(d["prior_mean/agent_0"]) == pytest.approx(5.0, abs=1e-4)  # P frozen
     assert float(d["rho_mean/agent_0"]) == pytest.approx(5.0, abs=0.5)  # rho pulled to P

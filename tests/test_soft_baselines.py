@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from readings import probe_fn
 
 from marlow import envs
 from marlow.algos import get_algo
@@ -38,7 +39,7 @@ class Setup:
         self.init = jax.jit(self.algo.init)
         self.act = jax.jit(self.algo.act, static_argnums=3)
         self.update = jax.jit(self.algo.update)
-        self.diagnostics = jax.jit(self.algo.diagnostics)
+        self.diagnostics = probe_fn(self.spec, self.algo, self.cfg)
         self.state0 = self.init(jax.random.PRNGKey(0))
 
 

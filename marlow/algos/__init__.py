@@ -25,6 +25,9 @@ Optional parts of that protocol:
 - ``Algorithm.observe(state, trans) -> state``: sees every batch of transitions as it is stored (e.g. to
   keep empirical action counts), also during warm-up;
 - ``Algorithm.diagnostics(state) -> dict`` of scalars, logged as ``diag/<name>`` at every evaluation;
+- ``Algorithm.probe(state, obs) -> dict`` of scalars read from its models at ``obs`` (opponent models,
+  priors); logged as ``diag/<name>`` on single-state tasks, at their one observation, beside every
+  agent's greedy action (``diag/pi_mean/<agent>``, for any learner: :func:`marlow.experiment.loop.probe`);
 - ``Algorithm.prepare(state, buffer, key, step) -> (state, metrics)``: called before each round of
   ``updates_per_step`` updates with the whole real replay buffer and the (unbatched) env-step count, e.g.
   to train world and opponent models and to fill a model buffer with rollouts;

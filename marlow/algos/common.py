@@ -1,10 +1,11 @@
 """Pieces shared by the actor-critic algorithms: per-agent policy networks, centralised critic inputs,
-optimiser steps and target updates."""
+optimiser steps, and the off-policy update scaffold (:class:`AgentwiseUpdate`: per-agent steps, then
+the new state with its Polyak-averaged targets)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -103,6 +104,36 @@ def joint_dim(spec: EnvSpec) -> int:
 
 def mean_over_agents(per_agent: dict[str, jax.Array]) -> jax.Array:
     return jnp.mean(jnp.stack(list(per_agent.values())))
+
+
+class AgentwiseUpdate:
+    """The off-policy update scaffold. ``update`` runs ``agent_update(state, agent, batch, key) ->
+    (new fields, metrics)`` for every agent in spec order, each with its own key split from ``key``, and
+    :meth:`combine` applies the new fields: each target network named in ``TARGETS`` (target field ->
+    the online field it tracks) is moved by Polyak averaging, ``steps`` grows by one, and the metrics are
+    averaged over agents. Algorithms whose agents share inputs computed once per update (MASAC's and
+    MADDPG's next joint action) write their own ``update`` and end it with :meth:`combine`."""
+
+    TARGETS: ClassVar[dict[str, str]] = {}
+
+    def update(self, state, batch: dict, key: jax.Array):
+        keys = jax.random.split(key, self.spec.num_agents)
+        parts = [self.agent_update(state, a, batch, k) for a, k in zip(self.spec.agents, keys, strict=True)]
+        return self.combine(state, parts)
+
+    def combine(self, state, parts: list):
+        """The state after an update from every agent's ``(new fields, metrics)`` (in spec order)."""
+        new, metrics = gather_parts(self.spec, parts)
+        targets = {name: new[online] for name, online in self.TARGETS.items()}
+        return apply_update(state, new, self.cfg.tau, **targets), metrics
+
+
+def apply_update(state, new: dict, tau: float, **targets):
+    """The state after one update, with the ``new`` fields, every target network (``targets``: target
+    field -> the online parameters it tracks, as updated) moved by Polyak averaging
+    theta' <- tau theta + (1 - tau) theta' (Lillicrap et al. 2015, Alg. 1), and ``steps`` + 1."""
+    moved = {name: soft_update(getattr(state, name), online, tau) for name, online in targets.items()}
+    return state.replace(**new, **moved, steps=state.steps + 1)
 
 
 def gather_parts(spec: EnvSpec, parts: list) -> tuple[dict, dict]:

@@ -13,6 +13,9 @@ A learner has
   collected; ``metrics["updates"]`` is the number of updates applied (0: nothing learned, e.g. warm-up,
   and the other metrics are then ignored);
 - ``diagnostics(state) -> dict`` and ``communications(state) -> scalar`` (may return ``{}`` / 0);
+- ``probe(state, obs) -> dict``: readings of the learner's models at ``obs`` (every agent's ``[1, d]``
+  observation), which the runner asks for at the one observation of single-state tasks
+  (:func:`marlow.experiment.loop.probe`; may return ``{}``);
 - optionally, for learners whose policies carry a recurrent state: ``init_pstate(num_envs)`` (the policy
   state of ``num_envs`` fresh episodes), ``reset_pstate(pstate, done)`` (back to the initial state where
   ``done``; :func:`marlow.rollout.collect` calls it after every step) and ``greedy_policy(state)`` (the
@@ -87,6 +90,7 @@ class Learner(Protocol):
     def ready(self, step: Any) -> Any: ...
     def learn(self, state: Any, traj: rollout.Trajectory, step: Any, key: jax.Array) -> tuple[Any, dict]: ...
     def diagnostics(self, state: Any) -> dict: ...
+    def probe(self, state: Any, obs: dict) -> dict: ...
     def communications(self, state: Any) -> jax.Array: ...
     def algo_state(self, state: Any) -> Any: ...
 
@@ -102,7 +106,7 @@ class OffPolicyAlgorithm(Protocol):
     def update(self, state: Any, batch: dict, key: jax.Array) -> tuple[Any, dict]: ...
 
 
-OFF_POLICY_HOOKS = ("observe", "prepare", "full_round", "diagnostics", "communications")
+OFF_POLICY_HOOKS = ("observe", "prepare", "full_round", "diagnostics", "probe", "communications")
 """Optional methods of an off-policy algorithm; ``full_round`` comes with ``REDUCED_UPDATES``."""
 RECURRENT_HOOKS = ("init_pstate", "reset_pstate", "greedy_policy")
 """Optional methods of a learner whose policies carry a recurrent state: all three or none."""
@@ -199,6 +203,9 @@ class OffPolicyLearner:
     def diagnostics(self, state: OffPolicyState) -> dict:
         return self.algo.diagnostics(state.algo) if hasattr(self.algo, "diagnostics") else {}
 
+    def probe(self, state: OffPolicyState, obs: dict) -> dict:
+        return self.algo.probe(state.algo, obs) if hasattr(self.algo, "probe") else {}
+
     def communications(self, state: OffPolicyState) -> jax.Array:
         if hasattr(self.algo, "communications"):
             return self.algo.communications(state.algo)
@@ -277,6 +284,9 @@ class OnPolicyDefaults:
         return state
 
     def diagnostics(self, state) -> dict:
+        return {}
+
+    def probe(self, state, obs: dict) -> dict:
         return {}
 
     def communications(self, state) -> jax.Array:

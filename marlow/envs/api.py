@@ -86,6 +86,17 @@ class EnvSpec:
             raise ValueError(f"task {self.name!r} has no finite state space")
         return jnp.argmax(obs[self.agents[0]], axis=-1).astype(jnp.int32)
 
+    def state_obs(self, s: int) -> dict:
+        """Every agent's observation ``[1, obs_dim]`` of finite state ``s`` (``num_states`` tasks only):
+        the one-hot of ``s``, or the constant one of a one-wide observation."""
+        if self.num_states is None:
+            raise ValueError(f"task {self.name!r} has no finite state space")
+        one_hot = jax.nn.one_hot(jnp.array([s]), self.num_states)
+        return {
+            a: one_hot if sp.flat_dim == self.num_states else jnp.ones((1, 1))
+            for a, sp in zip(self.agents, self.obs_spaces, strict=True)
+        }
+
     @property
     def num_agents(self) -> int:
         return len(self.agents)

@@ -140,6 +140,33 @@ class Box:
 
 Space = Discrete | MultiDiscrete | Box
 
+
+# ---- the affine map between env-scale Box actions and the [-1, 1] actions networks see or emit ---------
+def to_unit(x: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """[low, high] -> [-1, 1] over the last axis: (x - low) / ((high - low) / 2) - 1. Networks are fed
+    actions in unit scale (the games' [-10, 10] actions would otherwise dominate their inputs)."""
+    return (x - low) / ((high - low) / 2.0) - 1.0
+
+
+def from_unit(u: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """[-1, 1] -> [low, high], the inverse of :func:`to_unit`: low + (u + 1) (high - low) / 2, clipped
+    (for bounds that are not dyadic the sum can leave the box by an ulp)."""
+    return jnp.clip(low + (u + 1.0) * ((high - low) / 2.0), low, high)
+
+
+def flat_bounds(spaces) -> tuple[jax.Array, jax.Array]:
+    """The flat ``(low, high)`` of Box ``spaces`` concatenated in order (a joint action's bounds)."""
+    low = jnp.concatenate([jnp.ravel(s.low_array) for s in spaces])
+    high = jnp.concatenate([jnp.ravel(s.high_array) for s in spaces])
+    return low, high
+
+
+def unit_flat(space: Space, flat: jax.Array) -> jax.Array:
+    """A flat action (``space.to_flat``) as a network input: a Box's mapped to [-1, 1] (:func:`to_unit`),
+    one-hots unchanged."""
+    return to_unit(flat, *flat_bounds([space])) if isinstance(space, Box) else flat
+
+
 ACTION_KINDS = ("discrete", "multi_discrete", "box")
 
 

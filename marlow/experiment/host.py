@@ -92,7 +92,7 @@ class HostLoop:
         self._greedy = jax.jit(jax.vmap(act, in_axes=(0, 0, 0, None, 0, 0)))
         self._learn = jax.jit(jax.vmap(self.loop.learn, in_axes=(0, 0, None)), donate_argnums=0)
         self._interactions = jax.jit(jax.vmap(self.loop.interactions))
-        self._diagnostics = jax.jit(jax.vmap(lambda s: diagnostics(lrn, s)))
+        self._diagnostics = jax.jit(jax.vmap(lambda s: diagnostics(self.spec, lrn, s)))
 
     # ---- state ------------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> RunnerState:

@@ -28,6 +28,7 @@ from jax.extend.core import jaxpr_as_fun
 
 from marlow import rollout
 from marlow.envs.api import EnvSpec
+from marlow.envs.spaces import Box
 
 
 @struct.dataclass
@@ -210,7 +211,7 @@ class Loop:
         """``eval_episodes`` greedy episodes on envs seeded from a separate key stream."""
         key = jax.random.fold_in(rs.eval_key, rs.evals)
         returns = evaluate_learner(self.env, self.learner, rs.learner, key, self.eval_episodes)
-        returns.update(diagnostics(self.learner, rs.learner))
+        returns.update(diagnostics(self.spec, self.learner, rs.learner))
         return rs.replace(evals=rs.evals + 1), returns
 
 
@@ -303,9 +304,39 @@ def agent_interactions(spec: EnvSpec, communications, env_steps) -> jax.Array:
     return full / spec.episode_length
 
 
-def diagnostics(learner, learner_state) -> dict:
-    """The learner's ``diagnostics(state)`` scalars as ``diag/<name>`` metrics."""
-    return {f"diag/{k}": v for k, v in learner.diagnostics(learner_state).items()}
+def diagnostics(spec: EnvSpec, learner, learner_state) -> dict:
+    """The learner's ``diagnostics(state)`` scalars and, on single-state tasks, the :func:`probe`
+    readings, as ``diag/<name>`` metrics."""
+    out = dict(learner.diagnostics(learner_state))
+    out.update(probe(spec, learner, learner_state))
+    return {f"diag/{k}": v for k, v in out.items()}
+
+
+def probe(spec: EnvSpec, learner, learner_state) -> dict:
+    """Readings at the one observation of a single-state task (``spec.num_states == 1``: the repeated
+    games, where a policy is one action distribution and its greedy action says what it learned):
+    ``pi_mean/<agent>``, the first component of each Box-action agent's greedy action (ROMMEO Fig. 2c),
+    and the learner's own ``probe(state, obs)`` readings there (opponent models, priors). Nothing on
+    other tasks. The greedy step uses a fixed key (the same readings for the same state)."""
+    if spec.num_states != 1:
+        return {}
+    obs = spec.state_obs(0)
+    key = jax.random.PRNGKey(0)
+    pstate = init_pstate(learner, 1)
+    policy = greedy_policy(learner, learner_state)
+    if uses_env_info(learner):  # a single state: every action available (greedy acting reads no critic)
+        masks = zip(spec.agents, spec.act_spaces, strict=True)
+        info = {"avail": {a: jnp.ones((1, s.flat_dim), jnp.bool_) for a, s in masks if s.kind != "box"}}
+        _, actions, _ = policy(pstate, obs, jnp.int32(0), key, info)
+    else:
+        _, actions, _ = policy(pstate, obs, jnp.int32(0), key)
+    out = {
+        f"pi_mean/{a}": jnp.ravel(actions[a])[0].astype(jnp.float32)
+        for a, s in zip(spec.agents, spec.act_spaces, strict=True)
+        if isinstance(s, Box)
+    }
+    out.update(learner.probe(learner_state, obs))
+    return out
 
 
 def evaluate_policy(env, policy, key: jax.Array, episodes: int, env_info: bool = False) -> dict:

@@ -16,15 +16,35 @@ the sampled ``-log pi`` used by the AORPO code, which also took it from the nois
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
+from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space, from_unit, to_unit
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SAC / ROMMEO reference clipping of log sigma
 TANH_EPS = 1e-6
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+HALF_LOG_2PIE = 0.5 * math.log(2 * math.pi * math.e)
+
+
+def normal_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log N(x; mean, diag exp(log_std)^2), summed over the last axis."""
+    z = (x - mean) / jnp.exp(log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - HALF_LOG_2PI, axis=-1)
+
+
+def normal_entropy(log_std: jax.Array) -> jax.Array:
+    """The entropy sum(log std + 1/2 log(2 pi e)) of a diagonal Gaussian, over the last axis."""
+    return jnp.sum(log_std + HALF_LOG_2PIE, axis=-1)
+
+
+def mean_log_std(out: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A Gaussian head's output [mean, log std] (2d), log std clipped to [LOG_STD_MIN, LOG_STD_MAX]."""
+    mean, log_std = jnp.split(out, 2, axis=-1)
+    return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
 
 class Sample(NamedTuple):
@@ -134,35 +154,30 @@ class TanhGaussian:
         self._half = (self._high - self._low) / 2.0
 
     def _squash(self, u):
-        # clipped: low + 2 * ((high - low) / 2) can exceed high by an ulp for non-dyadic bounds
-        return jnp.clip(self._low + (jnp.tanh(u) + 1.0) * self._half, self._low, self._high)
+        return from_unit(jnp.tanh(u), self._low, self._high)
 
     def log_prob_from_pre_tanh(self, u, mean, log_std):
-        normal = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+        normal = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - HALF_LOG_2PI  # per dimension
         t = jnp.clip(jnp.tanh(u), -1 + TANH_EPS, 1 - TANH_EPS)
         jac = jnp.log(1 - t**2) + jnp.log(self._half)
         return jnp.sum(normal - jac, axis=-1)
 
-    def _split(self, out):
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-
     def sample(self, out: jax.Array, key: jax.Array) -> Sample:
-        mean, log_std = self._split(out)
+        mean, log_std = mean_log_std(out)
         u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
         a = self._squash(u)
         logp = self.log_prob_from_pre_tanh(u, mean, log_std)
         return Sample(a.reshape(a.shape[:-1] + self.space.shape), a, logp, -logp)
 
     def mode(self, out: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean, _ = self._split(out)
+        mean, _ = mean_log_std(out)
         a = self._squash(mean)
         return a.reshape(a.shape[:-1] + self.space.shape), a
 
     def log_prob(self, out: jax.Array, action: jax.Array) -> jax.Array:
-        mean, log_std = self._split(out)
-        y = action.reshape(action.shape[: action.ndim - len(self.space.shape)] + (self.dim,)) - self._low
-        t = jnp.clip(y / self._half - 1.0, -1 + TANH_EPS, 1 - TANH_EPS)
+        mean, log_std = mean_log_std(out)
+        flat = action.reshape(action.shape[: action.ndim - len(self.space.shape)] + (self.dim,))
+        t = jnp.clip(to_unit(flat, self._low, self._high), -1 + TANH_EPS, 1 - TANH_EPS)
         return self.log_prob_from_pre_tanh(jnp.arctanh(t), mean, log_std)
 
 
@@ -181,7 +196,7 @@ class DeterministicTanh:
         self._half = (self._high - self._low) / 2.0
 
     def mode(self, out):
-        a = jnp.clip(self._low + (jnp.tanh(out) + 1.0) * self._half, self._low, self._high)
+        a = from_unit(jnp.tanh(out), self._low, self._high)
         return a.reshape(a.shape[:-1] + self.space.shape), a
 
     def sample(self, out, key) -> Sample:
@@ -209,11 +224,10 @@ class DiagGaussian:
         return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
 
     def log_prob(self, mean: jax.Array, log_std: jax.Array, raw: jax.Array) -> jax.Array:
-        z = (raw - mean) / jnp.exp(log_std)
-        return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+        return normal_log_prob(raw, mean, log_std)
 
     def entropy(self, mean: jax.Array, log_std: jax.Array) -> jax.Array:
-        return jnp.broadcast_to(jnp.sum(log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e)), mean.shape[:-1])
+        return jnp.broadcast_to(normal_entropy(log_std), mean.shape[:-1])
 
     @staticmethod
     def kl(mean_p, log_std_p, mean_q, log_std_q) -> jax.Array:
@@ -226,6 +240,42 @@ class DiagGaussian:
     def to_env(self, raw: jax.Array) -> jax.Array:
         a = jnp.clip(raw, self._low, self._high)
         return a.reshape(a.shape[:-1] + self.space.shape)
+
+
+class Gaussian:
+    """Box actions with a state-dependent spread: ``out`` = [mean, log_std] (2d, log std clipped), a
+    diagonal Gaussian over the flat action (AORPO's opponent models of Box-action agents, Appendix E).
+    Samples and the mode are clipped to the bounds; log-probabilities and the entropy are the unclipped
+    Gaussian's."""
+
+    def __init__(self, space: Box):
+        self.space = space
+        self.dim = space.flat_dim
+        self.out_dim = 2 * self.dim
+        self._low = space.low_array.reshape(-1)
+        self._high = space.high_array.reshape(-1)
+
+    def _env(self, a: jax.Array) -> jax.Array:
+        return a.reshape(a.shape[:-1] + self.space.shape)
+
+    def sample(self, out: jax.Array, key: jax.Array) -> Sample:
+        mean, log_std = mean_log_std(out)
+        raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        a = jnp.clip(raw, self._low, self._high)
+        logp = normal_log_prob(raw, mean, log_std)
+        return Sample(self._env(a), a, logp, normal_entropy(log_std))
+
+    def mode(self, out: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean, _ = mean_log_std(out)
+        a = jnp.clip(mean, self._low, self._high)
+        return self._env(a), a
+
+    def log_prob(self, out: jax.Array, action: jax.Array) -> jax.Array:
+        mean, log_std = mean_log_std(out)
+        return normal_log_prob(self.space.to_flat(action), mean, log_std)
+
+    def entropy(self, out: jax.Array) -> jax.Array:
+        return normal_entropy(mean_log_std(out)[1])
 
 
 def make_dist(space: Space, *, deterministic: bool = False, temperature: float = 1.0, noise: float = 0.1):

@@ -59,7 +59,6 @@ the copies differ only by initialisation and sampling noise; sharing is a docume
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -70,7 +69,7 @@ from flax import struct
 from marlow.envs.api import EnvSpec
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete, Space
 from marlow.errors import ConfigError
-from marlow.nn.distributions import LOG_STD_MAX, LOG_STD_MIN
+from marlow.nn.distributions import Categorical, Gaussian, MultiCategorical
 from marlow.nn.mlp import MLP
 from marlow.nn.optim import make_optimizer, opt_step
 from marlow.schema import ranges
@@ -165,117 +164,43 @@ class OpponentState:
 
 
 # ---------------------------------------------------------------------------------------------------
-# output heads, one per action-space kind
-class CategoricalHead:
-    """Discrete(n): ``out`` = n logits."""
+class Head:
+    """The output distribution of a model of agent j (:mod:`marlow.nn.distributions`, by j's action
+    space: a categorical over n logits, independent categoricals with log-probabilities and entropies
+    added over components, or a Gaussian with state-dependent sigma whose samples are clipped to the
+    box), in j's env action format, with the prediction error of Appendix E: 1 - 1(a = a_hat) for
+    discrete actions (a match meaning every component matches), ||a - a_hat||_2 for boxes."""
 
-    def __init__(self, space: Discrete):
-        self.space = space
-        self.out_dim = space.n
-
-    def log_prob(self, out, a):
-        logp = jax.nn.log_softmax(out, axis=-1)
-        return jnp.take_along_axis(logp, a.astype(jnp.int32)[..., None], axis=-1)[..., 0]
-
-    def entropy(self, out):
-        logp = jax.nn.log_softmax(out, axis=-1)
-        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
-
-    def sample(self, out, key):
-        return jax.random.categorical(key, out, axis=-1).astype(jnp.int32)
-
-    def mode(self, out):
-        return jnp.argmax(out, axis=-1).astype(jnp.int32)
-
-    def error(self, a, a_hat):
-        """1 - 1(a = a_hat)."""
-        return 1.0 - (a.astype(jnp.int32) == a_hat).astype(jnp.float32)
-
-
-class MultiCategoricalHead:
-    """MultiDiscrete(nvec): ``out`` = concatenated logits; components independent, log-probs added."""
-
-    def __init__(self, space: MultiDiscrete):
-        self.space = space
-        self.out_dim = space.flat_dim
-        self.parts = [CategoricalHead(Discrete(n)) for n in space.nvec]
-        self._splits = [int(s) for s in jnp.cumsum(jnp.asarray(space.nvec))[:-1]]
-
-    def _outs(self, out):
-        return jnp.split(out, self._splits, axis=-1)
+    def __init__(self, space: Space):
+        if isinstance(space, Discrete):
+            self.dist = Categorical(space)
+        elif isinstance(space, MultiDiscrete):
+            self.dist = MultiCategorical(space)
+        elif isinstance(space, Box):
+            self.dist = Gaussian(space)
+        else:
+            raise ConfigError(f"opponent models do not support the action space {space!r}")
+        self.space, self.out_dim = space, self.dist.out_dim
 
     def log_prob(self, out, a):
-        parts = zip(self.parts, self._outs(out), strict=True)
-        return sum(h.log_prob(o, a[..., i]) for i, (h, o) in enumerate(parts))
+        return self.dist.log_prob(out, a)
 
     def entropy(self, out):
-        return sum(h.entropy(o) for h, o in zip(self.parts, self._outs(out), strict=True))
+        return self.dist.entropy(out)
 
     def sample(self, out, key):
-        keys = jax.random.split(key, len(self.parts))
-        outs = self._outs(out)
-        return jnp.stack([h.sample(o, k) for h, o, k in zip(self.parts, outs, keys, strict=True)], axis=-1)
+        return self.dist.sample(out, key).env
 
     def mode(self, out):
-        return jnp.stack([h.mode(o) for h, o in zip(self.parts, self._outs(out), strict=True)], axis=-1)
+        return self.dist.mode(out)[0]
 
     def error(self, a, a_hat):
-        """1 - 1(a = a_hat), a match meaning every component matches."""
-        return 1.0 - jnp.all(a.astype(jnp.int32) == a_hat, axis=-1).astype(jnp.float32)
-
-
-class GaussianHead:
-    """Box: ``out`` = [mu, log sigma] (2d); N(mu, diag sigma^2) over the flat action, samples clipped to
-    the box. Actions are handled flat ([..., d]) inside and reshaped to the space's shape outside."""
-
-    def __init__(self, space: Box):
-        self.space = space
-        self.dim = space.flat_dim
-        self.out_dim = 2 * self.dim
-        self._low = space.low_array.reshape(-1)
-        self._high = space.high_array.reshape(-1)
-
-    def _split(self, out):
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-
-    def _flat(self, a):
-        return self.space.to_flat(a)
-
-    def _unflat(self, a):
-        return a.reshape(a.shape[:-1] + self.space.shape)
-
-    def log_prob(self, out, a):
-        mean, log_std = self._split(out)
-        z = (self._flat(a) - mean) / jnp.exp(log_std)
-        return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
-
-    def entropy(self, out):
-        _, log_std = self._split(out)
-        return jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e), axis=-1)
-
-    def sample(self, out, key):
-        mean, log_std = self._split(out)
-        a = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        return self._unflat(jnp.clip(a, self._low, self._high))
-
-    def mode(self, out):
-        mean, _ = self._split(out)
-        return self._unflat(jnp.clip(mean, self._low, self._high))
-
-    def error(self, a, a_hat):
-        """|| a - a_hat ||_2."""
-        return jnp.linalg.norm(self._flat(a) - self._flat(a_hat), axis=-1)
-
-
-def make_head(space: Space):
-    if isinstance(space, Discrete):
-        return CategoricalHead(space)
-    if isinstance(space, MultiDiscrete):
-        return MultiCategoricalHead(space)
-    if isinstance(space, Box):
-        return GaussianHead(space)
-    raise ConfigError(f"opponent models do not support the action space {space!r}")
+        if isinstance(self.space, Box):
+            return jnp.linalg.norm(self.space.to_flat(a) - self.space.to_flat(a_hat), axis=-1)
+        match = a.astype(jnp.int32) == a_hat
+        if isinstance(self.space, MultiDiscrete):
+            match = jnp.all(match, axis=-1)
+        return 1.0 - match.astype(jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -324,7 +249,7 @@ class OpponentModels:
         self.targets = tuple(spec.agents)
         self.egos = {j: tuple(a for a in spec.agents if a != j) for j in self.targets}
         self.num_copies = {j: 1 if cfg.share_across_egos else len(self.egos[j]) for j in self.targets}
-        self.heads = {j: make_head(spec.act_space(j)) for j in self.targets}
+        self.heads = {j: Head(spec.act_space(j)) for j in self.targets}
         self.nets = {j: MLP(tuple(cfg.hidden), self.heads[j].out_dim) for j in self.targets}
         self.opt = make_optimizer(cfg.lr, cfg.max_grad_norm)
 
@@ -536,6 +461,6 @@ __all__ = [
     "OpponentModels",
     "OpponentState",
     "holdout_split",
-    "make_head",
+    "Head",
     "recommended_config",
 ]

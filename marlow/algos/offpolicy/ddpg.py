@@ -17,7 +17,7 @@ Choices the papers leave open (defaults in conf/algo/ddpg.yaml; "code" = the DDP
 PR2/ROMMEO authors' ``maci`` package, ``maci/learners/maddpg.py`` with ``joint=False``):
 - Box actions: mu_i = tanh squashed onto [low, high] (code: tanh x u_range). Discrete and multi-discrete
   actions (ours, cheap): Gumbel-softmax straight-through samples of the policy logits, as in MADDPG.
-- Networks see actions rescaled to [-1, 1] (``to_unit``; ours, as in rommeo_ac: the games' [-10, 10]
+- Networks see actions rescaled to [-1, 1] (``spaces.unit_flat``; ours, as in rommeo_ac: the games' [-10, 10]
   actions would otherwise dominate the inputs); one-hot actions enter as they are.
 - Exploration: Gaussian noise of std 0.1 x half range, the MADDPG setting of this library (the code
   uses Ornstein-Uhlenbeck noise with a hand-made noise-level schedule; the ROMMEO paper notes that
@@ -42,7 +42,7 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
-from marlow.envs.spaces import Box
+from marlow.envs.spaces import unit_flat
 from marlow.nn.mlp import MLP
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
@@ -76,27 +76,9 @@ class State:
     steps: jax.Array
 
 
-# ---- helpers shared with ddpg_om ------------------------------------------------------------------------
-def to_unit(space, flat: jax.Array) -> jax.Array:
-    """Flat actions -> network inputs: Box actions mapped from [low, high] to [-1, 1]; one-hots unchanged."""
-    if not isinstance(space, Box):
-        return flat
-    low, high = space.low_array.reshape(-1), space.high_array.reshape(-1)
-    return (flat - low) / ((high - low) / 2.0) - 1.0
+class Algorithm(common.AgentwiseUpdate):
+    TARGETS = {"target_actor": "actor", "target_critic": "critic"}
 
-
-def from_unit(space: Box, u: jax.Array) -> jax.Array:
-    """Inverse of :func:`to_unit` for a Box: [-1, 1] -> [low, high]."""
-    low, high = space.low_array.reshape(-1), space.high_array.reshape(-1)
-    return low + (u + 1.0) * (high - low) / 2.0
-
-
-def first_scalar(x: jax.Array) -> jax.Array:
-    """The first component of a [1, ...] action as a float scalar (for diagnostics)."""
-    return jnp.reshape(x, (-1,))[0].astype(jnp.float32)
-
-
-class Algorithm:
     def __init__(self, spec: EnvSpec, cfg: Config):
         self.spec, self.cfg = spec, cfg
         self.policies = common.Policies(
@@ -133,59 +115,35 @@ class Algorithm:
 
     def q(self, params, agent: str, obs: jax.Array, flat_action: jax.Array) -> jax.Array:
         """Q_i(o_i, a_i): the agent's own observation and own (flat, env-scale) action only."""
-        x = jnp.concatenate([obs, to_unit(self.spec.act_space(agent), flat_action)], axis=-1)
+        x = jnp.concatenate([obs, unit_flat(self.spec.act_space(agent), flat_action)], axis=-1)
         return jnp.squeeze(self.critic.apply(params, x), -1)
 
-    def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        cfg, spec = self.cfg, self.spec
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        own_flat = common.flat_actions(spec, batch["actions"])
-        not_done = 1.0 - batch["done"]
+    def agent_update(self, state: State, a: str, batch: dict, key: jax.Array) -> tuple[dict, dict]:
+        """Critic then actor step of agent ``a`` (the module docstring's equations)."""
+        cfg = self.cfg
+        obs, next_obs = batch["obs"][a], batch["next_obs"][a]
+        own_flat = self.spec.act_space(a).to_flat(batch["actions"][a])
+        k_next, k_pi = jax.random.split(key)
+        dist = self.policies.dists[a]
 
-        new = {k: {} for k in ("actor", "critic", "actor_opt", "critic_opt")}
-        m = {k: {} for k in ("critic_loss", "actor_loss", "q")}
-        for a, k in zip(spec.agents, jax.random.split(key, spec.num_agents), strict=True):
-            k_next, k_pi = jax.random.split(k)
-            dist = self.policies.dists[a]
+        # y_i = r_i + gamma (1 - d) Qbar_i(o'_i, mubar_i(o'_i))
+        next_act = common.critic_action(dist, self.policies.out(state.target_actor, a, next_obs), k_next)
+        q_next = self.q(state.target_critic[a], a, next_obs, next_act)
+        y = jax.lax.stop_gradient(batch["rewards"][a] + cfg.gamma * (1.0 - batch["done"]) * q_next)
 
-            # y_i = r_i + gamma (1 - d) Qbar_i(o'_i, mubar_i(o'_i))
-            next_act = common.critic_action(
-                dist, self.policies.out(state.target_actor, a, next_obs[a]), k_next
-            )
-            q_next = self.q(state.target_critic[a], a, next_obs[a], next_act)
-            y = jax.lax.stop_gradient(batch["rewards"][a] + cfg.gamma * not_done * q_next)
+        def critic_loss(p):  # L(Q_i) = 1/2 E_D[(Q_i(o_i, a_i) - y_i)^2]
+            q = self.q(p, a, obs, own_flat)
+            return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
 
-            def critic_loss(p, a=a, y=y):  # L(Q_i) = 1/2 E_D[(Q_i(o_i, a_i) - y_i)^2]
-                q = self.q(p, a, obs[a], own_flat[a])
-                return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
+        (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
+        critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
 
-            (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
-            critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
+        def actor_loss(p):  # -E_D[Q_i(o_i, mu_i(o_i))] + policy_reg E_D[mu_i^raw(o_i)^2]
+            out = self.policies.nets[a].apply(p, obs)
+            q = self.q(critic_p, a, obs, common.critic_action(dist, out, k_pi))
+            return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
 
-            def actor_loss(p, a=a, k_pi=k_pi, dist=dist, critic_p=critic_p):  # -E_D[Q_i(o_i, mu_i(o_i))]
-                out = self.policies.nets[a].apply(p, obs[a])
-                q = self.q(critic_p, a, obs[a], common.critic_action(dist, out, k_pi))
-                return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
-
-            a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
-            actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
-
-            new["actor"][a], new["critic"][a] = actor_p, critic_p
-            new["actor_opt"][a], new["critic_opt"][a] = actor_o, critic_o
-            m["critic_loss"][a], m["actor_loss"][a], m["q"][a] = c_loss, a_loss, q_mean
-
-        state = State(
-            target_actor=common.soft_update(state.target_actor, new["actor"], cfg.tau),
-            target_critic=common.soft_update(state.target_critic, new["critic"], cfg.tau),
-            steps=state.steps + 1,
-            **new,
-        )
-        return state, {k: common.mean_over_agents(v) for k, v in m.items()}
-
-    def diagnostics(self, state: State) -> dict:
-        """Each agent's greedy action at the all-ones observation (the games' constant observation)."""
-        out = {}
-        for a in self.spec.agents:
-            obs = jnp.ones((1, self.spec.obs_dim(a)))
-            out[f"pi_mean/{a}"] = first_scalar(self.policies.mode(state.actor, a, obs)[0])
-        return out
+        a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
+        actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
+        new = {"actor": actor_p, "critic": critic_p, "actor_opt": actor_o, "critic_opt": critic_o}
+        return new, {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean}

@@ -49,9 +49,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from marlow.algos import common
-from marlow.algos.offpolicy.ddpg import first_scalar, from_unit, to_unit
 from marlow.buffers import replay
 from marlow.envs.api import EnvSpec
+from marlow.envs.spaces import flat_bounds, from_unit, unit_flat
 from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Size, Widths
@@ -89,7 +89,9 @@ class State:
     steps: jax.Array
 
 
-class Algorithm:
+class Algorithm(common.AgentwiseUpdate):
+    TARGETS = {"target_actor": "actor", "target_critic": "critic"}
+
     def __init__(self, spec: EnvSpec, cfg: Config):
         self.spec, self.cfg = spec, cfg
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
@@ -143,7 +145,7 @@ class Algorithm:
 
     def others_unit(self, agent: str, flat: dict) -> jax.Array:
         """The others' real flat actions, concatenated in spec order, in [-1, 1] units."""
-        return jnp.concatenate([to_unit(self.spec.act_space(b), flat[b]) for b in self.others[agent]], -1)
+        return jnp.concatenate([unit_flat(self.spec.act_space(b), flat[b]) for b in self.others[agent]], -1)
 
     def policy_out(self, actor_params, agent: str, obs: jax.Array, opp_hat: jax.Array) -> jax.Array:
         """mu_i(o_i, ahat_-i) before the squashing (the opponent prediction is a policy input)."""
@@ -151,7 +153,7 @@ class Algorithm:
 
     def q(self, params, agent: str, obs, own_flat, opp_unit) -> jax.Array:
         """Q_i(o_i, a_i, a_-i) with a_i an env-scale flat action and a_-i already in [-1, 1] units."""
-        own = to_unit(self.spec.act_space(agent), own_flat)
+        own = unit_flat(self.spec.act_space(agent), own_flat)
         return jnp.squeeze(self.critic.apply(params, jnp.concatenate([obs, own, opp_unit], axis=-1)), -1)
 
     # ---- acting and observing ------------------------------------------------------------------------------
@@ -172,7 +174,9 @@ class Algorithm:
         return state.replace(recent=replay.add(state.recent, new))
 
     # ---- learning ----------------------------------------------------------------------------------------
-    def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
+    def agent_update(self, state: State, a: str, batch: dict, key: jax.Array) -> tuple[dict, dict]:
+        """Opponent-model, critic and actor steps of agent ``a``, in that order (module docstring; no
+        randomness: ``key`` is unused)."""
         cfg, spec = self.cfg, self.spec
         obs, next_obs = batch["obs"], batch["next_obs"]
         own_flat = common.flat_actions(spec, batch["actions"])
@@ -181,68 +185,52 @@ class Algorithm:
         win_flat = common.flat_actions(spec, win.data["actions"])
         win_mask = (jnp.arange(cfg.om_window) < win.size).astype(jnp.float32)  # rows written so far
 
-        new = {k: {} for k in ("actor", "critic", "om", "actor_opt", "critic_opt", "om_opt")}
-        m = {k: {} for k in ("critic_loss", "actor_loss", "om_loss", "q")}
-        for a in spec.agents:
-            # L(OM_i) = 1/2 mean_W ||OM_i(o_i) - a_-i||^2 over the valid rows of the recent window
-            win_target = self.others_unit(a, win_flat)
+        # L(OM_i) = 1/2 mean_W ||OM_i(o_i) - a_-i||^2 over the valid rows of the recent window
+        win_target = self.others_unit(a, win_flat)
 
-            def om_loss(p, a=a, win_target=win_target):
-                sq = jnp.mean((self.om_predict(p, a, win.data["obs"][a]) - win_target) ** 2, axis=-1)
-                return 0.5 * jnp.sum(win_mask * sq) / jnp.maximum(jnp.sum(win_mask), 1.0)
+        def om_loss(p):
+            sq = jnp.mean((self.om_predict(p, a, win.data["obs"][a]) - win_target) ** 2, axis=-1)
+            return 0.5 * jnp.sum(win_mask * sq) / jnp.maximum(jnp.sum(win_mask), 1.0)
 
-            o_loss, g = jax.value_and_grad(om_loss)(state.om[a])
-            om_p, om_o = common.opt_step(self.om_opt, state.om[a], state.om_opt[a], g)
+        o_loss, g = jax.value_and_grad(om_loss)(state.om[a])
+        om_p, om_o = common.opt_step(self.om_opt, state.om[a], state.om_opt[a], g)
 
-            # y_i = r_i + gamma (1 - d) Qbar_i(o', mubar_i(o', ahat'), ahat'),  ahat' = OM_i(o')
-            opp_next = self.om_predict(om_p, a, next_obs[a])
-            next_out = self.policy_out(state.target_actor, a, next_obs[a], opp_next)
-            next_act = self.policies.dists[a].mode(next_out)[1]
-            q_next = self.q(state.target_critic[a], a, next_obs[a], next_act, opp_next)
-            y = jax.lax.stop_gradient(batch["rewards"][a] + cfg.gamma * not_done * q_next)
-            opp_real = self.others_unit(a, own_flat)
+        # y_i = r_i + gamma (1 - d) Qbar_i(o', mubar_i(o', ahat'), ahat'),  ahat' = OM_i(o')
+        opp_next = self.om_predict(om_p, a, next_obs[a])
+        next_out = self.policy_out(state.target_actor, a, next_obs[a], opp_next)
+        next_act = self.policies.dists[a].mode(next_out)[1]
+        q_next = self.q(state.target_critic[a], a, next_obs[a], next_act, opp_next)
+        y = jax.lax.stop_gradient(batch["rewards"][a] + cfg.gamma * not_done * q_next)
+        opp_real = self.others_unit(a, own_flat)
 
-            def critic_loss(p, a=a, y=y, opp_real=opp_real):  # 1/2 E_D[(Q_i(o, a_i, a_-i) - y_i)^2]
-                q = self.q(p, a, obs[a], own_flat[a], opp_real)
-                return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
+        def critic_loss(p):  # 1/2 E_D[(Q_i(o, a_i, a_-i) - y_i)^2]
+            q = self.q(p, a, obs[a], own_flat[a], opp_real)
+            return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
 
-            (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
-            critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
+        (c_loss, q_mean), g = jax.value_and_grad(critic_loss, has_aux=True)(state.critic[a])
+        critic_p, critic_o = common.opt_step(self.critic_opt, state.critic[a], state.critic_opt[a], g)
 
-            # -E_D[Q_i(o, mu_i(o, ahat), ahat)],  ahat = OM_i(o) held fixed
-            opp_hat = jax.lax.stop_gradient(self.om_predict(om_p, a, obs[a]))
+        # -E_D[Q_i(o, mu_i(o, ahat), ahat)],  ahat = OM_i(o) held fixed
+        opp_hat = jax.lax.stop_gradient(self.om_predict(om_p, a, obs[a]))
 
-            def actor_loss(p, a=a, opp_hat=opp_hat, critic_p=critic_p):
-                out = self.policies.nets[a].apply(p, jnp.concatenate([obs[a], opp_hat], axis=-1))
-                q = self.q(critic_p, a, obs[a], self.policies.dists[a].mode(out)[1], opp_hat)
-                return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
+        def actor_loss(p):
+            out = self.policies.nets[a].apply(p, jnp.concatenate([obs[a], opp_hat], axis=-1))
+            q = self.q(critic_p, a, obs[a], self.policies.dists[a].mode(out)[1], opp_hat)
+            return -jnp.mean(q) + cfg.policy_reg * jnp.mean(out**2)
 
-            a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
-            actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
+        a_loss, g = jax.value_and_grad(actor_loss)(state.actor[a])
+        actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
+        new = {"om": om_p, "critic": critic_p, "actor": actor_p}
+        new.update(om_opt=om_o, critic_opt=critic_o, actor_opt=actor_o)
+        return new, {"critic_loss": c_loss, "actor_loss": a_loss, "om_loss": o_loss, "q": q_mean}
 
-            new["om"][a], new["critic"][a], new["actor"][a] = om_p, critic_p, actor_p
-            new["om_opt"][a], new["critic_opt"][a], new["actor_opt"][a] = om_o, critic_o, actor_o
-            m["critic_loss"][a], m["actor_loss"][a], m["q"][a] = c_loss, a_loss, q_mean
-            m["om_loss"][a] = o_loss
-
-        state = state.replace(
-            target_actor=common.soft_update(state.target_actor, new["actor"], cfg.tau),
-            target_critic=common.soft_update(state.target_critic, new["critic"], cfg.tau),
-            steps=state.steps + 1,
-            **new,
-        )
-        return state, {k: common.mean_over_agents(v) for k, v in m.items()}
-
-    def diagnostics(self, state: State) -> dict:
-        """At the all-ones observation (the games' constant observation): each agent's greedy action and
-        its opponent model's predicted action of the first other agent, in env units (Fig. 2c)."""
+    def probe(self, state: State, obs: dict) -> dict:
+        """Each agent's opponent-model prediction of the first other agent's action at ``obs`` (a
+        single-state game's observation), in env units (ROMMEO Fig. 2c)."""
         out = {}
         for a in self.spec.agents:
-            obs = jnp.ones((1, self.spec.obs_dim(a)))
-            opp_hat = self.om_predict(state.om[a], a, obs)
-            pi_out = self.policy_out(state.actor, a, obs, opp_hat)
-            out[f"pi_mean/{a}"] = first_scalar(self.policies.dists[a].mode(pi_out)[0])
             b = self.others[a][0]
             d = self.spec.act_space(b).flat_dim
-            out[f"om_mean/{a}"] = first_scalar(from_unit(self.spec.act_space(b), opp_hat[:, :d]))
+            opp_hat = self.om_predict(state.om[a], a, obs[a])[:, :d]
+            out[f"om_mean/{a}"] = from_unit(opp_hat, *flat_bounds([self.spec.act_space(b)]))[0, 0]
         return out

@@ -55,7 +55,9 @@ class State:
     steps: jax.Array
 
 
-class Algorithm:
+class Algorithm(common.AgentwiseUpdate):
+    TARGETS = {"target_actor": "actor", "target_critic": "critic"}
+
     def __init__(self, spec: EnvSpec, cfg: Config, extra_inputs: dict[str, int] | None = None):
         """``extra_inputs``: agent -> width of extra policy inputs after the observation (AORDPG's opponent
         predictions)."""
@@ -150,15 +152,3 @@ class Algorithm:
         actor_p, actor_o = common.opt_step(self.actor_opt, state.actor[a], state.actor_opt[a], g)
         new = {"actor": actor_p, "critic": critic_p, "actor_opt": actor_o, "critic_opt": critic_o}
         return new, {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean}
-
-    def combine(self, state: State, parts: list) -> tuple[State, dict]:
-        """The new state from every agent's :meth:`agent_update` (in spec order), targets Polyak-averaged,
-        and the metrics averaged over agents."""
-        new, metrics = common.gather_parts(self.spec, parts)
-        state = state.replace(
-            target_actor=common.soft_update(state.target_actor, new["actor"], self.cfg.tau),
-            target_critic=common.soft_update(state.target_critic, new["critic"], self.cfg.tau),
-            steps=state.steps + 1,
-            **new,
-        )
-        return state, metrics

@@ -82,8 +82,10 @@ def target_entropy(space, scale: float) -> float:
     raise TypeError(space)
 
 
-class Algorithm:
+class Algorithm(common.AgentwiseUpdate):
     """Pure functions over an explicit :class:`State`; the object holds only static structure."""
+
+    TARGETS = {"target_critic": "critic"}
 
     def __init__(self, spec: EnvSpec, cfg: Config, extra_inputs: dict[str, int] | None = None):
         """``extra_inputs``: agent -> width of extra policy inputs after the observation (AORPO's opponent
@@ -195,14 +197,3 @@ class Algorithm:
         }
         metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "alpha": alpha, "entropy": ent, "q": q_mean}
         return new, metrics
-
-    def combine(self, state: State, parts: list) -> tuple[State, dict]:
-        """The new state from every agent's :meth:`agent_update` (in spec order), targets Polyak-averaged,
-        and the metrics averaged over agents."""
-        new, metrics = common.gather_parts(self.spec, parts)
-        state = state.replace(
-            target_critic=common.soft_update(state.target_critic, new["critic"], self.cfg.tau),
-            steps=state.steps + 1,
-            **new,
-        )
-        return state, metrics

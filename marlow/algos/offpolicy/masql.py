@@ -66,6 +66,7 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
+from marlow.envs.spaces import flat_bounds, from_unit, to_unit
 from marlow.errors import ConfigError
 from marlow.nn.mlp import MLP
 from marlow.schema.groups import ReplayKeys, TargetKeys
@@ -125,23 +126,6 @@ class State:
 
 
 # ---- pieces shared with pr2_ac ----------------------------------------------------------------------------
-def box_bounds(spec: EnvSpec, agents) -> tuple[jax.Array, jax.Array]:
-    """Flat low and high of the concatenated Box actions of ``agents`` (in that order)."""
-    low = jnp.concatenate([jnp.ravel(spec.act_space(b).low_array) for b in agents])
-    high = jnp.concatenate([jnp.ravel(spec.act_space(b).high_array) for b in agents])
-    return low, high
-
-
-def to_unit(x: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """Env-scale flat actions -> [-1, 1]."""
-    return 2.0 * (x - low) / (high - low) - 1.0
-
-
-def from_unit(u: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """[-1, 1] -> env-scale flat actions (clipped: float rounding may leave the box by an ulp)."""
-    return jnp.clip(low + (u + 1.0) * (high - low) / 2.0, low, high)
-
-
 def flat(actions: dict, agents) -> jax.Array:
     """Env-format Box actions of ``agents`` -> one flat [B, sum dims] array."""
     return jnp.concatenate([actions[b].reshape(actions[b].shape[0], -1) for b in agents], -1)
@@ -213,7 +197,9 @@ def zero_obs_weights(params, obs_dim: int):
 
 
 # ---- the algorithm ----------------------------------------------------------------------------------------
-class Algorithm:
+class Algorithm(common.AgentwiseUpdate):
+    TARGETS = {"target_q": "q"}
+
     def __init__(self, spec: EnvSpec, cfg: Config):
         n_upd = updated_particles(cfg)
         self.spec, self.cfg = spec, cfg
@@ -221,7 +207,7 @@ class Algorithm:
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
         # joint action of agent a's model: its own action first, then the others' in spec order
         self.order = {a: (a, *self.others[a]) for a in spec.agents}
-        self.bounds = {a: box_bounds(spec, self.order[a]) for a in spec.agents}
+        self.bounds = {a: flat_bounds([spec.act_space(b) for b in self.order[a]]) for a in spec.agents}
         self.own_dim = {a: spec.act_space(a).flat_dim for a in spec.agents}
         self.joint_dim = {a: int(self.bounds[a][0].shape[0]) for a in spec.agents}
         h = tuple(cfg.hidden)
@@ -279,69 +265,44 @@ class Algorithm:
 
     # ---- learning -------------------------------------------------------------------------------------
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        cfg, spec = self.cfg, self.spec
-        alpha = self.alpha(state.steps)
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        not_done = 1.0 - batch["done"]
+        new_state, metrics = super().update(state, batch, key)
+        return new_state, {**metrics, "alpha": self.alpha(state.steps)}
+
+    def agent_update(self, state: State, a: str, batch: dict, key: jax.Array) -> tuple[dict, dict]:
+        """Soft Q step then amortised SVGD step of agent ``a``'s sampler (SQL Eqs. 10-14)."""
+        cfg, alpha = self.cfg, self.alpha(state.steps)
+        obs, next_obs = batch["obs"][a], batch["next_obs"][a]
         bsz = batch["done"].shape[0]
-        new = {k: {} for k in ("q", "q_opt", "sampler", "sampler_opt")}
-        m = {k: [] for k in ("q_loss", "q", "v_next", "svgd_phi")}
+        k_v, k_xi = jax.random.split(key)
+        low, high = self.bounds[a]
+        joint_real = to_unit(flat(batch["actions"], self.order[a]), low, high)
 
-        for a, k in zip(spec.agents, jax.random.split(key, spec.num_agents), strict=True):
-            k_v, k_xi = jax.random.split(k)
-            low, high = self.bounds[a]
-            joint_real = to_unit(flat(batch["actions"], self.order[a]), low, high)
+        # SQL Eq. (10): soft value of o' under the target critic, uniform importance sampling
+        def q_next(u):
+            return self.q(state.target_q[a], a, next_obs, u)
 
-            # SQL Eq. (10): soft value of o' under the target critic, uniform importance sampling
-            def q_next(u, a=a):
-                return self.q(state.target_q[a], a, next_obs[a], u)
+        v_next = uniform_soft_value(q_next, k_v, (bsz,), low, high, alpha, cfg.value_particles)
+        not_done = 1.0 - batch["done"]
+        y = jax.lax.stop_gradient(cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * v_next)
 
-            v_next = uniform_soft_value(q_next, k_v, (bsz,), low, high, alpha, cfg.value_particles)
-            y = jax.lax.stop_gradient(cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * v_next)
+        def q_loss(qp):  # SQL Eq. (11)
+            q = self.q(qp, a, obs, joint_real)
+            return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
 
-            def q_loss(qp, a=a, y=y, joint_real=joint_real):  # SQL Eq. (11)
-                q = self.q(qp, a, obs[a], joint_real)
-                return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
+        (loss, q_mean), g = jax.value_and_grad(q_loss, has_aux=True)(state.q[a])
+        q_p, q_o = common.opt_step(self.q_opt, state.q[a], state.q_opt[a], g)
 
-            (loss, q_mean), g = jax.value_and_grad(q_loss, has_aux=True)(state.q[a])
-            new["q"][a], new["q_opt"][a] = common.opt_step(self.q_opt, state.q[a], state.q_opt[a], g)
+        # SQL Eqs. (13)-(14): amortised SVGD toward exp(Q(o, .) / alpha), with the updated critic
+        def score(x):
+            return jax.grad(lambda x: jnp.sum(self.q(q_p, a, obs, x) / alpha + squash_correction(x)))(x)
 
-            # SQL Eqs. (13)-(14): amortised SVGD toward exp(Q(o, .) / alpha), with the updated critic
-            def score(x, a=a):
-                def log_p(x):
-                    return jnp.sum(self.q(new["q"][a], a, obs[a], x) / alpha + squash_correction(x))
+        xi = jax.random.normal(k_xi, (bsz, cfg.kernel_particles, self.joint_dim[a]))
+        fixed = self.sample(state.sampler[a], a, obs, xi[:, : self.n_fixed])
 
-                return jax.grad(log_p)(x)
+        def sampler_loss(sp):
+            return svgd_loss(fixed, self.sample(sp, a, obs, xi[:, self.n_fixed :]), score)
 
-            xi = jax.random.normal(k_xi, (bsz, cfg.kernel_particles, self.joint_dim[a]))
-            fixed = self.sample(state.sampler[a], a, obs[a], xi[:, : self.n_fixed])
-
-            def sampler_loss(sp, a=a, xi=xi, fixed=fixed, score=score):
-                return svgd_loss(fixed, self.sample(sp, a, obs[a], xi[:, self.n_fixed :]), score)
-
-            (_, phi), g = jax.value_and_grad(sampler_loss, has_aux=True)(state.sampler[a])
-            new["sampler"][a], new["sampler_opt"][a] = common.opt_step(
-                self.sampler_opt, state.sampler[a], state.sampler_opt[a], g
-            )
-            for name, val in (
-                ("q_loss", loss),
-                ("q", q_mean),
-                ("v_next", jnp.mean(v_next)),
-                ("svgd_phi", phi),
-            ):
-                m[name].append(val)
-
-        state = State(
-            target_q=common.soft_update(state.target_q, new["q"], cfg.tau),
-            steps=state.steps + 1,
-            **new,
-        )
-        metrics = {k: jnp.mean(jnp.stack(v)) for k, v in m.items()}
-        metrics["alpha"] = alpha
-        return state, metrics
-
-    def diagnostics(self, state: State) -> dict:
-        """Greedy action (first component) of every agent at the all-ones observation (fixed key)."""
-        ones = {a: jnp.ones((1, self.spec.obs_dim(a))) for a in self.spec.agents}
-        greedy = self.act(state, ones, jax.random.PRNGKey(0), False)
-        return {f"pi_mean/{a}": jnp.ravel(greedy[a])[0].astype(jnp.float32) for a in self.spec.agents}
+        (_, phi), g = jax.value_and_grad(sampler_loss, has_aux=True)(state.sampler[a])
+        s_p, s_o = common.opt_step(self.sampler_opt, state.sampler[a], state.sampler_opt[a], g)
+        new = {"q": q_p, "q_opt": q_o, "sampler": s_p, "sampler_opt": s_o}
+        return new, {"q_loss": loss, "q": q_mean, "v_next": jnp.mean(v_next), "svgd_phi": phi}

@@ -69,17 +69,15 @@ from flax import struct
 from marlow.algos import common
 from marlow.algos.offpolicy.masql import (
     ParticleKeys,
-    box_bounds,
     flat,
-    from_unit,
     squash_correction,
     svgd_loss,
-    to_unit,
     updated_particles,
     with_leading,
     zero_obs_weights,
 )
 from marlow.envs.api import EnvSpec
+from marlow.envs.spaces import flat_bounds, from_unit, to_unit
 from marlow.nn.mlp import MLP
 from marlow.schema.groups import ReplayKeys, TargetKeys
 from marlow.schema.ranges import NonNegative, Positive, Widths
@@ -88,7 +86,7 @@ NAME = "pr2_ac"
 KIND = "off_policy"
 DESCRIPTION = "PR2-AC: level-1 recursive reasoning actor-critic with an SVGD conditional opponent model"
 SUPPORTED_ACTIONS = frozenset({"box"})
-DIAG_SAMPLES = 256  # samples of rho averaged for the rho_mean diagnostic
+PROBE_SAMPLES = 256  # samples of rho averaged for the rho_mean reading (:meth:`Algorithm.probe`)
 
 
 @dataclass
@@ -118,14 +116,16 @@ class State:
     steps: jax.Array
 
 
-class Algorithm:
+class Algorithm(common.AgentwiseUpdate):
+    TARGETS = {"target_actor": "actor", "target_critic": "critic"}
+
     def __init__(self, spec: EnvSpec, cfg: Config):
         n_upd = updated_particles(cfg)
         self.spec, self.cfg = spec, cfg
         self.n_fixed = cfg.kernel_particles - n_upd
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
-        self.own_bounds = {a: box_bounds(spec, (a,)) for a in spec.agents}
-        self.opp_bounds = {a: box_bounds(spec, self.others[a]) for a in spec.agents}
+        self.own_bounds = {a: flat_bounds([spec.act_space(a)]) for a in spec.agents}
+        self.opp_bounds = {a: flat_bounds([spec.act_space(b) for b in self.others[a]]) for a in spec.agents}
         self.own_dim = {a: spec.act_space(a).flat_dim for a in spec.agents}
         self.opp_dim = {a: int(self.opp_bounds[a][0].shape[0]) for a in spec.agents}
         h = tuple(cfg.hidden)
@@ -184,93 +184,73 @@ class Algorithm:
         return self.policies.act(state.actor, obs, key, explore)
 
     # ---- learning -------------------------------------------------------------------------------------
-    def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        cfg, spec = self.cfg, self.spec
-        obs, next_obs = batch["obs"], batch["next_obs"]
+    def agent_update(self, state: State, a: str, batch: dict, key: jax.Array) -> tuple[dict, dict]:
+        """Critic, actor and opponent-model (rho) steps of agent ``a``, in that order (module docstring)."""
+        cfg = self.cfg
+        obs, next_obs = batch["obs"][a], batch["next_obs"][a]
         not_done = 1.0 - batch["done"]
         bsz = batch["done"].shape[0]
-        new = {k: {} for k in ("actor", "critic", "rho", "actor_opt", "critic_opt", "rho_opt")}
-        m = {k: [] for k in ("critic_loss", "actor_loss", "q", "svgd_phi")}
+        new = {}
 
-        def step(net, a, loss_fn, opt):
+        def step(net, loss_fn, opt):
             (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(getattr(state, net)[a])
-            new[net][a], new[net + "_opt"][a] = common.opt_step(
+            new[net], new[net + "_opt"] = common.opt_step(
                 opt, getattr(state, net)[a], getattr(state, net + "_opt")[a], g
             )
             return loss, aux
 
-        for a, k in zip(spec.agents, jax.random.split(key, spec.num_agents), strict=True):
-            k_next, k_pi, k_rho = jax.random.split(k, 3)
-            own_u = to_unit(flat(batch["actions"], (a,)), *self.own_bounds[a])
-            opp_u = to_unit(flat(batch["actions"], self.others[a]), *self.opp_bounds[a])
+        k_next, k_pi, k_rho = jax.random.split(key, 3)
+        own_u = to_unit(flat(batch["actions"], (a,)), *self.own_bounds[a])
+        opp_u = to_unit(flat(batch["actions"], self.others[a]), *self.opp_bounds[a])
 
-            # critic target: a'_i = mubar(o'), a'_-i,k ~ rho(.|o', a'_i), y = r + gamma (1-d) mean_k Qbar
-            own_next, _ = self.mu(state.target_actor, a, next_obs[a])
-            xi = jax.random.normal(k_next, (bsz, cfg.value_particles, self.opp_dim[a]))
-            opp_next = self.reply(state.rho[a], a, next_obs[a], own_next, xi)
-            q_next = jnp.mean(self.q(state.target_critic[a], a, next_obs[a], own_next, opp_next), -1)
-            y = jax.lax.stop_gradient(cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * q_next)
+        # critic target: a'_i = mubar(o'), a'_-i,k ~ rho(.|o', a'_i), y = r + gamma (1-d) mean_k Qbar
+        own_next, _ = self.mu(state.target_actor, a, next_obs)
+        xi = jax.random.normal(k_next, (bsz, cfg.value_particles, self.opp_dim[a]))
+        opp_next = self.reply(state.rho[a], a, next_obs, own_next, xi)
+        q_next = jnp.mean(self.q(state.target_critic[a], a, next_obs, own_next, opp_next), -1)
+        y = jax.lax.stop_gradient(cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * q_next)
 
-            def critic_loss(qp, a=a, y=y, own_u=own_u, opp_u=opp_u):
-                q = self.q(qp, a, obs[a], own_u, opp_u)
-                return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
+        def critic_loss(qp):
+            q = self.q(qp, a, obs, own_u, opp_u)
+            return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
 
-            c_loss, q_mean = step("critic", a, critic_loss, self.critic_opt)
+        c_loss, q_mean = step("critic", critic_loss, self.critic_opt)
 
-            # actor: maximise Q_i(o, mu(o)) = E_{rho(.|o, mu(o))} Q_i(o, mu(o), a_-i), gradient through rho
-            xi_pi = jax.random.normal(k_pi, (bsz, cfg.value_particles, self.opp_dim[a]))
+        # actor: maximise Q_i(o, mu(o)) = E_{rho(.|o, mu(o))} Q_i(o, mu(o), a_-i), gradient through rho
+        xi_pi = jax.random.normal(k_pi, (bsz, cfg.value_particles, self.opp_dim[a]))
 
-            def actor_loss(ap, a=a, xi_pi=xi_pi):
-                raw = self.policies.nets[a].apply(ap, obs[a])
-                own = jnp.tanh(raw)
-                opp = self.reply(state.rho[a], a, obs[a], own, xi_pi)
-                q = self.q(new["critic"][a], a, obs[a], own, opp)
-                return -jnp.mean(q) + cfg.policy_reg * jnp.mean(raw**2), None
+        def actor_loss(ap):
+            raw = self.policies.nets[a].apply(ap, obs)
+            own = jnp.tanh(raw)
+            opp = self.reply(state.rho[a], a, obs, own, xi_pi)
+            q = self.q(new["critic"], a, obs, own, opp)
+            return -jnp.mean(q) + cfg.policy_reg * jnp.mean(raw**2), None
 
-            a_loss, _ = step("actor", a, actor_loss, self.actor_opt)
+        a_loss, _ = step("actor", actor_loss, self.actor_opt)
 
-            # opponent model: amortised SVGD toward exp(Q_i(o, a_i, .) / alpha), (o, a_i) from D
-            xi_rho = jax.random.normal(k_rho, (bsz, cfg.kernel_particles, self.opp_dim[a]))
-            fixed = self.reply(state.rho[a], a, obs[a], own_u, xi_rho[:, : self.n_fixed])
+        # opponent model: amortised SVGD toward exp(Q_i(o, a_i, .) / alpha), (o, a_i) from D
+        xi_rho = jax.random.normal(k_rho, (bsz, cfg.kernel_particles, self.opp_dim[a]))
+        fixed = self.reply(state.rho[a], a, obs, own_u, xi_rho[:, : self.n_fixed])
 
-            def score(x, a=a, own_u=own_u):
-                def log_p(x):
-                    return jnp.sum(
-                        self.q(new["critic"][a], a, obs[a], own_u, x) / cfg.alpha + squash_correction(x)
-                    )
+        def score(x):
+            def log_p(x):
+                return jnp.sum(self.q(new["critic"], a, obs, own_u, x) / cfg.alpha + squash_correction(x))
 
-                return jax.grad(log_p)(x)
+            return jax.grad(log_p)(x)
 
-            def rho_loss(rp, a=a, own_u=own_u, xi_rho=xi_rho, fixed=fixed, score=score):
-                return svgd_loss(fixed, self.reply(rp, a, obs[a], own_u, xi_rho[:, self.n_fixed :]), score)
+        def rho_loss(rp):
+            return svgd_loss(fixed, self.reply(rp, a, obs, own_u, xi_rho[:, self.n_fixed :]), score)
 
-            _, phi = step("rho", a, rho_loss, self.rho_opt)
+        _, phi = step("rho", rho_loss, self.rho_opt)
+        return new, {"critic_loss": c_loss, "actor_loss": a_loss, "q": q_mean, "svgd_phi": phi}
 
-            for name, val in (
-                ("critic_loss", c_loss),
-                ("actor_loss", a_loss),
-                ("q", q_mean),
-                ("svgd_phi", phi),
-            ):
-                m[name].append(val)
-
-        state = State(
-            target_actor=common.soft_update(state.target_actor, new["actor"], cfg.tau),
-            target_critic=common.soft_update(state.target_critic, new["critic"], cfg.tau),
-            steps=state.steps + 1,
-            **new,
-        )
-        return state, {k: jnp.mean(jnp.stack(v)) for k, v in m.items()}
-
-    def diagnostics(self, state: State) -> dict:
-        """At the all-ones observation: each agent's greedy action, and the mean (over a fixed set of
-        samples) of rho's predicted reply of the first other agent to that greedy action."""
+    def probe(self, state: State, obs: dict) -> dict:
+        """At ``obs`` (a single-state game's observation): the mean, over a fixed set of samples, of rho's
+        predicted reply of the first other agent to the agent's greedy action, in env units."""
         out = {}
         for a in self.spec.agents:
-            obs = jnp.ones((1, self.spec.obs_dim(a)))
-            own, _ = self.mu(state.actor, a, obs)
-            xi = jax.random.normal(jax.random.PRNGKey(0), (1, DIAG_SAMPLES, self.opp_dim[a]))
-            reply = from_unit(self.reply(state.rho[a], a, obs, own, xi), *self.opp_bounds[a])
-            out[f"pi_mean/{a}"] = from_unit(own, *self.own_bounds[a])[0, 0]
+            own, _ = self.mu(state.actor, a, obs[a])
+            xi = jax.random.normal(jax.random.PRNGKey(0), (1, PROBE_SAMPLES, self.opp_dim[a]))
+            reply = from_unit(self.reply(state.rho[a], a, obs[a], own, xi), *self.opp_bounds[a])
             out[f"rho_mean/{a}"] = jnp.mean(reply[0, :, 0])
         return out

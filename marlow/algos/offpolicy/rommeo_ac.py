@@ -46,7 +46,7 @@ from flax import struct
 
 from marlow.algos import common
 from marlow.envs.api import EnvSpec
-from marlow.envs.spaces import Box
+from marlow.envs.spaces import Box, flat_bounds, to_unit
 from marlow.nn.distributions import TanhGaussian
 from marlow.nn.mlp import MLP, POLICY_HEAD_SCALE
 from marlow.schema.groups import ReplayKeys, TargetKeys
@@ -84,18 +84,18 @@ class State:
 
 def others_box(spec: EnvSpec, agents: tuple[str, ...]) -> Box:
     """One flat Box over the concatenated actions of ``agents``."""
-    lows = [jnp.ravel(spec.act_space(b).low_array) for b in agents]
-    highs = [jnp.ravel(spec.act_space(b).high_array) for b in agents]
-    low, high = jnp.concatenate(lows), jnp.concatenate(highs)
+    low, high = flat_bounds([spec.act_space(b) for b in agents])
     return Box(tuple(low.tolist()), tuple(high.tolist()), (int(low.shape[0]),))
 
 
-class Algorithm:
+class Algorithm(common.AgentwiseUpdate):
     def __init__(self, spec: EnvSpec, cfg: Config):
         self.spec, self.cfg = spec, cfg
         self.others = {a: tuple(b for b in spec.agents if b != a) for a in spec.agents}
         self.own = {a: TanhGaussian(spec.act_space(a)) for a in spec.agents}
         self.opp = {a: TanhGaussian(others_box(spec, self.others[a])) for a in spec.agents}
+        self.own_bounds = {a: flat_bounds([spec.act_space(a)]) for a in spec.agents}
+        self.opp_bounds = {a: flat_bounds([spec.act_space(b) for b in self.others[a]]) for a in spec.agents}
         h = tuple(cfg.hidden)
         self.nets = {
             "q": {a: MLP(h, 1) for a in spec.agents},
@@ -125,20 +125,23 @@ class Algorithm:
         return common.alpha_at(self.cfg, steps)
 
     # ---- network evaluation --------------------------------------------------------------------------
-    @staticmethod
-    def _unit(dist: TanhGaussian, x: jax.Array) -> jax.Array:
-        """Env-scale flat actions -> [-1, 1] (network inputs)."""
-        return (x - dist._low) / dist._half - 1.0
+    def own_unit(self, a: str, x: jax.Array) -> jax.Array:
+        """Agent ``a``'s env-scale flat action -> [-1, 1] (network inputs)."""
+        return to_unit(x, *self.own_bounds[a])
+
+    def opp_unit(self, a: str, x: jax.Array) -> jax.Array:
+        """The others' env-scale joint flat action (as agent ``a`` models it) -> [-1, 1]."""
+        return to_unit(x, *self.opp_bounds[a])
 
     def _out(self, params, net: str, a: str, *inputs) -> jax.Array:
         return self.nets[net][a].apply(params[net][a], jnp.concatenate(inputs, axis=-1))
 
     def q(self, q_params, a: str, obs, own, opp) -> jax.Array:
-        x = jnp.concatenate([obs, self._unit(self.own[a], own), self._unit(self.opp[a], opp)], axis=-1)
+        x = jnp.concatenate([obs, self.own_unit(a, own), self.opp_unit(a, opp)], axis=-1)
         return jnp.squeeze(self.nets["q"][a].apply(q_params, x), -1)
 
     def pi_out(self, params, a: str, obs, opp) -> jax.Array:
-        return self._out(params, "pi", a, obs, self._unit(self.opp[a], opp))
+        return self._out(params, "pi", a, obs, self.opp_unit(a, opp))
 
     def others_flat(self, a: str, actions: dict) -> jax.Array:
         return jnp.concatenate([actions[b].reshape(actions[b].shape[0], -1) for b in self.others[a]], -1)
@@ -162,101 +165,84 @@ class Algorithm:
 
     # ---- learning ------------------------------------------------------------------------------------
     def update(self, state: State, batch: dict, key: jax.Array) -> tuple[State, dict]:
-        cfg, spec = self.cfg, self.spec
-        p = state.params
-        alpha = self.alpha(state.steps)
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        own_flat = common.flat_actions(spec, batch["actions"])
-        not_done = 1.0 - batch["done"]
-        new_p = {n: dict(p[n]) for n in NETS}
-        new_o = {n: dict(state.opt[n]) for n in NETS}
-        m = {k: [] for k in ("q_loss", "pi_loss", "rho_loss", "prior_nll", "q", "entropy")}
+        new_state, metrics = super().update(state, batch, key)
+        return new_state, {**metrics, "alpha": self.alpha(state.steps)}
 
-        def step(net, a, loss_fn):
+    def combine(self, state: State, parts: list) -> tuple[State, dict]:
+        """:meth:`AgentwiseUpdate.combine` for parameters kept per network, then per agent."""
+        new, metrics = common.gather_parts(self.spec, parts)
+        new = {"params": {n: new[n] for n in NETS}, "opt": {n: new[f"{n}_opt"] for n in NETS}}
+        return common.apply_update(state, new, self.cfg.tau, target_q=new["params"]["q"]), metrics
+
+    def agent_update(self, state: State, a: str, batch: dict, key: jax.Array) -> tuple[dict, dict]:
+        """Eqs. (14)-(19) and the prior's step for agent ``a``, every loss on the parameters before this
+        update (Algorithm 2)."""
+        cfg, p, alpha = self.cfg, state.params, self.alpha(state.steps)
+        obs, next_obs = batch["obs"][a], batch["next_obs"][a]
+        own_flat = common.flat_actions(self.spec, batch["actions"])
+        opp_real, own_real = self.others_flat(a, own_flat), own_flat[a]
+        dist_own, dist_opp = self.own[a], self.opp[a]
+        k_rho1, k_pi1, k_rho, k_pi, k_rho2 = jax.random.split(key, 5)
+        new, m = {}, {}
+
+        def step(net, loss_fn):
             (loss, aux), g = jax.value_and_grad(loss_fn, has_aux=True)(p[net][a])
-            new_p[net][a], new_o[net][a] = common.opt_step(self.opts[net], p[net][a], state.opt[net][a], g)
+            new[net], new[f"{net}_opt"] = common.opt_step(self.opts[net], p[net][a], state.opt[net][a], g)
             return loss, aux
 
-        for a, k in zip(spec.agents, jax.random.split(key, spec.num_agents), strict=True):
-            k_rho1, k_pi1, k_rho, k_pi, k_rho2 = jax.random.split(k, 5)
-            opp_real = self.others_flat(a, own_flat)
-            own_real = own_flat[a]
-            dist_own, dist_opp = self.own[a], self.opp[a]
-
-            # Eq. (15): the soft value of o' under the current pi, rho and prior
-            rho_next = dist_opp.sample(self._out(p, "rho", a, next_obs[a]), k_rho1)
-            pi_next = dist_own.sample(self.pi_out(p, a, next_obs[a], rho_next.flat), k_pi1)
-            log_prior_next = dist_opp.log_prob(self._out(p, "prior", a, next_obs[a]), rho_next.flat)
-            v_next = (
-                self.q(state.target_q[a], a, next_obs[a], pi_next.flat, rho_next.flat)
-                - alpha * pi_next.log_prob
-                - rho_next.log_prob
-                + log_prior_next
-            )
-            y = jax.lax.stop_gradient(cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * v_next)
-
-            def q_loss(qp, a=a, y=y, opp_real=opp_real, own_real=own_real):  # Eq. (14)
-                q = self.q(qp, a, obs[a], own_real, opp_real)
-                return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
-
-            loss, q_mean = step("q", a, q_loss)
-            m["q_loss"].append(loss)
-            m["q"].append(q_mean)
-
-            opp_hat = jax.lax.stop_gradient(dist_opp.sample(self._out(p, "rho", a, obs[a]), k_rho).flat)
-
-            def pi_loss(pp, a=a, k_pi=k_pi, opp_hat=opp_hat):  # Eq. (18)
-                out = self.nets["pi"][a].apply(
-                    pp, jnp.concatenate([obs[a], self._unit(self.opp[a], opp_hat)], -1)
-                )
-                s = self.own[a].sample(out, k_pi)
-                q = self.q(p["q"][a], a, obs[a], s.flat, opp_hat)
-                loss = jnp.mean(alpha * s.log_prob - q) + cfg.policy_reg * self._reg(out)
-                return loss, jnp.mean(-s.log_prob)
-
-            loss, ent = step("pi", a, pi_loss)
-            m["pi_loss"].append(loss)
-            m["entropy"].append(ent)
-
-            def rho_loss(rp, a=a, k_rho2=k_rho2, own_real=own_real):  # Eq. (19)
-                out = self.nets["rho"][a].apply(rp, obs[a])
-                s = self.opp[a].sample(out, k_rho2)
-                log_prior = self.opp[a].log_prob(self._out(p, "prior", a, obs[a]), s.flat)
-                q = self.q(p["q"][a], a, obs[a], own_real, s.flat)
-                log_pi = self.own[a].log_prob(self.pi_out(p, a, obs[a], s.flat), own_real)
-                loss = jnp.mean(s.log_prob - log_prior - q + alpha * log_pi)
-                return loss + cfg.policy_reg * self._reg(out), None
-
-            loss, _ = step("rho", a, rho_loss)
-            m["rho_loss"].append(loss)
-
-            def prior_loss(pp, a=a, opp_real=opp_real):  # Algorithm 2: maximum likelihood of P
-                out = self.nets["prior"][a].apply(pp, obs[a])
-                return -jnp.mean(self.opp[a].log_prob(out, opp_real)), None
-
-            loss, _ = step("prior", a, prior_loss)
-            m["prior_nll"].append(loss)
-
-        state = State(
-            params=new_p,
-            opt=new_o,
-            target_q=common.soft_update(state.target_q, new_p["q"], cfg.tau),
-            steps=state.steps + 1,
+        # Eq. (15): the soft value of o' under the current pi, rho and prior
+        rho_next = dist_opp.sample(self._out(p, "rho", a, next_obs), k_rho1)
+        pi_next = dist_own.sample(self.pi_out(p, a, next_obs, rho_next.flat), k_pi1)
+        log_prior_next = dist_opp.log_prob(self._out(p, "prior", a, next_obs), rho_next.flat)
+        v_next = (
+            self.q(state.target_q[a], a, next_obs, pi_next.flat, rho_next.flat)
+            - alpha * pi_next.log_prob
+            - rho_next.log_prob
+            + log_prior_next
         )
-        metrics = {k: jnp.mean(jnp.stack(v)) for k, v in m.items()}
-        metrics["alpha"] = alpha
-        return state, metrics
+        not_done = 1.0 - batch["done"]
+        y = jax.lax.stop_gradient(cfg.reward_scale * batch["rewards"][a] + cfg.gamma * not_done * v_next)
 
-    def diagnostics(self, state: State) -> dict:
-        """At the all-ones observation (the games' constant observation): each agent's greedy action, and
-        the means (modes) of its opponent model and its prior for the first other agent (Fig. 2c)."""
+        def q_loss(qp):  # Eq. (14)
+            q = self.q(qp, a, obs, own_real, opp_real)
+            return 0.5 * jnp.mean((q - y) ** 2), jnp.mean(q)
+
+        m["q_loss"], m["q"] = step("q", q_loss)
+        opp_hat = jax.lax.stop_gradient(dist_opp.sample(self._out(p, "rho", a, obs), k_rho).flat)
+
+        def pi_loss(pp):  # Eq. (18)
+            out = self.nets["pi"][a].apply(pp, jnp.concatenate([obs, self.opp_unit(a, opp_hat)], -1))
+            s = dist_own.sample(out, k_pi)
+            q = self.q(p["q"][a], a, obs, s.flat, opp_hat)
+            loss = jnp.mean(alpha * s.log_prob - q) + cfg.policy_reg * self._reg(out)
+            return loss, jnp.mean(-s.log_prob)
+
+        m["pi_loss"], m["entropy"] = step("pi", pi_loss)
+
+        def rho_loss(rp):  # Eq. (19)
+            out = self.nets["rho"][a].apply(rp, obs)
+            s = dist_opp.sample(out, k_rho2)
+            log_prior = dist_opp.log_prob(self._out(p, "prior", a, obs), s.flat)
+            q = self.q(p["q"][a], a, obs, own_real, s.flat)
+            log_pi = dist_own.log_prob(self.pi_out(p, a, obs, s.flat), own_real)
+            loss = jnp.mean(s.log_prob - log_prior - q + alpha * log_pi)
+            return loss + cfg.policy_reg * self._reg(out), None
+
+        m["rho_loss"], _ = step("rho", rho_loss)
+
+        def prior_loss(pp):  # Algorithm 2: maximum likelihood of P
+            return -jnp.mean(dist_opp.log_prob(self.nets["prior"][a].apply(pp, obs), opp_real)), None
+
+        m["prior_nll"], _ = step("prior", prior_loss)
+        return new, m
+
+    def probe(self, state: State, obs: dict) -> dict:
+        """At ``obs`` (a single-state game's observation): the means (modes) of each agent's opponent model
+        and of its prior for the first other agent, in env units (Fig. 2c)."""
         p = state.params
         out = {}
         for a in self.spec.agents:
-            obs = jnp.ones((1, self.spec.obs_dim(a)))
-            rho_mode = self.opp[a].mode(self._out(p, "rho", a, obs))[1]
             d = self.spec.act_space(self.others[a][0]).flat_dim
-            out[f"pi_mean/{a}"] = self.own[a].mode(self.pi_out(p, a, obs, rho_mode))[1][0, 0]
-            out[f"rho_mean/{a}"] = rho_mode[0, :d][0]
-            out[f"prior_mean/{a}"] = self.opp[a].mode(self._out(p, "prior", a, obs))[1][0, :d][0]
+            out[f"rho_mean/{a}"] = self.opp[a].mode(self._out(p, "rho", a, obs[a]))[1][0, :d][0]
+            out[f"prior_mean/{a}"] = self.opp[a].mode(self._out(p, "prior", a, obs[a]))[1][0, :d][0]
         return out
