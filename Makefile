@@ -24,7 +24,7 @@ test-all: venv
 	$(BIN)/python -m pytest -q -x -n 2
 
 bench: venv
-	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python -m benchmarks.throughput
 
 clean:
 	rm -rf $(VENV) runs

@@ -4,7 +4,7 @@ Each step samples a uniformly random *available* action per agent (``env.avail_a
 part of the cost) and calls ``env.step`` (with auto-reset) under ``jax.vmap`` inside ``lax.scan``. The
 first call (compilation) is timed separately; steps/s counts the steps of all B envs.
 
-    python benchmarks/env_steps.py --task smax/3m --envs 64        # prints JSON
+    python -m benchmarks.env_steps --task smax/3m --envs 64        # prints JSON
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (compiled, on the state of a run past its warm-up), with its FLOPs and the GFLOP/s it reaches against the
 matrix-product peak measured in the same run.
 
-    .venv/bin/python benchmarks/profile.py [--seeds 1] [--only masac,mappo,aorpo,mamba]
+    .venv/bin/python -m benchmarks.profile [--seeds 1] [--only masac,mappo,aorpo,mamba]
 
 Parts (each ``jit(vmap(...))`` over the seeds, as the runner compiles the chunk):
 
@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 from marlow.devices import configure_host_devices  # noqa: E402
 
@@ -42,15 +40,15 @@ configure_host_devices()  # one XLA host device per core, before JAX starts
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from flops import count  # noqa: E402
 
+import marlow  # noqa: E402
+from benchmarks.flops import count  # noqa: E402
 from marlow import rollout  # noqa: E402
+from marlow.analysis.demo import AORPO_CPU  # noqa: E402
 from marlow.buffers import replay  # noqa: E402
 from marlow.devices import shard_seeds  # noqa: E402
-from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
-from marlow.experiment.runner import build, jitted_program, seed_keys  # noqa: E402
+from marlow.runtime.runner import build, jitted_program, seed_keys  # noqa: E402
 
 CONFIGS = {  # MASAC: the AORPO paper's MASAC schedule (batch 1024, an update per 100 steps, 500k buffer)
     "masac": ["algo=masac", "task=mpe/simple_spread", "warmup_steps=7500"],
@@ -62,7 +60,7 @@ CONFIGS = {  # MASAC: the AORPO paper's MASAC schedule (batch 1024, an update pe
 NOTES = {
     "masac": "MASAC, mpe/simple_spread, the AORPO paper's MASAC schedule (defaults)",
     "mappo": "MAPPO, mpe/simple_spread, defaults (MAPPO paper's MPE settings)",
-    "aorpo": "AORPO, mpe/simple_spread, the demo's scaled schedule (marlow/experiment/demo.py)",
+    "aorpo": "AORPO, mpe/simple_spread, the demo's scaled schedule (marlow/analysis/demo.py)",
     "mamba": "MAMBA, smax/3m, preset=small",
 }
 
@@ -94,7 +92,7 @@ def peak() -> tuple[float, float]:
 class Profile:
     def __init__(self, name: str, seeds: int):
         self.name, self.seeds = name, seeds
-        run = build(resolve([*CONFIGS[name], f"num_seeds={seeds}", "progress=false"]))
+        run = build(marlow.config(args=[*CONFIGS[name], f"num_seeds={seeds}", "progress=false"]))
         self.cfg, self.env, self.algo, self.learner = run.cfg, run.env, run.algo, run.learner
         cfg, env = run.cfg, run.env
         self.loop = Loop(env, self.learner, cfg.experiment)
@@ -230,7 +228,7 @@ def main() -> None:
     lines = [
         f"# One training chunk, part by part ({args.seeds} seed(s))",
         "",
-        f"`.venv/bin/python benchmarks/profile.py --seeds {args.seeds} --only {args.only}` (the script's "
+        f"`.venv/bin/python -m benchmarks.profile --seeds {args.seeds} --only {args.only}` (the script's "
         "docstring defines the parts and the counts).",
         "",
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {len(jax.devices())} XLA "

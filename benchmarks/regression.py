@@ -5,9 +5,9 @@ and write every metric of every evaluation to ``<out>/<name>.csv``. Run it befor
 and compare with ``--compare BEFORE AFTER``: the table lists, per configuration, the largest absolute
 difference of any metric and the metric it is in.
 
-    python benchmarks/regression.py --out /tmp/before
-    python benchmarks/regression.py --out /tmp/after
-    python benchmarks/regression.py --compare /tmp/before /tmp/after > benchmarks/regression.md
+    python -m benchmarks.regression --out /tmp/before
+    python -m benchmarks.regression --out /tmp/after
+    python -m benchmarks.regression --compare /tmp/before /tmp/after > benchmarks/regression.md
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import marlow
 from marlow.devices import configure_host_devices
-from marlow.experiment.config import resolve
-from marlow.experiment.runner import train
 
 COMMON = ["progress=false", "eval_episodes=4", "num_seeds=2"]
 SMALL_NET = ["hidden=16,16", "batch_size=64"]
@@ -92,7 +91,9 @@ def run_all(out: Path, names: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
-            run = train(resolve([*CONFIGS[name], *COMMON, f"run_dir={Path(tmp) / 'run'}"]))
+            run = marlow.train(
+                run_config=marlow.config(args=[*CONFIGS[name], *COMMON, f"run_dir={Path(tmp) / 'run'}"])
+            )
             shutil.copy(run / "metrics.csv", out / f"{name}.csv")
         print(f"{name}: done", file=sys.stderr)
 

@@ -5,7 +5,7 @@ layer of that cache (the ``programs/`` folder removed first: tracing and lowerin
 loaded), one process after the other in one run of this script, repeated; and ``marlow list``, cold
 (an empty cache directory: the task table is built) and warm (read back).
 
-    .venv/bin/python benchmarks/startup.py [--repeats 3] [--algos masac,mappo,aorpo]
+    .venv/bin/python -m benchmarks.startup [--repeats 3] [--algos masac,mappo,aorpo]
 
 Per process: the whole process's wall time measured here, and the run's own ``startup.json`` (seconds
 from the process start to the first training step, and per program the tracing, lowering and compilation
@@ -142,7 +142,7 @@ def write(results: dict, list_s: list[tuple[float, float]], repeats: int) -> Non
     lines = [
         "# Time to the first training step, cold and warm compilation cache",
         "",
-        f"`.venv/bin/python benchmarks/startup.py --repeats {repeats} --algos {','.join(results)}`",
+        f"`.venv/bin/python -m benchmarks.startup --repeats {repeats} --algos {','.join(results)}`",
         "",
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {repeats} "
         f"round{'s' if repeats != 1 else ''} per algorithm, each one cold process (empty cache directory), "

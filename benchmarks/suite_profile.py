@@ -3,7 +3,7 @@ own compile-time events (Python tracing to a jaxpr, lowering to StableHLO, XLA's
 from the persistent compilation cache), and a summary that writes benchmarks/suite_profile.md.
 
     SUITE_PROFILE=/tmp/prof .venv/bin/python -m pytest -q -n 2 -m "not exhaustive" -p benchmarks.suite_profile
-    .venv/bin/python benchmarks/suite_profile.py /tmp/prof --wall 1389 --note 'machine, date, commit'
+    .venv/bin/python -m benchmarks.suite_profile /tmp/prof --wall 1389 --note 'machine, date, commit'
 
 The plugin listens through ``jax.monitoring`` (public API): ``jaxpr_trace_duration``,
 ``jaxpr_to_mlir_module_duration`` and ``backend_compile_duration`` (XLA's compilation, or the load of the
@@ -118,7 +118,7 @@ def summarise(rows: list[dict], wall: float | None, workers: int, note: str = ""
         "# Where the test suite's time goes",
         "",
         f"`SUITE_PROFILE=<dir> {cmd}`, then",
-        "`.venv/bin/python benchmarks/suite_profile.py <dir> --wall <the run's wall seconds> "
+        "`.venv/bin/python -m benchmarks.suite_profile <dir> --wall <the run's wall seconds> "
         "--note <machine, date, commit>`.",
         "",
         *([note, ""] if note else []),

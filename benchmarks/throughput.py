@@ -13,8 +13,8 @@ env-steps/s counts the transitions of all seeds. ``--before DIR`` also times MAS
 another checkout (e.g. ``git worktree add DIR <commit>``), interleaved with the current code's runs, so
 the two are measured side by side in one run.
 
-    python benchmarks/throughput.py --before /tmp/old    # writes benchmarks/RESULTS.md
-    python benchmarks/throughput.py --algo ippo --seeds 1 --repeats 1  # one configuration, prints JSON
+    python -m benchmarks.throughput --before /tmp/old    # writes benchmarks/RESULTS.md
+    python -m benchmarks.throughput --algo ippo --seeds 1 --repeats 1  # one configuration, prints JSON
 """
 
 from __future__ import annotations
@@ -40,17 +40,17 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
     configure_host_devices()
     import jax
 
+    import marlow
     from marlow.devices import seed_devices, shard_seeds
-    from marlow.experiment.config import resolve
     from marlow.experiment.loop import Loop
-    from marlow.experiment.runner import build, jitted_program, seed_keys
+    from marlow.runtime.runner import build, jitted_program, seed_keys
 
     common = ["task=mpe/simple_spread", f"num_seeds={num_seeds}", "progress=false"]
     if algo == "masac":
         schedule = ["warmup_steps=1024", "batch_size=1024", "update_every=100", "updates_per_step=1"]
-        cfg = resolve(["algo=masac", *common, *schedule, "buffer_size=500000", *extra])
+        cfg = marlow.config(args=["algo=masac", *common, *schedule, "buffer_size=500000", *extra])
     else:  # JaxMARL's IPPO MPE settings are conf/ppo.yaml's defaults
-        cfg = resolve(["algo=ippo", *common, "eval_every=20480", *extra])
+        cfg = marlow.config(args=["algo=ippo", *common, "eval_every=20480", *extra])
     run = build(cfg)
     cfg, env, algo = run.cfg, run.env, run.algo
     loop = Loop(env, run.learner, cfg.experiment)
@@ -149,7 +149,7 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} "
-        "by `python benchmarks/throughput.py" + (" --before <worktree>" if ns.before else "") + "`.",
+        "by `python -m benchmarks.throughput" + (" --before <worktree>" if ns.before else "") + "`.",
         f"Median (min-max) of {ns.repeats} fresh processes per row, the configurations interleaved; seeds "
         "split over the listed CPU devices; timed after compilation (collection, learning, evaluation).",
         "",

@@ -3,18 +3,21 @@
 Importing marlow changes nothing in the process: the command line (``marlow.cli.main``) asks XLA for one
 host device per core (:func:`marlow.devices.configure_host_devices`) before JAX starts; a script or
 notebook that wants the same seed sharding calls it itself, first. The Python API (:mod:`marlow.api`):
-``marlow.train``, ``marlow.evaluate``, ``marlow.config``, ``marlow.make_env``. The subpackages
+``marlow.train``, ``marlow.evaluate``, ``marlow.config``, ``marlow.build``, ``marlow.make_env``,
+``marlow.run_config``, ``marlow.metrics``. The subpackages
 (``marlow.devices``, ``marlow.algos``, ``marlow.envs``, ...) are imported when first used, so that
 ``import marlow`` does not import JAX."""
 
 import importlib
 
-from marlow.api import config, evaluate, make_env, train
+from marlow.api import build, config, evaluate, make_env, metrics, run_config, train
 
 __version__ = "0.1.0"
-__all__ = ["config", "evaluate", "make_env", "train", "__version__"]
+__all__ = ["build", "config", "evaluate", "make_env", "metrics", "run_config", "train", "__version__"]
 
-_SUBMODULES = set("algos buffers devices envs errors experiment nn rollout sweep world".split())
+_SUBMODULES = set(
+    "algos analysis buffers devices envs errors experiment nn rollout runtime sweep world".split()
+)
 
 
 def __getattr__(name: str):

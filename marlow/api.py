@@ -13,13 +13,17 @@ device setup alone: call :func:`marlow.devices.configure_host_devices` first, be
 seeds over the cores as the CLI does. ``progress`` defaults to False here (True on the CLI).
 
 For a loop of one's own: :func:`make_env` builds a task (registered, ``jax:``, ``pettingzoo:``),
-:func:`config` resolves a :class:`~marlow.experiment.config.RunConfig`, and ``marlow.algos.get_algo(name)``
-gives an algorithm module whose ``Algorithm(env.spec, cfg.algo)`` is the learner
-(:mod:`marlow.algos.learner` describes the protocol; :func:`marlow.rollout.collect` is the rollout engine).
+:func:`config` resolves a :class:`~marlow.experiment.config.RunConfig`, :func:`build` makes its env,
+algorithm and learner (:class:`~marlow.experiment.setup.Run`), and ``marlow.algos.get_algo(name)`` gives an
+algorithm module whose ``Algorithm(env.spec, cfg.algo)`` is the learner (:mod:`marlow.algos.learner`
+describes the protocol; :func:`marlow.rollout.collect` is the rollout engine). A finished run's config and
+per-seed metrics are :func:`run_config` and :func:`metrics`; its plots and tables,
+:mod:`marlow.runtime.report`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +46,43 @@ def _args(algo: str | None, task: str | None, task_options: dict | None, overrid
     return args + [f"{k}={cli_value(v)}" for k, v in overrides.items()]
 
 
-def config(algo: str | None = None, task: str | None = None, task_options: dict | None = None, **overrides):
-    """The resolved, validated :class:`~marlow.experiment.config.RunConfig` (defaults < task < overrides)."""
+def config(
+    algo: str | None = None,
+    task: str | None = None,
+    task_options: dict | None = None,
+    *,
+    args: Sequence[str] = (),
+    **overrides,
+):
+    """The resolved, validated :class:`~marlow.experiment.config.RunConfig` (defaults < task < overrides).
+    ``args``: more ``key=value`` strings as the command line writes them (``"hidden=64,64"``,
+    ``"task.cc_payoff=5,5"``), applied after the keyword overrides."""
     from marlow.experiment.config import resolve
 
-    return resolve(_args(algo, task, task_options, overrides))
+    return resolve(_args(algo, task, task_options, overrides) + list(args))
+
+
+def build(cfg, quiet: bool = True):
+    """The env, algorithm and learner of a resolved config, built once and checked
+    (:class:`~marlow.experiment.setup.Run`), for a loop or a measurement of one's own; ``quiet=False``
+    says on stderr how the schedule was fitted to whole iterations."""
+    from marlow.experiment.setup import build as build_run
+
+    return build_run(cfg, quiet)
+
+
+def run_config(run_dir: str | Path):
+    """The :class:`~marlow.experiment.config.RunConfig` a run directory was trained with."""
+    from marlow.experiment.config import load_run_config
+
+    return load_run_config(run_dir)
+
+
+def metrics(run_dir: str | Path) -> dict:
+    """A run's ``metrics.csv`` as ``{seed: {column: float64 array over its evaluations}}``."""
+    from marlow.runtime.loggers import read_metrics
+
+    return read_metrics(run_dir)
 
 
 def train(
@@ -55,14 +91,20 @@ def train(
     *,
     resume: str | Path | None = None,
     task_options: dict | None = None,
+    run_config=None,
     **overrides,
 ) -> Path:
     """Train ``algo`` on ``task`` (or resume the run in ``resume``, where ``overrides`` may set the keys
     a resume can change: ``total_steps`` to extend it, ``checkpoint_every``, ``progress``,
-    ``compile_cache``); returns the run directory. Progress is shown as by the CLI (``progress=False``
-    for none): a bar on a terminal, else one line per evaluation on stderr."""
-    from marlow.experiment.runner import train as run
+    ``compile_cache``); returns the run directory. ``run_config``: train a config :func:`config` resolved
+    instead (nothing else given). Progress is shown as by the CLI (``progress=False`` for none): a bar on a
+    terminal, else one line per evaluation on stderr."""
+    from marlow.runtime.runner import train as run
 
+    if run_config is not None:
+        if algo or task or resume is not None or task_options or overrides:
+            raise ConfigError("marlow.train takes a run_config alone (its keys are already resolved)")
+        return Path(run(run_config))
     if resume is None and not (algo and task):
         raise ConfigError("marlow.train needs an algorithm and a task (or resume=<run_dir>)")
     if resume is not None:
@@ -74,8 +116,8 @@ def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> dic
     """Greedy evaluation of a run's checkpointed policies (``marlow eval``), as numbers:
     ``team_return`` (mean over seeds), ``team_return_per_seed``, ``agent_returns``, in competitive tasks
     ``team_returns`` (per team), episode event rates such as ``win_rate``, ``env_steps`` and ``episodes``
-    (:meth:`marlow.experiment.evaluate.Evaluation.numbers`)."""
-    from marlow.experiment.evaluate import evaluation
+    (:meth:`marlow.analysis.evaluate.Evaluation.numbers`)."""
+    from marlow.analysis.evaluate import evaluation
 
     return evaluation(str(run_dir), episodes=episodes, seed=seed).numbers()
 

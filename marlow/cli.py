@@ -183,7 +183,7 @@ def cmd_train(args: list[str]) -> int:
             "`marlow train algo=ippo task=mpe/simple_spread`; `marlow list` names them"
         )
     cfg = resolve(args)  # before the runner's (JAX's) imports: bad keys are reported at once
-    from marlow.experiment.runner import train
+    from marlow.runtime.runner import train
 
     run_dir = train(cfg)
     print(f"run directory: {run_dir}")
@@ -192,7 +192,7 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_eval(args: list[str]) -> int:
-    from marlow.experiment.evaluate import evaluate_run
+    from marlow.analysis.evaluate import evaluate_run
 
     p = _Parser(prog="marlow eval")
     p.add_argument("run_dir")
@@ -205,7 +205,7 @@ def cmd_eval(args: list[str]) -> int:
 
 
 def cmd_crossplay(args: list[str]) -> int:
-    from marlow.experiment.crossplay import crossplay, summary
+    from marlow.analysis.crossplay import crossplay, summary
 
     p = _Parser(prog="marlow crossplay")
     p.add_argument("agent_run")
@@ -219,7 +219,7 @@ def cmd_crossplay(args: list[str]) -> int:
 
 
 def cmd_compounding(args: list[str]) -> int:
-    from marlow.experiment.model_usage import measure_run, summary
+    from marlow.analysis.model_usage import measure_run, summary
 
     p = _Parser(prog="marlow compounding")
     p.add_argument("run_dir")
@@ -237,7 +237,7 @@ def cmd_compounding(args: list[str]) -> int:
 def cmd_plot(args: list[str]) -> int:
     """Curves of ``y`` against ``x`` for the runs, and their summary table; a warning on stderr when the
     runs are of different tasks (their returns share one axis)."""
-    from marlow.experiment.report import load_run, plot_runs, summary_table
+    from marlow.runtime.report import load_run, plot_runs, summary_table
 
     p = _Parser(prog="marlow plot")
     p.add_argument("run_dirs", nargs="+")
@@ -271,8 +271,8 @@ def _list_tables() -> dict[str, list[dict]]:
     import hashlib
     import json
 
-    from marlow.experiment.compile_cache import cache_dir
-    from marlow.experiment.fingerprint import source_digest, versions
+    from marlow.runtime.compile_cache import cache_dir
+    from marlow.runtime.fingerprint import source_digest, versions
 
     where = cache_dir("auto")
     if where is None:
@@ -462,7 +462,7 @@ marlow train's, passed to every training (world-model keys only to AORPO)."""
 
 
 def cmd_demo(args: list[str]) -> int:
-    from marlow.experiment.demo import DEMO_DEFAULTS, run_demo
+    from marlow.analysis.demo import DEMO_DEFAULTS, run_demo
 
     if any(a in HELP for a in args):
         print(DEMO_USAGE.format(defaults=" ".join(f"[{k}={v}]" for k, v in DEMO_DEFAULTS.items())))

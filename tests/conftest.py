@@ -101,7 +101,7 @@ def die_at_checkpoint(monkeypatch):
     """``die_at_checkpoint(n, train, cfg)`` calls ``train(cfg)`` as if the process were killed when it
     was about to write checkpoint ``n`` (its metrics row is logged, the checkpoint is not; checkpoint
     ``n - 1`` is the last on disk), checks that it stopped there, and puts the real writer back."""
-    from marlow.experiment import checkpoint
+    from marlow.runtime import checkpoint
 
     real_save = checkpoint.save
 

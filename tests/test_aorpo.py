@@ -18,8 +18,8 @@ from marlow.algos import get_algo
 from marlow.buffers import replay
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 M = 8
 SMALL = [
@@ -300,10 +300,10 @@ def test_aorpo_reaches_the_climb_equilibrium(optimised_xla):
     ensemble it is still 0.26-0.29 at 8,000). In climb.md AORPO's median seed is within 0.1 at 6,000 steps
     and MASAC's at 11,000. The initial policies play near 0, 0.5 from the equilibrium in every coordinate;
     a learner that does not learn, or learns only one state, stays out of reach."""
+    from marlow.analysis.demo import AORPO_CPU
     from marlow.envs.games import CLIMB_LANDMARKS
-    from marlow.experiment.demo import AORPO_CPU
     from marlow.experiment.loop import Loop
-    from marlow.experiment.runner import build, seed_keys
+    from marlow.runtime.runner import build, seed_keys
 
     schedule = {
         **AORPO_CPU,

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from marlow import cli, envs
 from marlow.algos import ALGORITHMS
-from marlow.experiment.progress import ProgressReporter
+from marlow.runtime.progress import ProgressReporter
 
 
 def test_list_prints_one_row_per_line_when_piped(capsys):

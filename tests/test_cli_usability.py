@@ -8,6 +8,7 @@ import io
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -18,8 +19,8 @@ from marlow.algos import ALGORITHMS
 from marlow.algos.onpolicy.mappo import Config
 from marlow.api import cli_value
 from marlow.errors import ConfigError
-from marlow.experiment import runner
 from marlow.experiment.config import algo_defaults, build
+from marlow.runtime import runner
 
 # a tiny MASAC run on the climbing game: 2 chunks of 4 envs x 25 steps, 2 seeds, 2 greedy eval episodes;
 # written as --key=value and --key value, which `marlow train` takes like key=value
@@ -89,6 +90,28 @@ def test_api_train_needs_algo_and_task(no_training):
         marlow.train()
     with pytest.raises(ConfigError, match="needs an algorithm and a task"):
         marlow.train("ippo")
+
+
+def test_api_trains_a_resolved_config_alone(no_training, monkeypatch):
+    cfg = marlow.config("ippo", "mpe/simple_spread", args=["hidden=8,8", "task.continuous=false"])
+    assert cfg.algo.hidden == (8, 8) and cfg.experiment.task_options == {"continuous": False}
+    assert marlow.config(args=["algo=ippo", "task=mpe/simple_spread", "hidden=8,8"]).algo.hidden == (8, 8)
+    with pytest.raises(ConfigError, match="run_config alone"):
+        marlow.train("ippo", run_config=cfg)
+    with pytest.raises(ConfigError, match="run_config alone"):
+        marlow.train(run_config=cfg, hidden=[4])
+    seen = []
+    monkeypatch.setattr(runner, "train", lambda c: seen.append(c) or "somewhere")
+    assert marlow.train(run_config=cfg) == Path("somewhere") and seen == [cfg]
+
+
+def test_api_reads_a_runs_config_and_metrics(tiny_run):
+    cfg = marlow.run_config(tiny_run)
+    metrics = marlow.metrics(tiny_run)
+    assert sorted(metrics) == list(range(cfg.experiment.num_seeds))
+    assert metrics[0]["env_steps"][-1] == cfg.experiment.total_steps
+    run = marlow.build(cfg)
+    assert run.env.spec.name == cfg.experiment.task and run.cfg.experiment.algo == cfg.experiment.algo
 
 
 # ---------------------------------------------------------------------- 12: --help, --version

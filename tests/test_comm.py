@@ -13,9 +13,9 @@ import pytest
 from marlow import envs
 from marlow.algos.onpolicy import commnet, g2a
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
 from marlow.nn.comm import G2A, CommNet, others_mean, straight_through_hard
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 X = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 5))  # [batch, agents, features]
 

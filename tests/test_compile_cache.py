@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from marlow.experiment import compile_cache, fingerprint, program_cache
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
 from marlow.experiment.loop import strongly_typed
-from marlow.experiment.runner import train
 from marlow.experiment.setup import build
-from marlow.experiment.startup import STARTUP_NAME
+from marlow.runtime import compile_cache, fingerprint, program_cache
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
+from marlow.runtime.startup import STARTUP_NAME
 
 TINY = [
     *("algo=masac", "task=games/climb", "hidden=8,8", "batch_size=16", "buffer_size=200"),

@@ -197,7 +197,7 @@ def test_unknown_algorithm():
 
 
 def test_unknown_task_is_rejected_when_built():
-    from marlow.experiment.runner import build
+    from marlow.runtime.runner import build
 
     cfg = resolve(["task=mpe/nope"])  # task names are checked when the env is built
     with pytest.raises(ConfigError, match="mpe/nope"):

@@ -29,6 +29,8 @@ LAYERS = [
     ("world",),
     ("algos",),
     ("experiment",),
+    ("runtime",),
+    ("analysis",),
     ("sweep", "api", "cli", "__init__", "__main__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -1,4 +1,4 @@
-"""Cross-play evaluation (marlow.experiment.crossplay, AORPO Appendix G.3): one run's policies play the agent
+"""Cross-play evaluation (marlow.analysis.crossplay, AORPO Appendix G.3): one run's policies play the agent
 team, another run's the adversary team.
 
 The run directories are written as ``marlow train`` writes them (``prepare_run_dir``'s config.yaml and a
@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import yaml
 
+from marlow.analysis.crossplay import crossplay
+from marlow.analysis.evaluate import eval_keys, evaluate_seeds, load_jax_run
 from marlow.cli import main
 from marlow.errors import CheckpointError, ConfigError
-from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
-from marlow.experiment.crossplay import crossplay
-from marlow.experiment.evaluate import eval_keys, evaluate_seeds, load_jax_run
 from marlow.experiment.loop import Loop, evaluate_policy
-from marlow.experiment.runner import CONFIG_NAME, build, prepare_run_dir, seed_keys
+from marlow.runtime import checkpoint
+from marlow.runtime.runner import CONFIG_NAME, build, prepare_run_dir, seed_keys
 
 TASK = "mpe/simple_push"  # adversary_0 (team "adversary"), agent_0 (team "agent"), Discrete(5) each
 SMALL = ["hidden=8,8", "batch_size=16", "num_envs=2", "update_every=50", "total_steps=100", "eval_every=100"]

@@ -342,8 +342,8 @@ def test_mpe2_gets_its_global_state():
 # ---------------------------------------------------------------------------------------------------
 def test_ippo_trains_on_halfcheetah_2x3(tmp_path):
     from marlow.experiment.config import resolve
-    from marlow.experiment.loggers import read_metrics
-    from marlow.experiment.runner import train
+    from marlow.runtime.loggers import read_metrics
+    from marlow.runtime.runner import train
 
     args = [
         "algo=ippo",

@@ -25,8 +25,8 @@ from marlow.algos import ALGORITHMS, get_algo, learner, unsupported
 from marlow.algos.learner import kind_of
 from marlow.errors import ConfigError
 from marlow.experiment.config import field_types, resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 JAX_TASKS = [t for t in envs.task_names() if envs.make(t).is_jax]
 PAIRS = [(a, t) for a in ALGORITHMS for t in JAX_TASKS if unsupported(get_algo(a), envs.make(t).spec) is None]

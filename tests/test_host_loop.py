@@ -1,4 +1,4 @@
-"""The host-side training loop (marlow.experiment.host) on the PettingZoo task pettingzoo/mpe2_simple_spread.
+"""The host-side training loop (marlow.runtime.host) on the PettingZoo task pettingzoo/mpe2_simple_spread.
 
 One tiny MASAC run (2 seeds x 4 envs, 400 env steps, an evaluation every 200) is trained once per module
 through ``config.resolve`` + ``runner.train``; a second run with the same config goes through the CLI and
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from flax.serialization import msgpack_restore
 
+from marlow.analysis.evaluate import eval_keys, evaluate_run, evaluation
 from marlow.cli import main
-from marlow.experiment.checkpoint import CKPT_NAME
 from marlow.experiment.config import resolve
-from marlow.experiment.evaluate import eval_keys, evaluate_run, evaluation
-from marlow.experiment.host import env_seed, evaluate_host_run
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import build, load_run_config, train
+from marlow.runtime.checkpoint import CKPT_NAME
+from marlow.runtime.host import env_seed, evaluate_host_run
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import build, load_run_config, train
 
 TASK = "pettingzoo/mpe2_simple_spread"
 ARGS = [
@@ -129,7 +129,7 @@ def test_env_seed_streams():
 def test_resumed_host_chunk_starts_its_training_returns_from_zero():
     """A resumed host run resets its envs (the episodes in progress are dropped), so the running training
     returns restored from the checkpoint must not be added to the first episodes after it."""
-    from marlow.experiment.host import HostLoop
+    from marlow.runtime.host import HostLoop
 
     cfg = resolve(ARGS)
     host = HostLoop(build(cfg))
@@ -146,7 +146,7 @@ def test_host_env_information_for_centralised_critics():
     """MAPPO on a host env: every step passes the masks and the global state to the policy, and the
     trajectory keeps the global state each step reached (the finished episode's last state at its end,
     not the next episode's first), as the JAX rollout engine does."""
-    from marlow.experiment.host import HostLoop
+    from marlow.runtime.host import HostLoop
 
     cfg = resolve(
         [

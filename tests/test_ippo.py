@@ -14,8 +14,8 @@ import pytest
 from marlow import envs, rollout
 from marlow.algos.onpolicy import ippo, ppo
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 SMALL = [
     "algo=ippo",
@@ -62,15 +62,7 @@ def test_gae_matches_direct_computation_with_terminations_and_truncations():
     term = rng.random((T, B)) < 0.1
     trunc = (rng.random((T, B)) < 0.1) & ~term
     assert term.any() and trunc.any()
-    adv, ret = ppo.gae(
-        jnp.asarray(r),
-        jnp.asarray(v),
-        jnp.asarray(nv),
-        jnp.asarray(term),
-        jnp.asarray(term | trunc),
-        0.97,
-        0.9,
-    )
+    adv, ret = ppo.gae(ppo.Steps(*(jnp.asarray(x) for x in (r, v, nv, term, term | trunc))), 0.97, 0.9)
     want_adv, want_ret = _gae_numpy(r, v, nv, term, trunc, 0.97, 0.9)
     np.testing.assert_allclose(adv, want_adv, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ret, want_ret, rtol=1e-5, atol=1e-5)

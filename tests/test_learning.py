@@ -21,10 +21,10 @@ benchmarks/ (onpolicy/learning.md, rommeo/, aorpo/).
 import numpy as np
 import pytest
 
+from marlow.analysis.evaluate import random_policy_return
 from marlow.experiment.config import resolve
-from marlow.experiment.evaluate import random_policy_return
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 
 def _final_returns(run_dir, last=2):

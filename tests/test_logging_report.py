@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from marlow.errors import CheckpointError, ConfigError
-from marlow.experiment.loggers import RunDirError, RunLogger, read_metrics, split_task
-from marlow.experiment.report import (
+from marlow.runtime.loggers import RunDirError, RunLogger, read_metrics, split_task
+from marlow.runtime.report import (
     MissingMetricError,
     aligned_seeds,
     load_run,
@@ -439,7 +439,7 @@ def test_report_leads_with_the_win_rate_and_says_what_its_band_is(tmp_path):
 
 def test_counts_are_logged_as_integers_and_float32_as_its_shortest_decimal(tmp_path):
     """agent_interactions showed 819.199951171875 and updates 100.0 in metrics.csv."""
-    from marlow.experiment.session import _rows
+    from marlow.runtime.session import _rows
 
     metrics = {
         "agent_interactions": np.array([819.2], np.float32),
@@ -458,7 +458,7 @@ def test_counts_are_logged_as_integers_and_float32_as_its_shortest_decimal(tmp_p
 
 def test_demo_reading_weighs_aorpo_against_masac_at_equal_updates(tmp_path):
     """The demo's reading compares AORPO with MASAC at AORPO's update ratio, against the seeds' spread."""
-    from marlow.experiment.demo import reading
+    from marlow.analysis.demo import reading
 
     labels = ["AORPO", "MASAC (1)", "MASAC (10)"]
     close = [tmp_path / n for n in ("a", "m1", "m10")]

@@ -15,8 +15,8 @@ from marlow.buffers import replay
 from marlow.envs.games import lookahead_toy_reward
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 from marlow.world.model_env import ModelEnv
 
 TOY = "games/lookahead_toy"

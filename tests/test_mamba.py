@@ -22,7 +22,7 @@ from marlow.algos.onpolicy.actors import MASKED_LOGIT
 from marlow.buffers import sequence
 from marlow.errors import ConfigError
 from marlow.experiment.config import resolve
-from marlow.experiment.runner import train
+from marlow.runtime.runner import train
 from marlow.world import rssm
 
 TASK = "smax/3m"

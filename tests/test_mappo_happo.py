@@ -15,8 +15,8 @@ from marlow.algos.onpolicy.actors import Actors
 from marlow.envs.api import EnvSpec, MultiAgentEnv
 from marlow.envs.spaces import Box, Discrete, MultiDiscrete
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 AGENTS = ("a", "b", "c")
 

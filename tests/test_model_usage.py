@@ -1,5 +1,5 @@
 """``marlow compounding``: the compounding error and communications of every rollout scheme measured on a
-run directory (marlow.experiment.model_usage; the measurement itself is tested in test_compounding).
+run directory (marlow.analysis.model_usage; the measurement itself is tested in test_compounding).
 The AORPO run directory holds a freshly initialised state, saved as ``marlow train`` saves it, so that
 the file needs no training."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from marlow.cli import main
-from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
-from marlow.experiment.runner import build, prepare_run_dir, seed_keys
+from marlow.runtime import checkpoint
+from marlow.runtime.runner import build, prepare_run_dir, seed_keys
 from marlow.world.branched import SCHEMES
 
 TASK = "mpe/simple_spread"  # 3 agents, one team: 3 egos x 2 teammates

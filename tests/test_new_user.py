@@ -19,8 +19,8 @@ from test_runner import TINY  # noqa: E402  the runner tests' tiny MASAC run (it
 from marlow.cli import main  # noqa: E402
 from marlow.errors import ConfigError  # noqa: E402
 from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.loggers import read_metrics  # noqa: E402
-from marlow.experiment.runner import load_run_config, train  # noqa: E402
+from marlow.runtime.loggers import read_metrics  # noqa: E402
+from marlow.runtime.runner import load_run_config, train  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("jax_compilation_cache")  # tests/conftest.py
 TRAINING = ("train/return", "updates", "episodes", "loss/critic", "loss/actor")

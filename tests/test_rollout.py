@@ -15,6 +15,8 @@ from marlow.envs.spaces import Box, Discrete
 from marlow.errors import ConfigError
 from marlow.world.branched import (
     PAPER_SCHEDULES,
+    Actors,
+    Length,
     branched_rollout,
     compounding_error,
     flatten,
@@ -144,7 +146,7 @@ def run_toy(scheme, n=None, k=K, real_act=None):
     model_act = {a: marker(MODEL_MARK) for a in MATES}
     real_act = real_act if real_act is not None else {a: marker(REAL_MARK) for a in MATES}
     return branched_rollout(
-        jax.random.key(0), env, START, EGO, ego_act, model_act, real_act, n, k, K_MAX, scheme
+        jax.random.key(0), env, START, EGO, Actors(ego_act, model_act, real_act), Length(k, K_MAX, n), scheme
     )
 
 
@@ -225,7 +227,9 @@ def test_traced_k_one_compilation():
         n = opponent_steps({a: eps[i] for i, a in enumerate(MATES)}, k)
         acts = {a: marker(MODEL_MARK) for a in MATES}
         real = {a: marker(REAL_MARK) for a in MATES}
-        return branched_rollout(jax.random.key(0), env, START, EGO, ego_act, acts, real, n, k, K_MAX)
+        return branched_rollout(
+            jax.random.key(0), env, START, EGO, Actors(ego_act, acts, real), Length(k, K_MAX, n)
+        )
 
     eps = jnp.array([0.1, 0.2, 0.4])
     r5, r3, r7 = run(jnp.int32(5), eps), run(jnp.int32(3), eps), run(jnp.int32(7), eps)
@@ -251,7 +255,7 @@ def test_vmap_over_seeds_matches_separate_runs():
         model_act = {a: sample(0) for a in MATES}
         real_act = {a: sample(3) for a in MATES}
         ego = lambda obs, key: jax.random.randint(key, obs[EGO].shape[:1], 0, 5)  # noqa: E731
-        return branched_rollout(key, env, START, EGO, ego, model_act, real_act, n, K, K_MAX)
+        return branched_rollout(key, env, START, EGO, Actors(ego, model_act, real_act), Length(K, K_MAX, n))
 
     keys = jax.random.split(jax.random.key(1), 2)
     eps = jnp.array([[0.1, 0.2, 0.4], [0.4, 0.2, 0.1]])
@@ -279,12 +283,14 @@ def test_bad_arguments():
         run_toy("all_real", k=K_MAX + 1)
     env = ModelEnv(toy_spec(), toy_predict)
     with pytest.raises(ConfigError, match="ego"):
-        branched_rollout(jax.random.key(0), env, START, "zz", ego_act, {}, {}, None, 2, 3, "all_models")
+        branched_rollout(
+            jax.random.key(0), env, START, "zz", Actors(ego_act, {}, {}), Length(2, 3), "all_models"
+        )
     # all_models needs no real policies; all_real needs no teammate models
     run_toy("all_models", real_act={})
     real_act = {a: marker(REAL_MARK) for a in MATES}
     r = branched_rollout(
-        jax.random.key(0), env, START, EGO, ego_act, {}, real_act, None, K, K_MAX, "all_real"
+        jax.random.key(0), env, START, EGO, Actors(ego_act, {}, real_act), Length(K, K_MAX), "all_real"
     )
     assert int(r.transitions["actions"]["t1"][K_MAX - 1, 0]) == 0  # masked steps: a placeholder action
 
@@ -306,7 +312,7 @@ def test_competitive_ego_queries_only_its_team():
         model_act = {a: marker(MODEL_MARK) for a in spec.agents if a != ego}
         ego_fn = marker(EGO_MARK)
         return branched_rollout(
-            jax.random.key(0), env, start, ego, ego_fn, model_act, real_act, n, k, 6, scheme
+            jax.random.key(0), env, start, ego, Actors(ego_fn, model_act, real_act), Length(k, 6, n), scheme
         )
 
     # eps: the prey's model is the best (0.1) but it is never queried: n = k = 4; teammates 4*0.5, 4*0.25

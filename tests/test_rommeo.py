@@ -13,8 +13,8 @@ from marlow import envs
 from marlow.algos import get_algo
 from marlow.envs.games import CLIMBING_PAYOFF
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import train
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import train
 
 R = np.asarray(CLIMBING_PAYOFF, np.float64)  # rows: agent_0's action, columns: agent_1's
 CLIMBING = envs.make("games/climbing").spec

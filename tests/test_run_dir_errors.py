@@ -8,7 +8,7 @@ from flax import serialization
 from test_runner import TINY  # noqa: E402  the runner tests' tiny MASAC run, a checkpoint per chunk
 
 from marlow import cli
-from marlow.experiment import checkpoint
+from marlow.runtime import checkpoint
 
 
 def _one_line(err: str) -> str:

@@ -25,10 +25,10 @@ from marlow.algos import ALGORITHMS
 from marlow.cli import main
 from marlow.devices import seed_devices
 from marlow.errors import TrainingDiverged
-from marlow.experiment import checkpoint
 from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import load_run_config, train
+from marlow.runtime import checkpoint
+from marlow.runtime.loggers import read_metrics
+from marlow.runtime.runner import load_run_config, train
 
 # 4 chunks of one iteration (25 vectorised steps x 4 envs, then one update), 2 greedy eval episodes
 TINY = [
@@ -144,7 +144,7 @@ def test_run_directory_contents(run_a):
 def _template(run_dir: Path):
     """A runner state of the run's structure, to restore its checkpoint into."""
     from marlow.experiment.loop import Loop
-    from marlow.experiment.runner import build, seed_keys
+    from marlow.runtime.runner import build, seed_keys
 
     run = build(load_run_config(run_dir))
     loop = Loop(run.env, run.learner, run.cfg.experiment)

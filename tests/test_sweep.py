@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from marlow.cli import main
-from marlow.experiment.loggers import read_metrics
+from marlow.runtime.loggers import read_metrics
 from marlow.sweep.grid import expand
 
 TINY = [

@@ -26,7 +26,7 @@ from marlow.envs.games import CLIMBING_PAYOFF
 from marlow.envs.spaces import Box, Discrete
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
-from marlow.experiment.runner import build, seed_keys
+from marlow.runtime.runner import build, seed_keys
 
 R = np.asarray(CLIMBING_PAYOFF)  # R[a0, a1], shared
 AGENTS = ("agent_0", "agent_1")
@@ -418,7 +418,7 @@ from marlow.devices import configure_host_devices
 configure_host_devices()
 from marlow.experiment.config import resolve
 from marlow.experiment.loop import Loop
-from marlow.experiment.runner import build, seed_keys
+from marlow.runtime.runner import build, seed_keys
 cfg = resolve(["algo=fmq", "task=games/climbing", "total_steps=5000", "eval_every=5000", "eval_episodes=1",
                "num_seeds=8", "num_envs=1", "progress=false"])
 run = build(cfg)

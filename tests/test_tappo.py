@@ -16,7 +16,7 @@ import numpy as np
 from marlow import envs, rollout
 from marlow.algos.onpolicy import tappo
 from marlow.experiment.config import resolve
-from marlow.experiment.runner import train
+from marlow.runtime.runner import train
 
 TASK = "mpe/simple_spread"  # 25-step episodes: resets inside a 40-step trajectory
 

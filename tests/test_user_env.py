@@ -16,7 +16,7 @@ from pettingzoo import ParallelEnv
 import marlow
 from marlow import cli, make_env
 from marlow.errors import ConfigError
-from marlow.experiment.report import read_metrics
+from marlow.runtime.report import read_metrics
 
 ENV_FILE = textwrap.dedent(
     '''

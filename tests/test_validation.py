@@ -138,7 +138,7 @@ def test_values_inside_every_range_resolve(algo, data):
 )
 def test_cli_refuses_the_reported_values_before_training(override, expect, tmp_path, capsys, monkeypatch):
     """The malformed command lines of the reliability issue: exit 2, one line, nothing trained or written."""
-    import marlow.experiment.runner as runner
+    import marlow.runtime.runner as runner
 
     monkeypatch.setattr(runner, "train", lambda cfg: pytest.fail("train() reached"))
     run_dir = tmp_path / "run"

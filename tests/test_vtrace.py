@@ -41,25 +41,23 @@ def test_vtrace_matches_the_direct_sum(rho_clip, c_clip):
     r, v, nv, term, done, rng = _trajectory()
     rho = np.exp(rng.normal(scale=0.8, size=r.shape))  # ratios both above and below the clip levels
     want_adv, want_target = direct_vtrace(r, v, nv, term, done, rho, 0.97, 0.9, rho_clip, c_clip)
-    adv, target = ppo.vtrace(
-        jnp.asarray(r), jnp.asarray(v), jnp.asarray(nv), jnp.asarray(term), jnp.asarray(done),
-        jnp.asarray(rho), 0.97, 0.9, rho_clip, c_clip,
-    )  # fmt: skip
+    steps = ppo.Steps(*(jnp.asarray(x) for x in (r, v, nv, term, done)))
+    adv, target = ppo.vtrace(steps, jnp.asarray(rho), 0.97, 0.9, rho_clip, c_clip)
     np.testing.assert_allclose(adv, want_adv, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(target, want_target, rtol=1e-5, atol=1e-5)
 
 
 def test_vtrace_on_policy_is_gae_and_clipping_caps_large_ratios():
     r, v, nv, term, done, _ = _trajectory(seed=1)
-    args = [jnp.asarray(x) for x in (r, v, nv, term, done)]
-    gae_adv, gae_target = ppo.gae(*args, 0.99, 0.95)
-    adv, target = ppo.vtrace(*args, jnp.ones_like(args[0]), 0.99, 0.95)
+    steps = ppo.Steps(*(jnp.asarray(x) for x in (r, v, nv, term, done)))
+    gae_adv, gae_target = ppo.gae(steps, 0.99, 0.95)
+    adv, target = ppo.vtrace(steps, jnp.ones_like(steps.rewards), 0.99, 0.95)
     np.testing.assert_allclose(adv, gae_adv, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(target, gae_target, rtol=1e-6, atol=1e-6)
     # ratios above the clip levels act as 1; ratios below them scale the TD errors and the traces
-    big, _ = ppo.vtrace(*args, jnp.full_like(args[0], 5.0), 0.99, 0.95)
+    big, _ = ppo.vtrace(steps, jnp.full_like(steps.rewards, 5.0), 0.99, 0.95)
     np.testing.assert_allclose(big, gae_adv, rtol=1e-6, atol=1e-6)
-    half, _ = ppo.vtrace(*args, jnp.full_like(args[0], 0.5), 0.99, 0.95)
+    half, _ = ppo.vtrace(steps, jnp.full_like(steps.rewards, 0.5), 0.99, 0.95)
     want, _ = direct_vtrace(r, v, nv, term, done, np.full(r.shape, 0.5), 0.99, 0.95, 1.0, 1.0)
     np.testing.assert_allclose(half, want, rtol=1e-5, atol=1e-5)
     assert not np.allclose(half, gae_adv)

@@ -2,7 +2,7 @@
 equilibrium of each state: the lower-left landmark (-0.5, -0.5) in state 1 and the upper-right one
 (0.5, 0.5) in state 2 (marlow.envs.games.Climb documents the game and why the equilibrium is unique).
 
-    .venv/bin/python benchmarks/aorpo/climb.py [--steps 20000] [--seeds 5] [--algos aorpo,masac]
+    .venv/bin/python -m benchmarks.aorpo.climb [--steps 20000] [--seeds 5] [--algos aorpo,masac]
 
 Trains through marlow's Loop (the runner's jitted chunk, vmapped over seeds) and, after every chunk of
 ``eval_every`` env steps, reads each seed's greedy actions (a, b) in both states. Writes
@@ -10,7 +10,7 @@ benchmarks/aorpo/climb.md (a seed converged when both agents are within ``--tol`
 states at the end) and climb.png (the action paths in the (a, b) plane per state, like Fig. 3).
 
 Settings: the paper gives no Climb column in Table 1; AORPO uses the scaled CPU model budgets
-(marlow.experiment.demo.AORPO_CPU) with the schedules shrunk to the shorter run (warm-ups and retraining
+(marlow.analysis.demo.AORPO_CPU) with the schedules shrunk to the shorter run (warm-ups and retraining
 every 2,000 steps, an epoch of 200 steps so k grows from 1 on); MASAC its defaults with the same
 warm-up. Both learn from step 2,000.
 """
@@ -27,14 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-from sweep import table  # noqa: E402
-
+import marlow  # noqa: E402
+from benchmarks.harness import table  # noqa: E402
+from marlow.analysis.demo import AORPO_CPU  # noqa: E402
 from marlow.envs.games import CLIMB_LANDMARKS  # noqa: E402
-from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.demo import AORPO_CPU  # noqa: E402
 from marlow.experiment.loop import Loop  # noqa: E402
-from marlow.experiment.runner import build, seed_keys  # noqa: E402
+from marlow.runtime.runner import build, seed_keys  # noqa: E402
 
 TASK = "games/climb"
 COMMON = ["warmup_steps=2000", "eval_every=1000"]
@@ -44,8 +42,8 @@ AORPO = {**AORPO_CPU, "model_warmup_steps": "2000", "model_train_every": "2000",
 def train(algo: str, steps: int, seeds: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Returns (env steps ``[C]``, greedy actions ``[C, seeds, state, agent]``, seconds)."""
     extra = [f"{k}={v}" for k, v in AORPO.items()] if algo == "aorpo" else []
-    cfg = resolve(
-        [f"algo={algo}", f"task={TASK}", f"total_steps={steps}", f"num_seeds={seeds}", *COMMON, *extra]
+    cfg = marlow.config(
+        args=[f"algo={algo}", f"task={TASK}", f"total_steps={steps}", f"num_seeds={seeds}", *COMMON, *extra]
     )
     run = build(cfg)
     cfg, env, alg = run.cfg, run.env, run.algo

@@ -3,12 +3,12 @@
 For each task (mpe/simple_push = keep-away, mpe/simple_adversary = physical deception, mpe/simple_tag =
 predator-prey) AORPO and MASAC are trained with ``--seeds`` vmapped seeds each (benchmarks/rommeo/sweep.py's
 ``run_sweep``; runs under benchmarks/aorpo/runs/, git-ignored), then every pairing plays greedy episodes
-(:func:`marlow.experiment.crossplay.crossplay`: seed i of the agents' run against seed i of the adversaries'
+(:func:`marlow.analysis.crossplay.crossplay`: seed i of the agents' run against seed i of the adversaries'
 run, ``--episodes`` episodes per seed pair). Table 3's layout: rows = the adversaries' algorithm, columns =
 the agents' algorithm, entry = the score of the column algorithm (agent-team return minus adversary-team
 return per episode; see crossplay.py for the teams), here the mean and 95% CI over seeds x episodes.
 
-    .venv/bin/python benchmarks/aorpo/crossplay.py [--steps 50000] [--seeds 5] [--episodes 100] [--reuse]
+    .venv/bin/python -m benchmarks.aorpo.crossplay [--steps 50000] [--seeds 5] [--episodes 100] [--reuse]
         [--tasks mpe/simple_push,...] [--set key=value ...] [--runs DIR] [--out FILE]
 
 Budget: the paper trains N = 200 epochs per task (Table 2; E x 25 env steps per epoch: 250k steps on
@@ -17,7 +17,7 @@ scaled like ``marlow demo`` scales them (see :func:`settings`). Writes ``--out``
 benchmarks/aorpo/crossplay.md). ``--set key=value`` overrides a setting of both algorithms (keys only AORPO
 has go only to AORPO), e.g. for a quick check of the script:
 
-    .venv/bin/python benchmarks/aorpo/crossplay.py --steps 3000 --seeds 2 --episodes 10 \\
+    .venv/bin/python -m benchmarks.aorpo.crossplay --steps 3000 --seeds 2 --episodes 10 \\
         --tasks mpe/simple_push --set batch_size=64 --set hidden=16,16 --set updates_per_step=2 \\
         --set model_hidden=16,16 --set model_weight_decay=0.0001,0.0001,0.0001 --set model_num_members=3 \\
         --set model_num_elites=2 --set model_batch_size=64 --set rollout_batch=32 --set opp_hidden=16 \\
@@ -38,12 +38,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-from sweep import run_sweep, table  # noqa: E402
-
-from marlow.experiment.config import parse_overrides, read_yaml, task_override_path  # noqa: E402
-from marlow.experiment.crossplay import crossplay, mean_ci  # noqa: E402
-from marlow.experiment.demo import _world_key  # noqa: E402
+import marlow  # noqa: E402
+from benchmarks.harness import run_sweep, table  # noqa: E402
+from marlow.algos import get_algo  # noqa: E402
+from marlow.analysis.crossplay import crossplay, mean_ci  # noqa: E402
 
 TASKS = {
     "mpe/simple_push": "Keep-away",
@@ -64,20 +62,26 @@ PAPER_EPOCHS = 200  # Table 2: N = 200 epochs on every competitive task
 PAPER_MODEL_LR_HALVE = 125_000  # Appendix F: model lr halved every 5,000 episodes x 25 steps (world.yaml)
 
 
+def world_key(key: str) -> bool:
+    """Keys only AORPO has (world models, rollouts), which MASAC is not given."""
+    own, base = (set(get_algo(a).Config.__dataclass_fields__) for a in ("aorpo", "masac"))
+    return key.removeprefix("algo.") in own - base
+
+
 def settings(task: str, steps: int) -> dict[str, dict[str, str]]:
     """The overrides of each algorithm on ``task`` for a budget of ``steps`` env steps per seed, on top of
     conf/task/<task>.yaml (Table 2: E, k schedule, B, G and the learning rates)."""
-    table2 = read_yaml(task_override_path(task))["aorpo"]
-    paper_steps = PAPER_EPOCHS * int(table2["epoch_steps"])  # 250k keep-away, 1M the other two
+    table2 = marlow.config("aorpo", task).algo  # conf/task/<task>.yaml's aorpo section: Table 2
+    paper_steps = PAPER_EPOCHS * table2.epoch_steps  # 250k keep-away, 1M the other two
     both = {  # both algorithms: the budget, and Table 2's policy learning rate (a task setting)
         "total_steps": steps,
         "eval_every": max(100, round(steps / 20 / 100) * 100),  # 20 evaluations (multiple of update_every)
         "warmup_steps": steps // 10,  # the paper's 25,600 = 10% of keep-away's 250k (50% of a 50k run)
-        "lr_actor": table2["lr_actor"],  # Table 2 "policy learning rate": the model-free part, shared
-        "lr_critic": table2["lr_critic"],
+        "lr_actor": table2.lr_actor,  # Table 2 "policy learning rate": the model-free part, shared
+        "lr_critic": table2.lr_critic,
         "progress": "false",
     }
-    aorpo = {  # AORPO_CPU's way of scaling (marlow.experiment.demo) applied to Table 2's schedules
+    aorpo = {  # AORPO_CPU's way of scaling (marlow.analysis.demo) applied to Table 2's schedules
         "epoch_steps": max(1, steps // PAPER_EPOCHS),  # the N = 200 epochs span the run, so the rollout
         # length schedule (k: x -> y over epochs a -> b of 200) covers the same share of it as in the paper
         "model_lr_halve_every": max(1, round(PAPER_MODEL_LR_HALVE * steps / paper_steps)),  # same scale
@@ -110,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=HERE / "crossplay.md")
     args = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
-    command = " ".join([".venv/bin/python benchmarks/aorpo/crossplay.py", shlex.join(given)]).strip()
-    extra = parse_overrides(args.set)
+    command = " ".join([".venv/bin/python -m benchmarks.aorpo.crossplay", shlex.join(given)]).strip()
+    if bad := [s for s in args.set if "=" not in s]:
+        p.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    extra = dict(s.split("=", 1) for s in args.set)
     tasks = [t for t in args.tasks.split(",") if t]
     for t in tasks:
         if t not in TASKS:
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         over = settings(task, args.steps)
         runs = {}
         for algo in ALGOS:  # --set values win over the script's settings
-            over[algo].update({k: v for k, v in extra.items() if algo == "aorpo" or not _world_key(k)})
+            over[algo].update({k: v for k, v in extra.items() if algo == "aorpo" or not world_key(k)})
             runs[algo], wall, total = run_sweep(
                 algo,
                 task,

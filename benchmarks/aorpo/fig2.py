@@ -3,7 +3,7 @@ mpe/simple_speaker_listener (return against env steps), and each against its mod
 opponent models on mpe/simple_schedule (return against normalised agent interactions, under the exact
 count of real-teammate queries and under the reference code's count, side by side).
 
-    .venv/bin/python benchmarks/aorpo/fig2.py [--steps N] [--seeds 5] [--tasks spread,...]
+    .venv/bin/python -m benchmarks.aorpo.fig2 [--steps N] [--seeds 5] [--tasks spread,...]
         [--algos aorpo,aordpg] [--reuse]
 
 Writes benchmarks/aorpo/fig2.md and fig2_<task>.png (runs under benchmarks/aorpo/runs, git-ignored).
@@ -14,7 +14,7 @@ episodes x 25 steps) take hours per seed on this 2-core machine (profile_s1.md),
 the model-based algorithms' epoch-based schedules shrink by the same factor: epoch_steps of the task's
 Table 1 column (conf/task/mpe/*.yaml) times steps / paper budget, so the rollout length k climbs over the
 same fraction of the run as in the paper (the model lr halving interval likewise). The model budgets are
-the CPU budget's (marlow.experiment.demo.AORPO_CPU: a 3 x 200 ensemble of 7, at most 500 gradient
+the CPU budget's (marlow.analysis.demo.AORPO_CPU: a 3 x 200 ensemble of 7, at most 500 gradient
 steps per retraining, model warm-up and retraining every 5,000 steps, 512 rollout starts, G = 10), for
 AORDPG too. Every algorithm starts learning after 5,000 random steps (``warmup_steps``; MASAC's default
 25,600 would be half the budget).
@@ -35,13 +35,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-from sweep import mean_ci, run_sweep, table  # noqa: E402
-
-from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.demo import AORPO_CPU  # noqa: E402
-from marlow.experiment.report import RunData, aligned_seeds, load_run, plot_grid  # noqa: E402
-from marlow.experiment.setup import load_run_config, make_env  # noqa: E402
+import marlow  # noqa: E402
+from benchmarks.harness import mean_ci, run_sweep, table  # noqa: E402
+from marlow.analysis.demo import AORPO_CPU  # noqa: E402
+from marlow.runtime.report import RunData, aligned_seeds, load_run, plot_grid  # noqa: E402
 
 RUNS = HERE / "runs"
 # task -> (the paper's budget in env steps, x axis of its Fig. 2 panel, our budget: 1/15, 1/10, 1/12.5 of it)
@@ -66,7 +63,7 @@ Y = "eval/team_return"
 def model_overrides(algo: str, task: str, steps: int) -> list[str]:
     """The demo's model budgets with ``algo``'s epoch-based schedules scaled to ``steps``."""
     budget = TASKS[task][0]
-    paper = resolve([f"algo={algo}", f"task={task}"]).algo
+    paper = marlow.config(algo, task).algo
     f = steps / budget
     scaled = {
         **AORPO_CPU,
@@ -98,8 +95,8 @@ def reference_count(run: RunData) -> RunData:
     instead of the M rollout start states (``rollout_batch``). The queries are linear in that factor, so
     the logged exact count C = N (L I - T) (I: the logged interactions, T: env steps, L: the episode
     length) becomes C N / M, and I_ref = (T + C / M) / L."""
-    cfg = load_run_config(run.run_dir)
-    spec = make_env(cfg.experiment).spec
+    cfg = marlow.run_config(run.run_dir)
+    spec = marlow.make_env(cfg.experiment.task, **cfg.experiment.task_options).spec
     n, length, m = spec.num_agents, spec.episode_length, cfg.algo.rollout_batch
     metrics = {}
     for seed, cols in run.metrics.items():

@@ -3,7 +3,7 @@ of each part of one policy-update round, timed after compilation on a buffer of 
 the projected time of the paper's budget (100 epochs x 300 episodes x 25 steps = 750k env steps, one
 round per 100 steps, a model retraining every ``model_train_every`` steps).
 
-    .venv/bin/python benchmarks/aorpo/profile.py [--seeds 1] [--buffer 100000] [key=value ...]
+    .venv/bin/python -m benchmarks.aorpo.profile [--seeds 1] [--buffer 100000] [key=value ...]
 
 Writes benchmarks/aorpo/profile.md. The projection sums measured parts; it is not a timed full run.
 """
@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import marlow
 from marlow import envs
 from marlow.algos import get_algo
 from marlow.buffers import replay
 from marlow.devices import configure_host_devices
-from marlow.experiment.config import resolve
 
 HERE = Path(__file__).resolve().parent
 TASK = "mpe/simple_spread"
@@ -50,7 +50,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     env = envs.make(TASK)
-    cfg = resolve(["algo=aorpo", f"task={TASK}", *args.overrides]).algo
+    cfg = marlow.config(args=["algo=aorpo", f"task={TASK}", *args.overrides]).algo
     algo = get_algo("aorpo").Algorithm(env.spec, cfg)
     S = args.seeds
     state = jax.vmap(algo.init)(jax.random.split(jax.random.PRNGKey(0), S))

@@ -4,12 +4,12 @@ model of j for the first n_j steps, then j's real policy) has a lower model comp
 rolling out with the opponent models only, and needs fewer communications than rolling out with the
 real policies only.
 
-    .venv/bin/python benchmarks/aorpo/schemes.py [--steps 50000] [--seeds 5] [--reuse]
+    .venv/bin/python -m benchmarks.aorpo.schemes [--steps 50000] [--seeds 5] [--reuse]
         [--schemes adaptive,all_models,all_real] [--starts 256] [--horizon H] [--out DIR] [--runs DIR]
         [key=value ...]
 
 1. Training (Fig. 5): AORPO trained once per scheme in ``--schemes`` (``rollout_scheme``), ``--seeds``
-   vmapped seeds each, with the scaled CPU settings (marlow.experiment.demo.AORPO_CPU: a 3 x 200
+   vmapped seeds each, with the scaled CPU settings (marlow.analysis.demo.AORPO_CPU: a 3 x 200
    ensemble of 7, at most 500 gradient steps per retraining, model warm-up and retraining every 5,000
    steps, 512 rollout starts, G = 10), epoch_steps = 7,500 x steps / 750,000 (the paper's simple_spread
    budget, so k climbs 1 -> 6 over the same fraction of the run as in the paper: 500 at 50k steps),
@@ -41,12 +41,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-from fig2 import model_overrides  # noqa: E402
-from sweep import mean_ci, per_seed, run_sweep, table  # noqa: E402
-
-from marlow.experiment import model_usage  # noqa: E402
-from marlow.experiment.runner import build, load_run_config  # noqa: E402
+import marlow  # noqa: E402
+from benchmarks.aorpo.fig2 import model_overrides  # noqa: E402
+from benchmarks.harness import mean_ci, per_seed, run_sweep, table  # noqa: E402
+from marlow.analysis import model_usage  # noqa: E402
 from marlow.world.branched import SCHEMES  # noqa: E402
 from marlow.world.compounding import make_measure  # noqa: E402
 
@@ -78,21 +76,21 @@ _MEASURES: dict = {}  # one compiled measurement for runs that differ only in th
 
 
 def measure_run(run_dir: Path, starts: int, horizon: int | None, key: int = 1234) -> dict:
-    """marlow.experiment.model_usage.measure_run, with one compiled measurement shared by runs whose
+    """marlow.analysis.model_usage.measure_run, with one compiled measurement shared by runs whose
     configs differ only in ``rollout_scheme`` (the measurement passes every scheme explicitly)."""
-    cfg = load_run_config(run_dir)
+    cfg = marlow.run_config(run_dir)
     h = horizon or cfg.algo.rollout_max
     same = {k: v for k, v in cfg.to_dict().items() if k not in ("run_dir", "experiment")}
     same["algo_params"] = {k: v for k, v in same["algo_params"].items() if k != "rollout_scheme"}
     cache_key = (json.dumps(same, sort_keys=True, default=str), cfg.experiment.num_seeds, starts, h)
     if cache_key not in _MEASURES:
-        run = build(cfg)
+        run = marlow.build(cfg)
         _MEASURES[cache_key] = make_measure(run.algo, run.env, starts, h, SCHEMES, seeds=True)
     return model_usage.measure_run(run_dir, starts, h, key, measure=_MEASURES[cache_key])
 
 
 def training_stats(run_dir: Path, last: int = 3) -> dict:
-    cfg = load_run_config(run_dir)
+    cfg = marlow.run_config(run_dir)
     comm = per_seed(run_dir, "diag/communications")  # cumulative, [S, evals]
     ret = per_seed(run_dir, Y)
     rounds = cfg.experiment.eval_every // cfg.algo.update_every  # policy-update rounds per evaluation
@@ -190,7 +188,7 @@ def main() -> None:
     ref = "adaptive" if "adaptive" in trained else trained[0]
     horizon = meas[ref]["adaptive"]["eps_c"].shape[1]
     png = plot(args.out / "schemes.png", meas, ref, train, args.starts)
-    cfg = load_run_config(runs[ref])
+    cfg = marlow.run_config(runs[ref])
 
     # main table: every scheme measured on the reference (adaptive-trained) states + its own training run
     rows = []

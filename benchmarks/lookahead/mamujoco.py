@@ -1,7 +1,7 @@
 """The Teammate Lookahead paper's Table 1 and Figs. 3-6 on MA-MuJoCo at a budget that fits this 2-core
 machine: LA-HAPPO (1 or 2 lookahead rounds) against HAPPO, MAPPO, IPPO, TAPPO and MADDPG.
 
-    .venv/bin/python benchmarks/lookahead/mamujoco.py [--task mamujoco/halfcheetah_2x3] [--seeds 5]
+    .venv/bin/python -m benchmarks.lookahead.mamujoco [--task mamujoco/halfcheetah_2x3] [--seeds 5]
         [--steps 300000] [--arms happo,la_happo,la_happo_r2] [--arm-seeds la_happo_r2=3]
         [--arm-steps maddpg=200000] [--reuse] [--out benchmarks/lookahead/mamujoco.md]
 
@@ -22,20 +22,16 @@ diagnostic (Sec. 4.3) was positive, beside the paper's Table 1 (5e6 steps in the
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-sys.path.insert(0, str(HERE))
-from speed import SCALED, arm_args  # noqa: E402
-from sweep import run_sweep, table  # noqa: E402
-
-from marlow.experiment.config import resolve  # noqa: E402
-from marlow.experiment.report import aligned_seeds, load_run, plot_grid  # noqa: E402
+import marlow  # noqa: E402
+from benchmarks.harness import run_sweep, table  # noqa: E402
+from benchmarks.lookahead.speed import SCALED, arm_args  # noqa: E402
+from marlow.runtime.report import aligned_seeds, load_run, plot_grid  # noqa: E402
 
 RUNS = HERE / "runs"
 # The paper's Table 1 (final return, mean (standard error) over 5 seeds; "Lookahead" is LA-HAPPO)
@@ -88,7 +84,7 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "mamujoco.md"))
     ns = p.parse_args()
     arm_seeds, arm_steps = per_arm(ns.arm_seeds), per_arm(ns.arm_steps)
-    la = resolve(arm_args("la_happo", ns.task, []))
+    la = marlow.config(args=arm_args("la_happo", ns.task, []))
     per_iter = la.algo.rollout_steps * la.experiment.num_envs
     rows, runs = [], {}
     for arm in ns.arms.split(","):
@@ -138,7 +134,7 @@ def main() -> None:
         f"# Teammate Lookahead on {ns.task}: {title} (Table 1, Figs. 3-6)",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on a 2-core CPU machine by "
-        f"`python benchmarks/lookahead/mamujoco.py {cmd}"
+        f"`python -m benchmarks.lookahead.mamujoco {cmd}"
         + (f" --out {out.name}`" if out.name != "mamujoco.md" else "`")
         + f". Settings: the task's `la_happo` defaults (the paper's Tables 4-5) with "
         f"`{' '.join(SCALED)}` ({per_iter:,} env steps per iteration, lookahead after 50,000); the other "

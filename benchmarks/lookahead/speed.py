@@ -2,7 +2,7 @@
 with a breakdown of LA-HAPPO's iteration (real collection, ego update, model training, lookahead rollouts
 and update). Target (issue): at most 2x HAPPO's.
 
-    .venv/bin/python benchmarks/lookahead/speed.py [--task mamujoco/halfcheetah_2x3] [--iters 6]
+    .venv/bin/python -m benchmarks.lookahead.speed [--task mamujoco/halfcheetah_2x3] [--iters 6]
                                                    [--out benchmarks/lookahead/speed.md] [key=value ...]
 
 Settings: the scaled protocol of benchmarks/lookahead/SCALED (below, shared with the MA-MuJoCo
@@ -26,13 +26,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+import marlow
 from marlow import envs, rollout
 from marlow.algos import get_algo
 from marlow.buffers import replay
 from marlow.devices import configure_host_devices
-from marlow.experiment.config import field_types, resolve, to_dict
 from marlow.experiment.loop import dummy_trajectory
-from marlow.experiment.runner import train
+from marlow.schema.coerce import field_types, to_dict
 
 HERE = Path(__file__).resolve().parent
 # The scaled protocol (ours): the paper's Tables 4-5 HalfCheetah settings with 10 envs instead of 40, 100
@@ -53,7 +53,7 @@ def arm_args(algo: str, task: str, extra: list[str]) -> list[str]:
     """LA-HAPPO: its task defaults with SCALED and ``extra``; any other on-policy algorithm (HAPPO, MAPPO,
     IPPO, TAPPO): LA-HAPPO's resolved values of every key the two share, and the algorithm's own task
     defaults for the keys LA-HAPPO lacks (MAPPO's ``share_actor``, TAPPO's encoder)."""
-    la = resolve(["algo=la_happo", f"task={task}", *SCALED, *extra])
+    la = marlow.config(args=["algo=la_happo", f"task={task}", *SCALED, *extra])
     if algo == "la_happo":
         return [f"algo={algo}", f"task={task}", *SCALED, *extra]
     if algo == "la_happo_timed":
@@ -73,7 +73,7 @@ def _fmt(v) -> str:
 
 def run_time(algo: str, task: str, iters: int, extra: list[str], work: Path) -> tuple[float, dict]:
     base = arm_args(algo, task, extra)
-    cfg = resolve(base)
+    cfg = marlow.config(args=base)
     per_iter = cfg.algo.rollout_steps * cfg.experiment.num_envs
     args = [
         *base,
@@ -83,7 +83,7 @@ def run_time(algo: str, task: str, iters: int, extra: list[str], work: Path) -> 
         "progress=false",
         f"run_dir={work / algo}",
     ]
-    run = train(resolve(args))
+    run = marlow.train(run_config=marlow.config(args=args))
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     pts = [(int(r["env_steps"]), float(r["wall_time"])) for r in rows if int(r["env_steps"]) > 0]
     (s0, t0), (s1, t1) = pts[0], pts[-1]
@@ -104,7 +104,7 @@ def breakdown(task: str, extra: list[str]) -> dict[str, float]:
     """Seconds of each jitted piece of one LA-HAPPO iteration and of HAPPO's update, on random data."""
     spec = envs.make(task).spec
     out = {}
-    cfgs = {a: resolve(arm_args(a, task, extra)) for a in ("happo", "la_happo_timed")}
+    cfgs = {a: marlow.config(args=arm_args(a, task, extra)) for a in ("happo", "la_happo_timed")}
     num_envs = cfgs["happo"].experiment.num_envs
     happo = get_algo("happo").Algorithm(spec, cfgs["happo"].algo)
     la = get_algo("la_happo").Algorithm(spec, cfgs["la_happo_timed"].algo)

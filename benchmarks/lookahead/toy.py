@@ -1,7 +1,7 @@
 """The Teammate Lookahead toy game (the paper's Sec. 4.1, Fig. 2): MAPPO vs LA-MAPPO on games/lookahead_toy,
 R = a0^3 - 2 (a0 - a1)^2 + 3 a0 on [0, 1]^2, both policies starting at the paper's means (0.1, 0.1).
 
-    .venv/bin/python benchmarks/lookahead/toy.py [--seeds 20] [--iters 16] [--out benchmarks/lookahead/toy.md]
+    .venv/bin/python -m benchmarks.lookahead.toy [--seeds 20] [--iters 16] [--out benchmarks/lookahead/toy.md]
 
 Both arms use the task's settings of conf/task/games/lookahead_toy.yaml (16 envs x 8 one-shot steps = 128
 joint actions per iteration; LA-MAPPO's lookahead rounds on 128 model samples from its second iteration
@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import marlow
 from marlow import envs, rollout
 from marlow.algos import get_algo
 from marlow.devices import configure_host_devices
 from marlow.envs.games import lookahead_toy_reward
-from marlow.experiment.config import resolve
 
 HERE = Path(__file__).resolve().parent
 TASK = "games/lookahead_toy"
@@ -50,7 +50,7 @@ def _init_means(params: dict, mean: float) -> dict:
 
 
 def run_arm(algo_name: str, seeds: int, iters: int):
-    cfg = resolve([f"algo={algo_name}", f"task={TASK}", "progress=false"])
+    cfg = marlow.config(algo_name, TASK, progress=False)
     env = envs.make(TASK)
     spec = env.spec
     algo = get_algo(algo_name).Algorithm(spec, cfg.algo)

@@ -2,7 +2,7 @@
 (the same world model and schedule; planning is the only difference) and the model-free baselines
 Attention-PPO, G2A and CommNet; with ``--ablation`` also MAG's L and H on one map (Figs. 4-5).
 
-    .venv/bin/python benchmarks/mag/smax.py [--tasks smax/3s_vs_3z=24000,smax/2s3z=16000] [--seeds 3]
+    .venv/bin/python -m benchmarks.mag.smax [--tasks smax/3s_vs_3z=24000,smax/2s3z=16000] [--seeds 3]
         [--arms mag,mamba,attention_ppo,g2a,commnet] [--ablation smax/3s_vs_3z=24000] [--ablation-seeds 2]
         [--reuse] [--out benchmarks/mag/smax.md]
 
@@ -28,17 +28,14 @@ run's second half. The Figs. 4-5 analogue reports the same for MAG at other L an
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-from sweep import run_sweep, table  # noqa: E402
-
-from marlow.experiment.report import aligned_seeds, load_run, plot_grid  # noqa: E402
+from benchmarks.harness import run_sweep, table  # noqa: E402
+from marlow.runtime.report import aligned_seeds, load_run, plot_grid  # noqa: E402
 
 RUNS = HERE / "runs"
 WORLD = ["preset=small", "agent_batch=8", "model_lr=0.0005"]
@@ -174,7 +171,7 @@ def main() -> None:
     lines = [
         "# MAG vs MAMBA vs the model-free baselines on SMAX (the MAG paper's Figs. 2-5, low-data budget)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on a 2-core CPU machine by `python benchmarks/mag/smax.py "
+        f"Measured {time.strftime('%Y-%m-%d')} on a 2-core CPU machine by `python -m benchmarks.mag.smax "
         f"--tasks {ns.tasks} --seeds {ns.seeds} --arms {ns.arms} --eval-every {ns.eval_every}"
         + (f" --ablation {ns.ablation} --ablation-seeds {ns.ablation_seeds}" if ns.ablation else "")
         + "`. **SMAX, not "

@@ -1,6 +1,6 @@
 """MAG's learner step against MAMBA's, measured side by side in one run, next to the ratio of their FLOPs.
 
-    .venv/bin/python benchmarks/mag/speed.py [--task smax/3s_vs_3z] [--preset small] [--repeats 7]
+    .venv/bin/python -m benchmarks.mag.speed [--task smax/3s_vs_3z] [--preset small] [--repeats 7]
 
 Both learners are built for the task with the same preset (the world model, the schedule and the
 imagination are identical; MAG adds its error predictor's updates and plans every imagination step with the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -25,20 +24,18 @@ import jax
 import jax.numpy as jnp
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from flops import count, xla_flops  # noqa: E402
-
+import marlow  # noqa: E402
+from benchmarks.flops import count, xla_flops  # noqa: E402
 from marlow import envs, rollout  # noqa: E402
 from marlow.algos import get_algo  # noqa: E402
 from marlow.buffers import sequence  # noqa: E402
 from marlow.devices import configure_host_devices  # noqa: E402
-from marlow.experiment.config import resolve  # noqa: E402
 from marlow.world import rssm  # noqa: E402
 
 
 def build(algo: str, task: str, preset: str, num_envs: int = 2):
     env = envs.make(task)
-    cfg = resolve([f"algo={algo}", f"task={task}", f"preset={preset}", f"num_envs={num_envs}"])
+    cfg = marlow.config(algo, task, preset=preset, num_envs=num_envs)
     alg = get_algo(algo).Algorithm(env.spec, cfg.algo)
     alg.bind(num_envs=num_envs, total_steps=cfg.experiment.total_steps)
     return env, alg, cfg
@@ -130,7 +127,7 @@ def main() -> None:
         f"# MAG's learner step against MAMBA's ({ns.task}, preset {ns.preset})",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on this 2-core CPU machine by "
-        f"`python benchmarks/mag/speed.py --task {ns.task} --preset {ns.preset} --repeats {ns.repeats}`: "
+        f"`python -m benchmarks.mag.speed --task {ns.task} --preset {ns.preset} --repeats {ns.repeats}`: "
         f"each part jitted, the median of {ns.repeats} runs, MAMBA and MAG alternately in one process. MAG "
         f"plans with L = {cfg_mag.plan_candidates} candidates of H = {cfg_mag.plan_horizon} steps at every "
         f"one of the {cfg_mag.horizon} imagination steps. GFLOP: every loop counted as many times as it runs "

@@ -3,7 +3,7 @@
 conf/task/mamujoco/halfcheetah_2x3.yaml: HARL's tuned HalfCheetah values; conf/task/smax.yaml: JaxMARL's
 SMAX settings).
 
-    .venv/bin/python benchmarks/onpolicy/learning.py [--tasks mamujoco/halfcheetah_2x3,smax/3m]
+    .venv/bin/python -m benchmarks.onpolicy.learning [--tasks mamujoco/halfcheetah_2x3,smax/3m]
         [--algos happo,mappo,ippo] [--seeds 3] [--steps-halfcheetah N] [--steps-smax N] [--ray-cpus N]
 
 Writes benchmarks/onpolicy/learning.md and learning_<task>.png. Each task's algorithms are one
@@ -18,17 +18,14 @@ SMAC's (docs/tasks/smax.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rommeo"))
-from sweep import grid_sweep, per_seed, table  # noqa: E402
-
-from marlow.experiment.report import aligned_seeds, load_run, plot_grid  # noqa: E402
+from benchmarks.harness import grid_sweep, per_seed, table  # noqa: E402
+from marlow.runtime.report import aligned_seeds, load_run, plot_grid  # noqa: E402
 
 RUNS = HERE / "runs"
 # task -> (env steps per seed, evaluation interval, extra overrides, reported columns)
@@ -61,7 +58,7 @@ def main() -> None:
         "# HAPPO, MAPPO and IPPO on MA-MuJoCo and SMAX at a small budget",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on a 2-core CPU machine by "
-        "`python benchmarks/onpolicy/learning.py`; "
+        "`python -m benchmarks.onpolicy.learning`; "
         f"{ns.seeds} vmapped seeds per algorithm; the task families' published settings "
         "(conf/task/mamujoco*.yaml: HARL's tuned HalfCheetah configuration; conf/task/smax.yaml: JaxMARL's "
         "SMAX settings). Final = mean of the last two greedy evaluations per seed, then mean +- standard "

@@ -5,13 +5,13 @@ conf/task/*.yaml: JaxMARL/MAPPO on MPE, HARL on MA-MuJoCo, JaxMARL on SMAX).
 Each configuration runs in a fresh process: the training program (collection, learning, a 2-episode
 greedy evaluation per chunk; vmapped over seeds) runs one chunk (compilation included, reported
 separately), then ``--chunks`` timed chunks. JAX tasks run ``marlow train``'s jitted program
-(:func:`marlow.experiment.runner.jitted_program`); MA-MuJoCo runs the host loop
-(:class:`marlow.experiment.host.HostLoop`: MuJoCo stepped in Python, one jitted policy call for all envs
+(:func:`marlow.runtime.runner.jitted_program`); MA-MuJoCo runs the host loop
+(:class:`marlow.runtime.host.HostLoop`: MuJoCo stepped in Python, one jitted policy call for all envs
 and seeds per step, the learning step jitted). A chunk is 2 iterations (``eval_every`` = 2 x num_envs x
 rollout_steps). env-steps/s counts all seeds' transitions.
 
-    .venv/bin/python benchmarks/onpolicy/throughput.py            # writes benchmarks/onpolicy/throughput.md
-    .venv/bin/python benchmarks/onpolicy/throughput.py --algos ippo --tasks smax/3m --seeds 1
+    .venv/bin/python -m benchmarks.onpolicy.throughput            # writes benchmarks/onpolicy/throughput.md
+    .venv/bin/python -m benchmarks.onpolicy.throughput --algos ippo --tasks smax/3m --seeds 1
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
     configure_host_devices()
     import jax
 
+    import marlow
     from marlow.devices import shard_seeds
-    from marlow.experiment.config import resolve
-    from marlow.experiment.runner import build, jitted_program, seed_keys
+    from marlow.runtime.runner import build, jitted_program, seed_keys
 
-    base = resolve([f"algo={algo}", f"task={task}"])
+    base = marlow.config(args=[f"algo={algo}", f"task={task}"])
     per_iter = base.algo.rollout_steps * base.experiment.num_envs
-    cfg = resolve(
-        [
+    cfg = marlow.config(
+        args=[
             f"algo={algo}",
             f"task={task}",
             f"num_seeds={seeds}",
@@ -68,7 +68,7 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
             jax.block_until_ready(m)
             return rs
     else:
-        from marlow.experiment.host import HostLoop
+        from marlow.runtime.host import HostLoop
 
         host = HostLoop(run)
         rs = jax.jit(jax.vmap(host.init))(seed_keys(cfg))
@@ -149,7 +149,7 @@ def write_table(path: Path, rows: list[dict], failed: list[str], chunks: int) ->
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); measured {time.strftime('%Y-%m-%d')} by "
-        f"`python benchmarks/onpolicy/throughput.py{command_args()}`. One fresh process per row; each at the "
+        f"`python -m benchmarks.onpolicy.throughput{command_args()}`. One fresh process per row; each at the "
         f"task's published settings; {chunks} timed chunks of 2 iterations after a first chunk that includes "
         "compilation; a chunk includes a 2-episode greedy evaluation. env-steps/s counts all seeds.",
         "",

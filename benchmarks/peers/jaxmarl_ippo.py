@@ -2,7 +2,7 @@
 
     bash benchmarks/peers/setup_venv.sh jaxmarl        # benchmarks/peers/.venv-jaxmarl: the script's packages
     git clone https://github.com/FLAIROx/JaxMARL <checkout> && git -C <checkout> checkout c793d09
-    .venv/bin/python benchmarks/peers/jaxmarl_ippo.py --jaxmarl <checkout> [--steps 1000000] [--seeds 1,10]
+    .venv/bin/python -m benchmarks.peers.jaxmarl_ippo --jaxmarl <checkout> [--steps 1000000] [--seeds 1,10]
 
 JaxMARL's ``baselines/IPPO/ippo_ff_mpe.py`` with its ``config/ippo_ff_mpe.yaml`` (16 envs x 128 steps per
 update, 4 epochs x 4 minibatches, [64, 64] tanh, lr 2.5e-4 annealed, MPE simple_spread) runs unchanged
@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import Run, launch, launch_marlow, load_average, machine_meta, show_command
+from benchmarks.peers.run import Run, launch, launch_marlow, load_average, machine_meta, show_command
 
 PEERS = Path(__file__).resolve().parent
 JAXMARL_PY = PEERS / ".venv-jaxmarl" / "bin" / "python"
@@ -316,7 +316,7 @@ def main() -> int:
         .replace(str(ns.keep or "<none>"), "<work>")
     )
     meta = {
-        **machine_meta(f".venv/bin/python benchmarks/peers/jaxmarl_ippo.py {argv}"),
+        **machine_meta(f".venv/bin/python -m benchmarks.peers.jaxmarl_ippo {argv}"),
         "jaxmarl": jv,
         "checkout": checkout_rev(checkout),
         "checkout_path": checkout,

@@ -1,7 +1,7 @@
 """Side-by-side training speed of marlow and BenchMARL (PyTorch / TorchRL / VMAS) on 3-agent cooperative
 navigation with 25-step episodes: MASAC, MADDPG, IPPO and MAPPO at equal schedules, networks and frames.
 
-    .venv/bin/python benchmarks/peers/run.py [--frames 60000,300000] [--algos masac,maddpg,ippo,mappo]
+    .venv/bin/python -m benchmarks.peers.run [--frames 60000,300000] [--algos masac,maddpg,ippo,mappo]
                                              [--out benchmarks/peers/RESULTS.md] [--torch-threads 1]
 
 Run it with marlow's venv python. BenchMARL runs in its own venv, benchmarks/peers/.venv-benchmarl
@@ -615,7 +615,7 @@ def write_results(
         "On a quiet machine, with the BenchMARL venv in place (`" + SETUP + "`):",
         "",
         "```",
-        ".venv/bin/python benchmarks/peers/run.py --frames 60000,300000 --algos masac,maddpg,ippo,mappo",
+        ".venv/bin/python -m benchmarks.peers.run --frames 60000,300000 --algos masac,maddpg,ippo,mappo",
         "```",
         "",
         "It takes about 1.5 h on the 2-core development VM (estimated from the rates of a 12,000-frame trial "
@@ -659,7 +659,7 @@ def main() -> int:
     trial = sorted(frames) != sorted(FULL_FRAMES) or not whole
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:]).replace(str(ns.keep or "<none>"), "<work>")
     meta = {
-        **machine_meta(f".venv/bin/python benchmarks/peers/run.py {argv}".strip()),
+        **machine_meta(f".venv/bin/python -m benchmarks.peers.run {argv}".strip()),
         "benchmarl": bm_versions,
         "torch_threads": ns.torch_threads if ns.torch_threads > 0 else "torch's default",
         "frames": frames,

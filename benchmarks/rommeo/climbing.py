@@ -9,7 +9,7 @@ of either script skips. "Converged to (A, A)": the final greedy joint action is 
 i.e. the final greedy return is 25 x 11 = 275. Fig. 1b's quantity, the joint probability that both
 agents' policies take A, is P_0(A) x P_1(A) from each algorithm's ``diag/pi_a0`` diagnostics.
 
-    .venv/bin/python benchmarks/rommeo/climbing.py [--seeds 100] [--episodes 100] [--ray-cpus N]
+    .venv/bin/python -m benchmarks.rommeo.climbing [--seeds 100] [--episodes 100] [--ray-cpus N]
 
 Writes benchmarks/rommeo/climbing.md and climbing_fig1{a,b,c}.png.
 """
@@ -25,11 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
-from sensitivity import ALGOS, SWEEPS, sweep_family  # noqa: E402
-from sensitivity import LABELS as SWEEP_LABELS  # noqa: E402
-from sweep import HERE, mean_ci, per_seed, steps, table, whole  # noqa: E402
 
-from marlow.experiment.report import plot_runs  # noqa: E402
+from benchmarks.harness import mean_ci, per_seed, steps, table, whole  # noqa: E402
+from benchmarks.rommeo.sensitivity import ALGOS, SWEEPS, sweep_family  # noqa: E402
+from benchmarks.rommeo.sensitivity import LABELS as SWEEP_LABELS  # noqa: E402
+from marlow.runtime.report import plot_runs  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
 
 LABELS = {**SWEEP_LABELS, "fmq": "FMQ (c=10)"}  # the defaults: FMQ at the paper's c
 OPTIMUM = 25 * 11.0
@@ -191,7 +193,7 @@ def main() -> None:
     md = [
         "# ROMMEO Fig. 1: iterated climbing game",
         "",
-        f"`.venv/bin/python benchmarks/rommeo/climbing.py --seeds {args.seeds} --episodes {args.episodes}`",
+        f"`.venv/bin/python -m benchmarks.rommeo.climbing --seeds {args.seeds} --episodes {args.episodes}`",
         "",
         f"{args.seeds} seeds per algorithm (vmapped in one `marlow sweep` trial), {args.episodes} episodes x "
         "25 steps, "

@@ -7,7 +7,7 @@ Budget: the paper's 200 episodes x 25 steps per seed, one update per step (the t
 evaluation episode every 5 episodes. "Reached the global optimum": the final greedy reward per step is
 above 5 (the local optimum (-5, -5) gives at most 0, the global one (5, 5) gives 10).
 
-    .venv/bin/python benchmarks/rommeo/quadratics.py [--seeds 20] [--episodes 200] [--algos a,b,...]
+    .venv/bin/python -m benchmarks.rommeo.quadratics [--seeds 20] [--episodes 200] [--algos a,b,...]
                                                      [--batch N] [--ray-cpus N]
 
 Writes benchmarks/rommeo/quadratics.md and quadratics_fig2{a,b,c}.png; with ``--batch N`` (every
@@ -25,10 +25,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sweep import HERE, RUNS, grid_sweep, mean_ci, per_seed, steps, table, whole  # noqa: E402
 
+from benchmarks.harness import grid_sweep, mean_ci, per_seed, steps, table, whole  # noqa: E402
 from marlow.envs.games import max_of_two_quadratics_reward  # noqa: E402
-from marlow.experiment.report import plot_runs  # noqa: E402
+from marlow.runtime.report import plot_runs  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs"  # git-ignored run directories
 
 ALGOS = ("rommeo_ac", "masql", "pr2_ac", "maddpg", "ddpg", "ddpg_om")
 LABELS = {
@@ -137,7 +140,7 @@ def main() -> None:
     md = [
         "# ROMMEO Fig. 2: Max of Two Quadratics",
         "",
-        f"`.venv/bin/python benchmarks/rommeo/quadratics.py --seeds {args.seeds} --episodes {args.episodes}"
+        f"`.venv/bin/python -m benchmarks.rommeo.quadratics --seeds {args.seeds} --episodes {args.episodes}"
         + (f" --batch {args.batch}`" if args.batch else "`"),
         "",
         f"{args.seeds} seeds per algorithm (vmapped, one process), {args.episodes} episodes x 25 steps, one "

@@ -22,7 +22,7 @@ Every family is one ``marlow sweep`` (Ray, one fresh process per trial); its tri
 ``runs/sensitivity/<family>/games_climbing/<algo>[/<key>=<value>]/seeds=0-99`` (benchmarks/rommeo/runs,
 git-ignored), and a rerun skips the finished ones. climbing.py reads the "defaults" family.
 
-    .venv/bin/python benchmarks/rommeo/sensitivity.py [--seeds 100] [--episodes 100] [--ray-cpus N]
+    .venv/bin/python -m benchmarks.rommeo.sensitivity [--seeds 100] [--episodes 100] [--ray-cpus N]
 
 Writes benchmarks/rommeo/climbing_sensitivity.md and climbing_sensitivity.png.
 """
@@ -35,10 +35,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from sweep import HERE, RUNS, grid_sweep, per_seed, table
 
-from marlow.experiment.config import resolve
-from marlow.experiment.setup import load_run_config
+import marlow
+from benchmarks.harness import grid_sweep, per_seed, table
+
+HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs"  # git-ignored run directories
 
 ALGOS = ("rommeo_q", "rommeo_q_emp", "iql", "jal", "wolf_phc", "fmq", "pr2_q")
 LABELS = {
@@ -102,7 +104,7 @@ def outcome(run_dir: Path, episodes: int) -> dict:
     ret = per_seed(run_dir, "eval/team_return") / STEPS_PER_EPISODE  # greedy reward per step
     at = {e: np.mean(np.isclose(ret[:, e - 1], OPTIMUM)) for e in (25, 50, episodes) if e <= ret.shape[1]}
     p_aa = per_seed(run_dir, "diag/pi_a0/agent_0")[:, -1] * per_seed(run_dir, "diag/pi_a0/agent_1")[:, -1]
-    cc = np.mean(load_run_config(run_dir).experiment.task_options.get("cc_payoff", (5.0, 5.0)))
+    cc = np.mean(marlow.run_config(run_dir).experiment.task_options.get("cc_payoff", (5.0, 5.0)))
     joint = [int(np.sum(np.isclose(ret[:, -1], v))) for v in (11.0, 7.0, cc)]  # team reward per step
     wall = float(per_seed(run_dir, "wall_time")[0, -1])  # the runner's training time, all seeds
     return {
@@ -235,14 +237,13 @@ def main() -> None:
         )
     plot(results, args.episodes, args.out / "climbing_sensitivity.png")
     defaults = "; ".join(
-        f"{LABELS[algo]}: "
-        + ", ".join(f"{k}={getattr(resolve([f'algo={algo}', f'task={TASK}']).algo, k):g}" for k in keys)
+        f"{LABELS[algo]}: " + ", ".join(f"{k}={getattr(marlow.config(algo, TASK).algo, k):g}" for k in keys)
         for algo, keys in swept_defaults().items()
     )
     md = [
         "# ROMMEO Fig. 1 sensitivity: which settings reach (A, A) in the iterated climbing game",
         "",
-        "`.venv/bin/python benchmarks/rommeo/sensitivity.py "
+        "`.venv/bin/python -m benchmarks.rommeo.sensitivity "
         f"--seeds {args.seeds} --episodes {args.episodes}`",
         "",
         f"{args.seeds} seeds per setting (vmapped in one trial), {args.episodes} episodes x 25 steps, one "

@@ -65,7 +65,7 @@ arguments go to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``, :func:`gym_
 change its observation are not supported (refused, like any other option).
 
 These envs run on the host: MuJoCo is stepped from Python, one env at a time; the collection
-(:mod:`marlow.experiment.host`) batches every env's policy call of a step into one jitted call.
+(:mod:`marlow.runtime.host`) batches every env's policy call of a step into one jitted call.
 
 Importing this module is cheap: gymnasium-robotics and mujoco are imported by the factories.
 """

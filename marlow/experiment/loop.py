@@ -8,7 +8,7 @@ iterations followed by a greedy evaluation.
 
 :meth:`Loop.chunk` is a pure function of the runner state, ``jit``-ed and ``vmap``-ed over seeds by the
 runner, so for JAX envs the host sees the program only between evaluations. For host envs
-(:mod:`marlow.experiment.host`) only the collection is a Python loop: the same :meth:`Loop.learn`
+(:mod:`marlow.runtime.host`) only the collection is a Python loop: the same :meth:`Loop.learn`
 (counters, training returns, ``learner.learn``) and :func:`summarize` run jitted on the trajectory it
 collects, so there is one schedule.
 

@@ -1,7 +1,7 @@
 """What every entry point does before training or evaluating: the run directory and its config, the env,
-the algorithm and its learner, the seed keys and the schedule checks. The lowest module of
-``marlow.experiment`` above the config: the runner, the host loop, evaluation, cross-play and the model
-diagnostics import it, and it imports none of them."""
+the algorithm and its learner, the seed keys and the schedule checks. Above the config and below
+everything that runs or reads a run: the runner and the host loop (:mod:`marlow.runtime`), evaluation,
+cross-play and the model diagnostics (:mod:`marlow.analysis`) import it, and it imports none of them."""
 
 from __future__ import annotations
 

@@ -56,8 +56,8 @@ def _label(algo: str, swept: dict) -> str:
 
 def collect(paths: list[Path], y: str = TEAM_RETURN) -> dict[str, Config]:
     """Configurations from sweep directories (their ``sweep.json``) and single run directories."""
-    from marlow.experiment.loggers import read_metrics
     from marlow.experiment.setup import load_run_config
+    from marlow.runtime.loggers import read_metrics
     from marlow.sweep.grid import SWEEP_FILE
 
     runs: list[tuple[Path, dict]] = []
@@ -192,7 +192,7 @@ def curve_iqm(c: Config, task: str, reps: int, seed: int = 0) -> tuple[np.ndarra
 
 def merged_marl_eval(configs: dict[str, Config]) -> dict:
     """The runs' ``marl_eval.json`` files in one, each configuration's label as its algorithm name."""
-    from marlow.experiment.loggers import JSON_NAME
+    from marlow.runtime.loggers import JSON_NAME
 
     out: dict = defaultdict(lambda: defaultdict(dict))
     for label, c in configs.items():

@@ -75,8 +75,8 @@ def trial_status(trial: Trial) -> str:
     attempt: resumed from its checkpoint, or restarted if it has none) or ``new``. A run directory of
     another config is refused, so a changed command never mixes two configs in one trial."""
     from marlow.experiment.config import HOST_ONLY, resolve
-    from marlow.experiment.loggers import read_metrics
     from marlow.experiment.setup import CONFIG_NAME, build, load_run_config
+    from marlow.runtime.loggers import read_metrics
 
     if not (trial.run_dir / CONFIG_NAME).exists():
         return "new"
@@ -117,7 +117,7 @@ def run_trial(overrides: list[str], run_dir: str, resume: bool, host_devices: in
         sys.stdout = sys.stderr = log
         try:
             from marlow.experiment.config import resolve
-            from marlow.experiment.runner import train
+            from marlow.runtime.runner import train
 
             # progress on: stderr is train.log (not a terminal), so one line per evaluation goes there
             args = [f"resume={run_dir}"] if resume else [*overrides, f"run_dir={run_dir}"]

@@ -246,18 +246,38 @@ def rollout(key: jax.Array, env, start, policy, k, k_max: int) -> Rollout:
     return Rollout(transitions=trans, valid=valid, real_steps={}, communication={})
 
 
+class Actors(NamedTuple):
+    """Who acts in an ego's branched rollout, each a :data:`Policy` ``act(obs, key)``.
+
+    ego: the ego's own policy (``obs`` is the joint observation dict: a policy conditioned on opponent-model
+        predictions reads the others' entries).
+    models: agent j -> the ego's opponent model of j, for every other agent (agents only ever queried for
+        real under ``"all_real"`` may be left out).
+    real: agent j -> j's real policy ("Comm"), for the ego's teammates (not needed for ``"all_models"``;
+        other-team agents are never queried).
+    """
+
+    ego: Policy
+    models: Mapping[str, Policy]
+    real: Mapping[str, Policy]
+
+
+class Length(NamedTuple):
+    """How long a branched rollout runs and how long each teammate is simulated.
+
+    k: the rollout length (may be traced), at most ``k_max``.
+    k_max: the static scan length; steps p > k are computed but masked (``Rollout.valid``) and query nobody.
+    n: agent j -> n_j (from :func:`opponent_steps`) for the teammates under the adaptive schemes; ignored
+        (may be None) for ``"all_models"``/``"all_real"``. Clipped to [0, k].
+    """
+
+    k: Any
+    k_max: int
+    n: Mapping[str, Any] | None = None
+
+
 def branched_rollout(
-    key: jax.Array,
-    model_env,
-    start,
-    ego: str,
-    ego_act: Callable[[dict, jax.Array], jax.Array],
-    model_act: Mapping[str, Policy],
-    real_act: Mapping[str, Policy],
-    n: Mapping[str, Any] | None,
-    k,
-    k_max: int,
-    scheme: str = "adaptive",
+    key: jax.Array, model_env, start, ego: str, actors: Actors, length: Length, scheme: str = "adaptive"
 ) -> Rollout:
     """The ego's branched rollouts with opponent-wise model usage (module docstring; Algorithm 1 l. 9-19).
 
@@ -267,16 +287,8 @@ def branched_rollout(
         start: the M start states: env states ``[M]``, or for a ModelEnv the joint observations sampled from
             the real buffer (dict agent -> ``[M, d_j]``).
         ego: the ego agent i.
-        ego_act: ``ego_act(obs, key) -> a_i [M, ...]``; ``obs`` is the joint observation dict (the ego's
-            policy may itself use opponent-model predictions: that is the caller's business).
-        model_act: agent j -> ``act(obs, key)`` (:data:`Policy`), the ego's opponent model of j, for every
-            other agent (agents only ever queried for real under ``"all_real"`` may be left out).
-        real_act: agent j -> ``act(obs, key)``, j's real policy ("Comm"), for the ego's teammates (not
-            needed for ``"all_models"``; other-team agents are never queried).
-        n: agent j -> n_j (from :func:`opponent_steps`) for the teammates under the adaptive schemes;
-            ignored (may be None) for ``"all_models"``/``"all_real"``. Clipped to [0, k].
-        k: rollout length (may be traced), at most ``k_max``.
-        k_max: static scan length; steps p > k are computed but masked (``Rollout.valid``) and query nobody.
+        actors: the ego's policy, its opponent models and the teammates' real policies (:class:`Actors`).
+        length: k, k_max and the teammates' n_j (:class:`Length`).
         scheme: one of :data:`SCHEMES`.
 
     Each teammate's real policy sits in a ``lax.cond`` branch taken exactly at its real steps, the opponent
@@ -285,6 +297,8 @@ def branched_rollout(
     exactly the queries the algorithm makes.
     """
     _check_scheme(scheme)
+    ego_act, model_act, real_act = actors
+    k, k_max, n = length
     spec = model_env.spec
     if ego not in spec.agents:
         raise ConfigError(f"ego agent {ego!r} is not one of {spec.agents}")
@@ -387,6 +401,8 @@ def compounding_error(
 
 __all__ = [
     "PAPER_SCHEDULES",
+    "Actors",
+    "Length",
     "SCHEMES",
     "Rollout",
     "Schedule",

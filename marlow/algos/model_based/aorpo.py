@@ -42,6 +42,8 @@ from marlow.errors import ConfigError
 from marlow.schema.groups import sub_config
 from marlow.schema.ranges import Count, Range, Size
 from marlow.world.branched import (
+    Actors,
+    Length,
     Rollout,
     Scheme,
     branched_rollout,
@@ -262,18 +264,10 @@ class Algorithm:
         real_act = {
             j: (lambda obs, kk, j=j: self.agent_act(state, j, obs, kk, True)) for j in spec.teammates(ego)
         }
+        actors = Actors(lambda obs, kk: self.agent_act(state, ego, obs, kk, True), model_act, real_act)
+        length = Length(k, cfg.rollout_max if k_max is None else k_max, n)
         r = branched_rollout(
-            key,
-            env,
-            start,
-            ego,
-            lambda obs, kk: self.agent_act(state, ego, obs, kk, True),
-            model_act,
-            real_act,
-            n,
-            k,
-            cfg.rollout_max if k_max is None else k_max,
-            cfg.rollout_scheme if scheme is None else scheme,
+            key, env, start, ego, actors, length, cfg.rollout_scheme if scheme is None else scheme
         )
         return n, r
 

@@ -174,15 +174,10 @@ class Algorithm(OnPolicyDefaults):
         reward = jnp.mean(jnp.stack([traj.rewards[a] for a in self.spec.agents]), axis=0)
         n = self.n
         bcast = lambda v: jnp.broadcast_to(v[..., None], v.shape + (n,))  # noqa: E731 [T, E] -> [T, E, N]
-        adv, target = ppo.gae(
-            bcast(reward),
-            x["value"],
-            self.value(state, next_obs),
-            bcast(traj.terminated),
-            bcast(traj.done),
-            cfg.gamma,
-            cfg.gae_lambda,
+        steps = ppo.Steps(
+            bcast(reward), x["value"], self.value(state, next_obs), bcast(traj.terminated), bcast(traj.done)
         )
+        adv, target = ppo.gae(steps, cfg.gamma, cfg.gae_lambda)
         adv, target, value, vnorm, ev = ppo.targets(cfg, adv, target, x["value"], state.vnorm)
         mask = self.masks(traj.info)
         data = {

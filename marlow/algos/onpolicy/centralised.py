@@ -164,9 +164,8 @@ class CentralisedPPO(OnPolicyDefaults):
         next_v = self.value(
             state.params, state.vnorm, self.critic_input(traj.next_obs, traj.info, "next_global_state")
         )
-        adv, target = ppo.gae(
-            team_r, x["value"], next_v, traj.terminated, traj.done, cfg.gamma, cfg.gae_lambda
-        )
+        steps = ppo.Steps(team_r, x["value"], next_v, traj.terminated, traj.done)
+        adv, target = ppo.gae(steps, cfg.gamma, cfg.gae_lambda)
         adv, target, value, vn, ev = ppo.targets(cfg, adv, target, x["value"], state.vnorm)
         data = {
             "agents": {

@@ -190,7 +190,8 @@ class Algorithm(OnPolicyDefaults):
             done = self._cols(g, dict.fromkeys(members, traj.done), 1)
             rewards, behaviour_v = self._cols(g, traj.rewards, 1), self._cols(g, x["value"], 1)
             next_v = self.value(state, g, self._cols(g, traj.next_obs, 1))
-            adv, target = ppo.gae(rewards, behaviour_v, next_v, terminated, done, cfg.gamma, cfg.gae_lambda)
+            steps = ppo.Steps(rewards, behaviour_v, next_v, terminated, done)
+            adv, target = ppo.gae(steps, cfg.gamma, cfg.gae_lambda)
             adv, target, value, vnorm[g], ev[g] = ppo.targets(cfg, adv, target, behaviour_v, state.vnorm[g])
             data[g] = {
                 "obs": self._cols(g, traj.obs, 1),

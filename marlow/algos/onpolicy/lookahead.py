@@ -96,13 +96,12 @@ class VTraceEgo:
     GLOBAL_STATE = False
     factor_against = "mu"
 
-    def _vtrace(self, vt: dict, rho, time_major: bool):
+    def _vtrace(self, vt: ppo.Steps, rho, time_major: bool):
         cfg = self.cfg
-        args = (vt["r"], vt["v"], vt["nv"], vt["term"], vt["done"], rho)
         if not time_major:
-            args = tuple(jnp.swapaxes(x, 0, 1) for x in args)
+            vt, rho = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (vt, rho))
         adv, target = ppo.vtrace(
-            *args, cfg.gamma, cfg.gae_lambda, rho_clip=cfg.vtrace_rho_clip, c_clip=cfg.vtrace_c_clip
+            vt, rho, cfg.gamma, cfg.gae_lambda, rho_clip=cfg.vtrace_rho_clip, c_clip=cfg.vtrace_c_clip
         )
         if not time_major:
             adv, target = jnp.swapaxes(adv, 0, 1), jnp.swapaxes(target, 0, 1)
@@ -117,7 +116,7 @@ class VTraceEgo:
         s = self.critic_input(traj.obs, traj.info)
         v = self.value(state.params, state.vnorm, s)
         nv = self.value(state.params, state.vnorm, self.critic_input(traj.next_obs, traj.info))
-        vt = {"r": team_r, "v": v, "nv": nv, "term": traj.terminated, "done": traj.done}
+        vt = ppo.Steps(team_r, v, nv, traj.terminated, traj.done)
         log_rho, agents = {}, {}
         for a in self.spec.agents:
             mask = None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,17 +62,29 @@ class Config:
     log_std_init: AnyFloat  # the initial log-std of Box actions, any sign
 
 
-def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float):
+class Steps(NamedTuple):
+    """What the advantage estimators read of a ``[T, B]`` trajectory: the rewards r_t, the values V(s_t)
+    and V(s'_t) (``next_values``: of the observation step t reached, the finished episode's last one where
+    an episode ended), and the ``terminated`` and ``done`` (= terminated | truncated) flags."""
+
+    rewards: jax.Array
+    values: jax.Array
+    next_values: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+
+
+def gae(steps: Steps, gamma: float, lam: float):
     """Advantages and value targets of a ``[T, B]`` trajectory (reverse scan).
 
         delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t)
         A_t     = delta_t + gamma lam (1 - done_t) A_{t+1}
         target_t = A_t + V(s_t)
 
-    ``next_values`` = V(s'_t) of the observation step t reached (the finished episode's last observation
-    where an episode ended), so a truncated episode (done, not terminated) bootstraps from its last
-    state while the advantage recursion stops there; a terminated one does neither.
-    ``done = terminated | truncated``. Returns ``(advantages, targets)``, both ``[T, B]``."""
+    With V(s'_t) of the observation step t reached, a truncated episode (done, not terminated)
+    bootstraps from its last state while the advantage recursion stops there; a terminated one does
+    neither. Returns ``(advantages, targets)``, both ``[T, B]``."""
+    rewards, values, next_values, terminated, done = steps
     not_term = 1.0 - terminated.astype(jnp.float32)
     not_done = 1.0 - done.astype(jnp.float32)
     deltas = rewards + gamma * not_term * next_values - values
@@ -86,18 +98,7 @@ def gae(rewards, values, next_values, terminated, done, gamma: float, lam: float
     return adv, adv + values
 
 
-def vtrace(
-    rewards,
-    values,
-    next_values,
-    terminated,
-    done,
-    rho,
-    gamma: float,
-    lam: float,
-    rho_clip: float = 1.0,
-    c_clip: float = 1.0,
-):
+def vtrace(steps: Steps, rho, gamma: float, lam: float, rho_clip: float = 1.0, c_clip: float = 1.0):
     """V-trace advantages and value targets of a ``[T, B]`` trajectory collected by a behaviour policy mu
     for a target policy pi, with ``rho`` = pi(a_t | o_t) / mu(a_t | o_t) (treated as a constant):
 
@@ -110,6 +111,7 @@ def vtrace(
     the Teammate Lookahead code, xlnwel/grl2-jax; the advantage is v_t - V(s_t), as that code's.) With
     rho = 1 this is :func:`gae` exactly. Episode ends as in :func:`gae`. Returns ``(advantages,
     targets)``."""
+    rewards, values, next_values, terminated, done = steps
     rho = jax.lax.stop_gradient(rho)
     rho_bar = jnp.minimum(rho, rho_clip)
     c = lam * jnp.minimum(rho, c_clip)

@@ -1,6 +1,6 @@
 """What cached results are keyed by: a digest of marlow's own source and the versions of the libraries it
 builds on. Light on purpose (no JAX): ``marlow list`` reads its cached table with it before anything heavy
-is imported, and :mod:`marlow.experiment.program_cache` keys whole compiled programs with it."""
+is imported, and :mod:`marlow.runtime.program_cache` keys whole compiled programs with it."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A run's compiled programs kept whole, so a warm start skips Python tracing and lowering as well.
 
-JAX's persistent cache (:mod:`marlow.experiment.compile_cache`) is keyed by the lowered program, so even a
+JAX's persistent cache (:mod:`marlow.runtime.compile_cache`) is keyed by the lowered program, so even a
 warm start traces and lowers every program first: for a one-seed MASAC run on simple_spread about 2.7 s
 of a 5.4 s warm start on the 2-core benchmark machine (benchmarks/startup.md). This cache stores each
 program's serialized executable (``jax.experimental.serialize_executable``) under a key made of what
@@ -39,7 +39,7 @@ from pathlib import Path
 import jax
 
 from marlow.experiment.config import HOST_ONLY
-from marlow.experiment.fingerprint import source_digest, versions
+from marlow.runtime.fingerprint import source_digest, versions
 
 MAX_ENTRIES = 64
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "jaxmarl", "numpy")

@@ -17,7 +17,7 @@ better for the agent team (Appendix G.3: "agent reward minus adversary reward").
 are the adversaries' algorithm, the columns the agents' algorithm, and each entry is the score, i.e. the
 performance of the column algorithm.
 
-Episodes use the keys of ``marlow eval`` (:func:`marlow.experiment.evaluate.eval_keys` and
+Episodes use the keys of ``marlow eval`` (:func:`marlow.analysis.evaluate.eval_keys` and
 :func:`marlow.experiment.loop.evaluate_policy`'s key schedule), so crossing a run with itself plays exactly
 the episodes ``marlow eval`` plays and gives the same per-seed team returns.
 """
@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from marlow.analysis.evaluate import algo_states, eval_keys, load_jax_run
 from marlow.errors import ConfigError
-from marlow.experiment.evaluate import algo_states, eval_keys, load_jax_run
 from marlow.experiment.loop import episode_returns, return_metrics
 from marlow.experiment.setup import build, load_run_config
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from marlow.errors import ConfigError, did_you_mean
-from marlow.experiment.loggers import CSV_NAME, JSON_NAME, read_metrics
+from marlow.runtime.loggers import CSV_NAME, JSON_NAME, read_metrics
 
 __all__ = [
     "MissingMetricError",
@@ -113,7 +113,7 @@ def _run_meta(run_dir: Path) -> tuple[str | None, str | None]:
 
 
 def load_run(run_dir: str | Path, label: str | None = None) -> RunData:
-    """Metrics and metadata of one run dir (raises :class:`~marlow.experiment.loggers.RunDirError`)."""
+    """Metrics and metadata of one run dir (raises :class:`~marlow.runtime.loggers.RunDirError`)."""
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     algo, task = _run_meta(run_dir)

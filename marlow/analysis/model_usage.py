@@ -10,8 +10,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from marlow.analysis.evaluate import algo_states, eval_keys, load_jax_run
 from marlow.errors import ConfigError
-from marlow.experiment.evaluate import algo_states, eval_keys, load_jax_run
 from marlow.experiment.setup import build, load_run_config
 from marlow.world.branched import SCHEMES
 from marlow.world.compounding import make_measure

@@ -1,6 +1,6 @@
 """Host-side orchestration of a run: run directory, config, the jitted program, logging, checkpoints,
 progress, resume. The learning itself is :mod:`marlow.experiment.loop`'s, for JAX envs in one jitted
-program per chunk and for PettingZoo envs through :mod:`marlow.experiment.host` (which collects on the
+program per chunk and for PettingZoo envs through :mod:`marlow.runtime.host` (which collects on the
 host and runs the same jitted learning step)."""
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from marlow.devices import seed_sharding, shard_seeds
-from marlow.experiment import checkpoint, compile_cache, program_cache
 from marlow.experiment.config import RunConfig
 from marlow.experiment.loop import Loop
-from marlow.experiment.session import finished, run_chunks
 from marlow.experiment.setup import (  # noqa: F401  (re-exported: the runner is the public entry point)
     CONFIG_NAME,
     Run,
@@ -31,8 +29,10 @@ from marlow.experiment.setup import (  # noqa: F401  (re-exported: the runner is
     prepare_run_dir,
     seed_keys,
 )
-from marlow.experiment.signals import exit_at_once
-from marlow.experiment.startup import Startup
+from marlow.runtime import checkpoint, compile_cache, program_cache
+from marlow.runtime.session import finished, run_chunks
+from marlow.runtime.signals import exit_at_once
+from marlow.runtime.startup import Startup
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
@@ -58,7 +58,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None) -> Path:
     startup = Startup(cache, programs)
     startup.mark("build")
     if not run.env.is_jax:
-        from marlow.experiment.host import train_host
+        from marlow.runtime.host import train_host
 
         return train_host(run, Path(run_dir))
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from marlow.analysis.evaluate import random_policy_return
 from marlow.experiment.config import parse_overrides, resolve
-from marlow.experiment.evaluate import random_policy_return
-from marlow.experiment.report import plot_grid, summary_table
-from marlow.experiment.runner import train
+from marlow.runtime.report import plot_grid, summary_table
+from marlow.runtime.runner import train
 
 DEMO_TASK = "mpe/simple_spread"
 # every arm learns after 3,000 random steps (the default 25,600 would be most of the budget)
@@ -126,7 +126,7 @@ def reading(run_dirs: list[Path], labels: list[str]) -> str:
     error over seeds."""
     import math
 
-    from marlow.experiment.report import final_per_seed, load_run
+    from marlow.runtime.report import final_per_seed, load_run
 
     finals = [final_per_seed(load_run(d), "eval/team_return", 0.1) for d in run_dirs]
     aorpo, masac1, masac10 = finals

@@ -11,9 +11,9 @@ import numpy as np
 from marlow import envs
 from marlow.envs.api import EnvSpec, random_actions
 from marlow.errors import ConfigError
-from marlow.experiment import checkpoint
 from marlow.experiment.loop import Loop, RunnerState, evaluate_learner, evaluate_policy
 from marlow.experiment.setup import Run, build, load_run_config, seed_keys, summary
+from marlow.runtime import checkpoint
 
 
 def eval_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -105,7 +105,7 @@ def evaluation(run_dir: str | Path, episodes: int = 100, seed: int = 12345) -> E
         )
         steps = int(meta["env_steps"])
     else:  # host envs (PettingZoo)
-        from marlow.experiment.host import evaluate_host_run
+        from marlow.runtime.host import evaluate_host_run
 
         res, steps = evaluate_host_run(run, Path(run_dir), episodes, keys)
     return Evaluation(e.algo, e.task, steps, episodes, res, env.spec)

@@ -2,8 +2,8 @@
 
 A JAX-env run compiles its two programs (init, and the training chunk, which also makes the step-0 evaluation)
 ahead of time, each in its three stages (Python tracing to a jaxpr, lowering to StableHLO, XLA compilation or
-a load from the persistent cache, :mod:`marlow.experiment.compile_cache`), and :class:`Startup` times each
-stage, or the load of the whole program from :mod:`marlow.experiment.program_cache` (``<program>_load``). The
+a load from the persistent cache, :mod:`marlow.runtime.compile_cache`), and :class:`Startup` times each
+stage, or the load of the whole program from :mod:`marlow.runtime.program_cache` (``<program>_load``). The
 file holds those seconds, the seconds from the process start to the end of env and algorithm set-up
 (``build``, which includes Python's imports) and to the first training step (``first_step``), the cache
 directory and the program cache's key in use, so a cold and a warm start can be compared run by run

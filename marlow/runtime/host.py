@@ -8,7 +8,7 @@ over seeds, one call for all seeds and envs), steps every env, and the steps of 
 (counters, training returns, ``learner.learn``: the replay buffer and updates of an off-policy learner,
 the epochs of an on-policy one) then runs jitted and vmapped over seeds on it, and a chunk's metrics are
 :func:`~marlow.experiment.loop.summarize`'s. The run directory, logging, checkpoints, divergence check
-and report are :func:`marlow.experiment.session.run_chunks`.
+and report are :func:`marlow.runtime.session.run_chunks`.
 
 Seeding (host envs draw their own numpy randomness, so they are seeded with integers, not JAX keys):
 
@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlow import rollout
-from marlow.experiment import checkpoint
 from marlow.experiment.loop import (
     Loop,
     RunnerState,
@@ -44,8 +43,9 @@ from marlow.experiment.loop import (
     summarize,
     uses_env_info,
 )
-from marlow.experiment.session import run_chunks
 from marlow.experiment.setup import Run, make_env, prepare_run_dir, seed_keys
+from marlow.runtime import checkpoint
+from marlow.runtime.session import run_chunks
 
 
 def env_seed(base: int, chunk: int) -> int:
@@ -270,7 +270,7 @@ def train_host(run: Run, run_dir: Path) -> Path:
 
 def evaluate_host_run(run: Run, run_dir: Path, episodes: int, keys) -> tuple[dict, int]:
     """Greedy evaluation of every seed's checkpointed policy on ``episodes`` fresh env instances each,
-    reset with seeds drawn from ``keys[s]`` (``marlow.experiment.evaluate.eval_keys``): the metrics of
+    reset with seeds drawn from ``keys[s]`` (``marlow.analysis.evaluate.eval_keys``): the metrics of
     :meth:`HostLoop.evaluate_policies` and the env steps the checkpoint was trained for."""
     e = run.cfg.experiment
     host = HostLoop(run, train_envs=False)

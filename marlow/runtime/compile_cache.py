@@ -16,7 +16,7 @@ Settings of ``compile_cache``:
 * ``off``: marlow sets no cache (and turns off one it set earlier in this process).
 * any other value: that directory.
 
-On top of this cache, :mod:`marlow.experiment.program_cache` keeps each run setting's programs whole in
+On top of this cache, :mod:`marlow.runtime.program_cache` keeps each run setting's programs whole in
 ``<dir>/programs`` (a rerun then skips tracing and lowering too); it is on whenever marlow set the
 directory. Every program is cached, however short its compilation (JAX's default skips those under
 1 s, which on a warm rerun left 3 of a MASAC run's 114 programs cached and 1.3 s more to start). The

@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: run one algorithm over many vmapped seeds through the marlow runner
+"""The benchmarks' harness: run one algorithm over many vmapped seeds through the marlow runner
 (``run_sweep``, in this process) or a grid of them with ``marlow sweep`` (``grid_sweep``, on Ray), time it,
 and load the per-seed metrics."""
 
@@ -11,13 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+import marlow
 from marlow.devices import configure_host_devices
-from marlow.experiment.config import resolve
-from marlow.experiment.loggers import read_metrics
-from marlow.experiment.runner import load_run_config, train
-
-HERE = Path(__file__).resolve().parent
-RUNS = HERE / "runs"  # git-ignored run directories
 
 
 def run_sweep(
@@ -27,21 +22,22 @@ def run_sweep(
     overrides: list[str],
     reuse: bool = False,
     tag: str = "",
-    root: Path = RUNS,
+    *,
+    root: Path,
 ) -> tuple[Path, float, float | None]:
     """Train ``seeds`` vmapped seeds of ``algo`` on ``task``; returns (run dir, training wall seconds as
     logged by the runner: the chunks' time, without compilation, and the whole call's seconds with
     compilation, None for a reused run). ``reuse``: keep a finished run of the same config. ``tag``: a
     suffix of the run directory, to keep sweeps with different overrides apart. ``root``: where the run
-    directories go (another benchmark's git-ignored runs/)."""
+    directories go (the calling benchmark's git-ignored runs/)."""
     configure_host_devices()  # one XLA host device per core, before JAX starts
     run_dir = root / task.replace("/", "_") / f"{algo}{tag}"
-    cfg = resolve([f"algo={algo}", f"task={task}", f"num_seeds={seeds}", f"run_dir={run_dir}", *overrides])
+    cfg = marlow.config(algo, task, args=[f"num_seeds={seeds}", f"run_dir={run_dir}", *overrides])
     total = None
     if not (reuse and _finished(run_dir, cfg)):
         shutil.rmtree(run_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        train(cfg)
+        marlow.train(run_config=cfg)
         total = time.perf_counter() - t0
         print(f"{algo}: {total:.1f} s with compilation", flush=True)
     return run_dir, float(per_seed(run_dir, "wall_time")[0, -1]), total
@@ -66,7 +62,7 @@ def grid_sweep(out: Path, args: list[str], ray_cpus: str = "") -> list[dict]:
 def _finished(run_dir: Path, cfg) -> bool:
     if not (run_dir / "metrics.csv").is_file() or not (run_dir / "config.yaml").is_file():
         return False
-    saved = load_run_config(run_dir).to_dict()
+    saved = marlow.run_config(run_dir).to_dict()
     want = cfg.to_dict()
     saved.pop("run_dir"), want.pop("run_dir")
     saved["algo_params"].pop("buffer_size", None), want["algo_params"].pop("buffer_size", None)  # capped
@@ -75,12 +71,12 @@ def _finished(run_dir: Path, cfg) -> bool:
 
 def per_seed(run_dir: Path, column: str) -> np.ndarray:
     """``[seeds, evals]`` array of one metric column."""
-    m = read_metrics(run_dir)
+    m = marlow.metrics(run_dir)
     return np.stack([m[s][column] for s in sorted(m)])
 
 
 def steps(run_dir: Path) -> np.ndarray:
-    m = read_metrics(run_dir)
+    m = marlow.metrics(run_dir)
     return m[sorted(m)[0]]["env_steps"]
 
 

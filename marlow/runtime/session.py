@@ -14,13 +14,13 @@ import numpy as np
 
 from marlow.devices import shard_seeds
 from marlow.errors import ConfigError, RunInterrupted, TrainingDiverged
-from marlow.experiment import checkpoint
 from marlow.experiment.config import RunConfig
-from marlow.experiment.loggers import RunLogger
-from marlow.experiment.progress import ProgressReporter
 from marlow.experiment.setup import chunk_spans, num_chunks
-from marlow.experiment.signals import GracefulStop, wait
-from marlow.experiment.startup import Startup
+from marlow.runtime import checkpoint
+from marlow.runtime.loggers import RunLogger
+from marlow.runtime.progress import ProgressReporter
+from marlow.runtime.signals import GracefulStop, wait
+from marlow.runtime.startup import Startup
 
 COUNTS = ("env_steps", "episodes", "updates")
 """Metrics that count things: logged as integers (``updates`` is summed in float32 inside the chunk)."""
@@ -73,7 +73,7 @@ def finished(cfg: RunConfig, run_dir: Path, done: int) -> bool:
         "larger total_steps",
         file=sys.stderr,
     )
-    from marlow.experiment.report import REPORT_NAME, write_report
+    from marlow.runtime.report import REPORT_NAME, write_report
 
     if not (run_dir / REPORT_NAME).exists():  # killed after its last checkpoint, before its report
         write_report(run_dir, run_dir)
@@ -155,7 +155,7 @@ def run_chunks(
                 reporter.advance(first_step + steps, float(np.mean(m["eval/team_return"])), sps * e.num_seeds)
     finally:
         logger.close()
-    from marlow.experiment.report import write_report
+    from marlow.runtime.report import write_report
 
     write_report(run_dir, run_dir)
     return run_dir
