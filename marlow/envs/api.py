@@ -146,6 +146,7 @@ class SpecSurface:
     :mod:`marlow.envs.user` checks when it builds a user's env)."""
 
     spec: EnvSpec
+    host_callbacks = False  # True: jitted steps call back into Python (their programs are not cached)
 
     def _from_spec(self, name: str):
         assigned = self.__dict__.get("_assigned", {})

@@ -65,7 +65,9 @@ arguments go to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``, :func:`gym_
 change its observation are not supported (refused, like any other option).
 
 These envs run on the host: MuJoCo is stepped from Python, one env at a time; the collection
-(:mod:`marlow.runtime.host`) batches every env's policy call of a step into one jitted call.
+(:mod:`marlow.runtime.host`) batches every env's policy call of a step into one jitted call. With
+``task.simulator=rollout`` (HalfCheetah and Walker2d) the same task runs inside the jitted loop instead,
+every env advanced by one ``mujoco.rollout`` call per vectorised step (:mod:`marlow.envs.mamujoco_rollout`).
 
 Importing this module is cheap: gymnasium-robotics and mujoco are imported by the factories.
 """
@@ -82,8 +84,13 @@ import numpy as np
 from marlow.envs.pettingzoo import PettingZooEnv
 from marlow.envs.registry import accepted_options, register
 from marlow.errors import ConfigError
+from marlow.schema import ranges
 
 EPISODE_LENGTH = 1000  # Gymnasium's time limit of the three robots
+SIMULATORS = (
+    "gymnasium",
+    "rollout",
+)  # task.simulator: the host-side adapter, or marlow.envs.mamujoco_rollout
 
 # task name -> (Gymnasium-Robotics scenario, agent_conf)
 TASKS = {
@@ -291,9 +298,14 @@ def _register(task: str, scenario: str, agent_conf: str) -> None:
     name = f"mamujoco/{task}"
 
     def factory(
-        agent_obsk: int = 1, full_obs: bool = False, episode_length: int = EPISODE_LENGTH, **gym_kwargs
-    ) -> PettingZooEnv:
-        return make_mamujoco(
+        agent_obsk: int = 1,
+        full_obs: bool = False,
+        episode_length: int = EPISODE_LENGTH,
+        simulator: str = "gymnasium",
+        **gym_kwargs,
+    ):
+        ranges.check_choice("task.simulator", simulator, SIMULATORS)
+        env = make_mamujoco(
             scenario,
             agent_conf,
             name=name,
@@ -302,6 +314,11 @@ def _register(task: str, scenario: str, agent_conf: str) -> None:
             episode_length=episode_length,
             **gym_kwargs,
         )
+        if simulator == "rollout":
+            from marlow.envs.mamujoco_rollout import RolloutMaMuJoCo
+
+            return RolloutMaMuJoCo(env, scenario)
+        return env
 
     factory.__name__ = factory.__qualname__ = task
     factory.__doc__ = (

@@ -68,6 +68,7 @@ def from_marlow(run) -> bool:
         and getattr(entry.factory, "__module__", "").startswith("marlow.")
         and type(run.env).__module__.startswith("marlow.")
         and type(run.algo).__module__.startswith("marlow.")
+        and not run.env.host_callbacks  # an executable holding a Python callback cannot be reloaded
     )
 
 
@@ -135,7 +136,7 @@ class ProgramCache:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(blob)
             os.replace(tmp, path)
-        except (ValueError, NotImplementedError, OSError, pickle.PicklingError):
+        except (ValueError, NotImplementedError, OSError, pickle.PicklingError, AttributeError, TypeError):
             tmp.unlink(missing_ok=True)
             return
         self._evict()

@@ -1,0 +1,252 @@
+"""MA-MuJoCo inside the jitted loop: the same tasks as :mod:`marlow.envs.mamujoco`, stepped by MuJoCo's
+batched multithreaded ``mujoco.rollout`` through one host callback per vectorised step.
+
+``task.simulator=rollout`` on a ``mamujoco/`` task builds this env instead of the host-side adapter. The
+Gymnasium-Robotics env stays the reference and the source of everything but the physics loop: this module
+builds it once and reads from it
+
+- the MuJoCo model and ``frame_skip`` (physics steps per env step);
+- each agent's observation as a gather of ``(qpos, qvel)`` entries (Gymnasium clips some velocities:
+  those bounds too), and the global state likewise, found by setting distinct values into the reference's
+  ``MjData`` and matching what its observation functions return (so the partitions, the observation
+  depth ``agent_obsk`` and ``full_obs`` are Gymnasium-Robotics' own, whatever they are);
+- which actuator each agent's action components drive (the same probing of its action mapping);
+- the single-agent env's reward weights, healthy ranges, reset noise and initial state (Gymnasium
+  ``HalfCheetah-v5`` / ``Walker2d-v5``; their ``step`` and ``reset_model`` are written out below with
+  the same formulas).
+
+The env state is ``(qpos, qvel, t)`` in float32 (JAX's default precision: MuJoCo integrates in float64
+inside a step, and the state is rounded to float32 between steps). Under ``vmap`` (envs, seeds) the
+callback receives every env at once (``vmap_method="broadcast_all"``) and advances them all in one
+``mujoco.rollout`` call on all cores. Resets draw their noise from JAX's key (the distributions of
+Gymnasium's ``reset_model``, not its numpy stream). Ant is not supported yet: its observation holds the
+bodies' external contact forces, which ``mujoco.rollout`` does not return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from marlow.envs.api import MultiAgentEnv
+from marlow.errors import ConfigError
+
+SUPPORTED = ("HalfCheetah", "Walker2d")
+
+
+@struct.dataclass
+class MjState:
+    qpos: jax.Array  # [nq]
+    qvel: jax.Array  # [nv]
+    t: jax.Array  # int32 env steps since the reset
+
+
+@dataclasses.dataclass(frozen=True)
+class Gather:
+    """An observation as a gather of ``concat(qpos, qvel)`` entries (``index``), each clipped to
+    ``[low, high]`` (infinite where Gymnasium does not clip), with ``constant`` where ``index`` is -1
+    (the one-hot agent id of ``full_obs``)."""
+
+    index: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    constant: np.ndarray
+
+    def __call__(self, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
+        src = jnp.concatenate([qpos, qvel], axis=-1)
+        x = jnp.clip(src[..., np.maximum(self.index, 0)], self.low, self.high)
+        return jnp.where(self.index >= 0, x, self.constant).astype(jnp.float32)
+
+
+def _probe_gather(set_data, read) -> Gather:
+    """The :class:`Gather` that reproduces ``read()`` (one observation vector of the current data) after
+    ``set_data(qpos, qvel)``: distinct small values identify the entries, large ones of both signs reveal
+    clipping, a last set checks the result."""
+    nq, nv = set_data.nq, set_data.nv
+    small = 0.001 * (1.0 + np.arange(nq + nv))
+    set_data(small[:nq], small[nq:])
+    obs = np.asarray(read(), np.float64)
+    index = np.full(obs.shape, -1)
+    for k, v in enumerate(obs):
+        hit = np.flatnonzero(np.abs(small - v) < 1e-12)
+        if len(hit) == 1:
+            index[k] = hit[0]
+    constant = np.where(index < 0, obs, 0.0)
+    low, high = np.full(obs.shape, -np.inf), np.full(obs.shape, np.inf)
+    for sign in (1.0, -1.0):  # every entry once far above and once far below any bound
+        big = sign * 100.0 * (1.0 + np.arange(nq + nv)) * np.where(np.arange(nq + nv) % 2, -1.0, 1.0)
+        set_data(big[:nq], big[nq:])
+        seen = np.asarray(read(), np.float64)
+        src = big[np.maximum(index, 0)]
+        low = np.where((index >= 0) & (seen > src), seen, low)
+        high = np.where((index >= 0) & (seen < src), seen, high)
+    gather = Gather(index, low, high, constant)
+    check = np.sin(np.arange(nq + nv) + 1.0) * 20.0
+    set_data(check[:nq], check[nq:])
+    want = np.asarray(read(), np.float64)
+    got = np.asarray(gather(jnp.asarray(check[:nq]), jnp.asarray(check[nq:])), np.float64)
+    if not np.allclose(got, want, rtol=1e-6, atol=1e-5):
+        raise ConfigError("simulator=rollout: this observation is not a gather of qpos and qvel")
+    return gather
+
+
+class _Setter:
+    """``set_data(qpos, qvel)`` on the reference's MjData (no ``mj_forward``: only qpos and qvel are read)."""
+
+    def __init__(self, data, nq: int, nv: int):
+        self.data, self.nq, self.nv = data, nq, nv
+
+    def __call__(self, qpos, qvel):
+        self.data.qpos[:] = qpos
+        self.data.qvel[:] = qvel
+
+
+class _Physics:
+    """``frame_skip`` MuJoCo steps of a batch of ``(qpos, qvel, ctrl)`` in one ``mujoco.rollout`` call on
+    every core. One rollout at a time (a lock: XLA may run the callbacks of several devices at once, and
+    each call already uses every core)."""
+
+    def __init__(self, model, frame_skip: int):
+        import mujoco
+
+        self.model, self.skip = model, frame_skip
+        self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
+        self.nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        if self.nstate != 1 + self.nq + self.nv:  # time, qpos, qvel: no actuator or mocap state
+            raise ConfigError("simulator=rollout: the model has state beyond qpos and qvel")
+        self.threads = int(os.environ.get("MARLOW_MJ_THREADS", os.cpu_count() or 1))
+        self.datas = [mujoco.MjData(model) for _ in range(self.threads)]
+        self.lock = threading.Lock()
+
+    def __call__(self, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray):
+        from mujoco import rollout
+
+        lead = qpos.shape[:-1]
+        n = int(np.prod(lead, dtype=np.int64))
+        state = np.zeros((n, self.nstate))
+        state[:, 1 : 1 + self.nq] = np.asarray(qpos, np.float64).reshape(n, self.nq)
+        state[:, 1 + self.nq :] = np.asarray(qvel, np.float64).reshape(n, self.nv)
+        control = np.repeat(np.asarray(ctrl, np.float64).reshape(n, 1, self.nu), self.skip, axis=1)
+        with self.lock:
+            out, _ = rollout.rollout([self.model] * n, self.datas, state, control, persistent_pool=True)
+        last = out[:, -1]
+        return (
+            last[:, 1 : 1 + self.nq].astype(np.float32).reshape(*lead, self.nq),
+            last[:, 1 + self.nq :].astype(np.float32).reshape(*lead, self.nv),
+        )
+
+
+class RolloutMaMuJoCo(MultiAgentEnv):
+    """A ``mamujoco/`` task in the jitted loop (module docstring); ``reference`` is the host-side
+    :class:`~marlow.envs.pettingzoo.PettingZooEnv` of the same task and options, whose spec it keeps."""
+
+    host_callbacks = True
+
+    def __init__(self, reference, scenario: str):
+        if scenario not in SUPPORTED:
+            raise ConfigError(
+                f"{reference.spec.name}: task.simulator=rollout supports {', '.join(SUPPORTED)}; "
+                f"{scenario}'s observation holds contact forces that mujoco.rollout does not return (use "
+                "the default simulator=gymnasium)"
+            )
+        self.scenario = scenario
+        pz = reference.pz_env
+        inner = getattr(pz, "env", pz).unwrapped  # under the full_obs wrapper
+        single = inner.single_agent_env.unwrapped
+        self.model, self.frame_skip = single.model, int(single.frame_skip)
+        self.dt = float(single.dt)
+        self.nq, self.nv, self.nu = self.model.nq, self.model.nv, self.model.nu
+        self.spec = dataclasses.replace(
+            reference.spec,
+            description=f"MA-MuJoCo {scenario} (mujoco.rollout inside the jitted loop)",
+        )
+        self.episode_length = self.spec.episode_length
+        self.forward_weight = float(single._forward_reward_weight)
+        self.ctrl_weight = float(single._ctrl_cost_weight)
+        self.noise = float(single._reset_noise_scale)
+        self.init_qpos = np.asarray(single.init_qpos, np.float32)
+        self.init_qvel = np.asarray(single.init_qvel, np.float32)
+        if scenario == "Walker2d":
+            self.healthy_reward = float(single._healthy_reward)
+            self.z_range = tuple(map(float, single._healthy_z_range))
+            self.angle_range = tuple(map(float, single._healthy_angle_range))
+            self.terminate_unhealthy = bool(single._terminate_when_unhealthy)
+
+        data = single.data
+        saved = (data.qpos.copy(), data.qvel.copy())
+        setter = _Setter(data, self.nq, self.nv)
+        agents = list(pz.possible_agents)
+        if hasattr(pz, "_obs"):  # full_obs: the global state and the one-hot agent id
+            self.obs_gather = {a: _probe_gather(setter, lambda a=a: pz._obs()[a]) for a in agents}
+        else:
+            self.obs_gather = {
+                a: _probe_gather(setter, lambda i=i: inner._get_obs_agent(i)) for i, a in enumerate(agents)
+            }
+        self.state_gather = _probe_gather(setter, inner.state)
+        setter(*saved)
+        self.ctrl_of = self._probe_actions(inner, agents)
+        self.physics = _Physics(self.model, self.frame_skip)
+
+    def _probe_actions(self, inner, agents) -> dict[str, np.ndarray]:
+        """Agent -> the actuator each of its action components drives."""
+        dims = {a: self.spec.act_space(a).flat_dim for a in agents}
+        start = np.cumsum([0] + [dims[a] for a in agents])
+        acts = {a: np.arange(start[i], start[i + 1], dtype=np.float64) for i, a in enumerate(agents)}
+        glob = np.asarray(inner.map_local_actions_to_global_action(acts))
+        where = {int(v): j for j, v in enumerate(glob)}
+        return {a: np.array([where[int(v)] for v in acts[a]]) for a in agents}
+
+    # ---- the env API ------------------------------------------------------------------------------
+    def get_obs(self, state: MjState) -> dict:
+        return {a: g(state.qpos, state.qvel) for a, g in self.obs_gather.items()}
+
+    def global_state(self, state: MjState) -> jax.Array:
+        return self.state_gather(state.qpos, state.qvel)
+
+    def reset(self, key: jax.Array):
+        """Gymnasium's ``reset_model``: uniform noise on qpos; on qvel, Gaussian (HalfCheetah) or uniform
+        (Walker2d), of scale ``reset_noise_scale``."""
+        k_pos, k_vel = jax.random.split(key)
+        s = self.noise
+        qpos = self.init_qpos + jax.random.uniform(k_pos, (self.nq,), minval=-s, maxval=s)
+        if self.scenario == "Walker2d":
+            qvel = self.init_qvel + jax.random.uniform(k_vel, (self.nv,), minval=-s, maxval=s)
+        else:
+            qvel = self.init_qvel + s * jax.random.normal(k_vel, (self.nv,))
+        state = MjState(qpos, qvel, jnp.zeros((), jnp.int32))
+        return self.get_obs(state), state
+
+    def step_env(self, key: jax.Array, state: MjState, actions: dict):
+        ctrl = jnp.zeros((self.nu,), jnp.float32)
+        for a, idx in self.ctrl_of.items():
+            ctrl = ctrl.at[idx].set(jnp.reshape(actions[a], (-1,)).astype(jnp.float32))
+        shapes = (
+            jax.ShapeDtypeStruct((self.nq,), jnp.float32),
+            jax.ShapeDtypeStruct((self.nv,), jnp.float32),
+        )
+        qpos, qvel = jax.pure_callback(
+            self.physics, shapes, state.qpos, state.qvel, ctrl, vmap_method="broadcast_all"
+        )
+        # the single-agent env's step: forward velocity of the root, control cost (and Walker2d's health)
+        x_velocity = (qpos[0] - state.qpos[0]) / self.dt
+        reward = self.forward_weight * x_velocity - self.ctrl_weight * jnp.sum(ctrl**2)
+        terminated = jnp.asarray(False)
+        if self.scenario == "Walker2d":
+            z, angle = qpos[1], qpos[2]
+            healthy = (self.z_range[0] < z) & (z < self.z_range[1])
+            healthy &= (self.angle_range[0] < angle) & (angle < self.angle_range[1])
+            reward = reward + self.healthy_reward * healthy
+            terminated = jnp.logical_and(~healthy, self.terminate_unhealthy)
+        t = state.t + 1
+        truncated = jnp.logical_and(t >= self.episode_length, ~terminated)
+        new = MjState(qpos, qvel, t)
+        done = terminated | truncated
+        rewards = {a: reward.astype(jnp.float32) for a in self.spec.agents}
+        dones = {**{a: done for a in self.spec.agents}, "__all__": done}
+        return self.get_obs(new), new, rewards, dones, {"truncated": truncated}
