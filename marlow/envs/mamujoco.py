@@ -66,7 +66,7 @@ change its observation are not supported (refused, like any other option).
 
 These envs run on the host: MuJoCo is stepped from Python, one env at a time; the collection
 (:mod:`marlow.runtime.host`) batches every env's policy call of a step into one jitted call. With
-``task.simulator=rollout`` (HalfCheetah and Walker2d) the same task runs inside the jitted loop instead,
+``task.simulator=rollout`` the same task runs inside the jitted loop instead,
 every env advanced by one ``mujoco.rollout`` call per vectorised step (:mod:`marlow.envs.mamujoco_rollout`).
 
 Importing this module is cheap: gymnasium-robotics and mujoco are imported by the factories.
