@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -124,7 +125,7 @@ class _Physics:
     contact forces of ``mj_rnePostConstraint`` and the torso's (x, y) ``xpos``. MuJoCo leaves both as the
     last evaluation inside the final physics step computed them (Ant integrates with RK4, so neither is
     exactly the final state's), so the pool runs all but the last physics step and the last one runs
-    here, env by env, on one MjData, as Gymnasium's ``mj_step`` and ``mj_rnePostConstraint`` do."""
+    here, env by env (a share per thread), as Gymnasium's ``mj_step`` and ``mj_rnePostConstraint`` do."""
 
     def __init__(self, model, frame_skip: int, contact: bool, body: int):
         import mujoco
@@ -138,9 +139,26 @@ class _Physics:
         self.threads = int(os.environ.get("MARLOW_MJ_THREADS", os.cpu_count() or 1))
         self.datas = [mujoco.MjData(model) for _ in range(self.threads)]
         self.lock = threading.Lock()
+        # Ant's last physics step, a share of the envs per thread (MuJoCo releases the GIL while stepping)
+        self.workers = ThreadPoolExecutor(self.threads) if contact else None
+
+    def _last_step(self, worker: int, envs: np.ndarray, state, control, out, cfrc, xy) -> None:
+        """One physics step of ``envs`` from ``state`` as Gymnasium's ``do_simulation`` ends, on the
+        ``worker``-th MjData: ``mj_step`` then ``mj_rnePostConstraint``; writes the final state, the
+        contact forces and the torso's (x, y)."""
+        import mujoco
+
+        d, kind = self.datas[worker], mujoco.mjtState.mjSTATE_FULLPHYSICS
+        for i in envs:
+            mujoco.mj_setState(self.model, d, state[i], kind)
+            d.ctrl[:] = control[i, -1]
+            mujoco.mj_step(self.model, d)
+            mujoco.mj_rnePostConstraint(self.model, d)
+            mujoco.mj_getState(self.model, d, out[i, -1], kind)
+            cfrc[i] = d.cfrc_ext.ravel()
+            xy[i] = d.xpos[self.body, :2]
 
     def __call__(self, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray):
-        import mujoco
         from mujoco import rollout
 
         lead = qpos.shape[:-1]
@@ -160,15 +178,9 @@ class _Physics:
                         [self.model] * n, self.datas, state, control[:, 1:], persistent_pool=True
                     )
                     state = state[:, -1]
-                d, kind = self.datas[0], mujoco.mjtState.mjSTATE_FULLPHYSICS
-                for i in range(n):
-                    mujoco.mj_setState(self.model, d, state[i], kind)
-                    d.ctrl[:] = control[i, -1]
-                    mujoco.mj_step(self.model, d)
-                    mujoco.mj_rnePostConstraint(self.model, d)
-                    mujoco.mj_getState(self.model, d, out[i, -1], kind)
-                    cfrc[i] = d.cfrc_ext.ravel()
-                    xy[i] = d.xpos[self.body, :2]
+                chunks = np.array_split(np.arange(n), len(self.datas))
+                args = (state, control, out, cfrc, xy)
+                list(self.workers.map(lambda c: self._last_step(c[0], c[1], *args), enumerate(chunks)))
         last = out[:, -1]
         return (
             last[:, 1 : 1 + self.nq].astype(np.float32).reshape(*lead, self.nq),
