@@ -119,7 +119,7 @@ class _Setter:
 class _Physics:
     """``frame_skip`` MuJoCo steps of a batch of ``(qpos, qvel, ctrl)`` in one ``mujoco.rollout`` call on
     every core. One rollout at a time (a lock: XLA may run the callbacks of several devices at once, and
-    each call already uses every core); the pool is made here, never inside a callback's thread.
+    each call already uses every core); the pool is started here, never inside a callback's thread.
 
     With ``contact`` (Ant) it also returns what Gymnasium reads after ``do_simulation``: the external
     contact forces of ``mj_rnePostConstraint`` and the torso's (x, y) ``xpos``. MuJoCo leaves both as the
@@ -136,11 +136,21 @@ class _Physics:
         self.nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
         if self.nstate != 1 + self.nq + self.nv:  # time, qpos, qvel: no actuator or mocap state
             raise ConfigError("simulator=rollout: the model has state beyond qpos and qvel")
-        self.threads = int(os.environ.get("MARLOW_MJ_THREADS", os.cpu_count() or 1))
+        self.threads = os.cpu_count() or 1
         self.datas = [mujoco.MjData(model) for _ in range(self.threads)]
         self.lock = threading.Lock()
+        self._warm_pool()
         # Ant's last physics step, a share of the envs per thread (MuJoCo releases the GIL while stepping)
         self.workers = ThreadPoolExecutor(self.threads) if contact else None
+
+    def _warm_pool(self) -> None:
+        """Start mujoco.rollout's persistent thread pool here, in the constructing thread: a pool first
+        made inside one of XLA's callback threads crashed the process (seen with a ``Rollout`` object)."""
+        from mujoco import rollout
+
+        state = np.zeros((1, self.nstate))
+        state[0, 1 : 1 + self.nq] = self.model.qpos0
+        rollout.rollout([self.model], self.datas, state, np.zeros((1, 1, self.nu)), persistent_pool=True)
 
     def _last_step(self, worker: int, envs: np.ndarray, state, control, out, cfrc, xy) -> None:
         """One physics step of ``envs`` from ``state`` as Gymnasium's ``do_simulation`` ends, on the
