@@ -41,6 +41,7 @@ from marlow.envs.api import MultiAgentEnv
 from marlow.errors import ConfigError
 
 SUPPORTED = ("HalfCheetah", "Walker2d", "Ant")
+_ROLLOUT_LOCK = threading.Lock()  # mujoco.rollout's persistent pool is one per process: one call at a time
 
 
 @struct.dataclass
@@ -118,8 +119,9 @@ class _Setter:
 
 class _Physics:
     """``frame_skip`` MuJoCo steps of a batch of ``(qpos, qvel, ctrl)`` in one ``mujoco.rollout`` call on
-    every core. One rollout at a time (a lock: XLA may run the callbacks of several devices at once, and
-    each call already uses every core); the pool is started here, never inside a callback's thread.
+    every core. One rollout at a time in the process (a lock: XLA may run the callbacks of several devices
+    at once, mujoco.rollout's persistent pool is one per process, and each call already uses every core);
+    the pool is started here, never inside a callback's thread.
 
     With ``contact`` (Ant) it also returns what Gymnasium reads after ``do_simulation``: the external
     contact forces of ``mj_rnePostConstraint`` and the torso's (x, y) ``xpos``. MuJoCo leaves both as the
@@ -138,7 +140,6 @@ class _Physics:
             raise ConfigError("simulator=rollout: the model has state beyond qpos and qvel")
         self.threads = os.cpu_count() or 1
         self.datas = [mujoco.MjData(model) for _ in range(self.threads)]
-        self.lock = threading.Lock()
         self._warm_pool()
         # Ant's last physics step, a share of the envs per thread (MuJoCo releases the GIL while stepping)
         self.workers = ThreadPoolExecutor(self.threads) if contact else None
@@ -150,7 +151,8 @@ class _Physics:
 
         state = np.zeros((1, self.nstate))
         state[0, 1 : 1 + self.nq] = self.model.qpos0
-        rollout.rollout([self.model], self.datas, state, np.zeros((1, 1, self.nu)), persistent_pool=True)
+        with _ROLLOUT_LOCK:
+            rollout.rollout([self.model], self.datas, state, np.zeros((1, 1, self.nu)), persistent_pool=True)
 
     def _last_step(self, worker: int, envs: np.ndarray, state, control, out, cfrc, xy) -> None:
         """One physics step of ``envs`` from ``state`` as Gymnasium's ``do_simulation`` ends, on the
@@ -178,7 +180,7 @@ class _Physics:
         state[:, 1 + self.nq :] = np.asarray(qvel, np.float64).reshape(n, self.nv)
         control = np.repeat(np.asarray(ctrl, np.float64).reshape(n, 1, self.nu), self.skip, axis=1)
         cfrc, xy = np.zeros((n, self.nc), np.float32), np.zeros((n, 2), np.float32)
-        with self.lock:
+        with _ROLLOUT_LOCK:
             if not self.contact:
                 out, _ = rollout.rollout([self.model] * n, self.datas, state, control, persistent_pool=True)
             else:  # all but the last physics step in the pool, the last one here (module docstring)
