@@ -38,12 +38,9 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
     from marlow.devices import configure_host_devices
 
     configure_host_devices()
-    import jax
 
     import marlow
-    from marlow.devices import seed_devices, shard_seeds
-    from marlow.experiment.loop import Loop
-    from marlow.runtime.runner import build, jitted_program, seed_keys
+    from marlow.devices import seed_devices
 
     common = ["task=mpe/simple_spread", f"num_seeds={num_seeds}", "progress=false"]
     if algo == "masac":
@@ -51,20 +48,7 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
         cfg = marlow.config(args=["algo=masac", *common, *schedule, "buffer_size=500000", *extra])
     else:  # JaxMARL's IPPO MPE settings are conf/ppo.yaml's defaults
         cfg = marlow.config(args=["algo=ippo", *common, "eval_every=20480", *extra])
-    run = build(cfg)
-    cfg, env, algo = run.cfg, run.env, run.algo
-    loop = Loop(env, run.learner, cfg.experiment)
-    init, chunk = jitted_program(loop, num_seeds)  # exactly what `marlow train` runs
-    rs = init(shard_seeds(seed_keys(cfg), num_seeds))
-    t0 = time.perf_counter()
-    rs, m = chunk(rs, *loop.span(0))
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for c in range(1, chunks + 1):
-        rs, m = chunk(rs, *loop.span(c))
-    jax.block_until_ready(m)
-    dt = time.perf_counter() - t0
+    cfg, compile_s, dt = timed_chunks(cfg, num_seeds, chunks)
     steps = chunks * cfg.experiment.eval_every * num_seeds
     return {
         "num_seeds": num_seeds,
@@ -76,6 +60,31 @@ def measure(num_seeds: int, chunks: int, extra: list[str], algo: str = "masac") 
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "timed_env_steps": steps,
     }
+
+
+def timed_chunks(cfg, num_seeds: int, chunks: int):
+    """The runner's jitted chunk of ``cfg`` (collection, learning, evaluation, vmapped over ``num_seeds``:
+    exactly what ``marlow train`` runs), compiled with its first chunk, then ``chunks`` more timed.
+    Returns (the run's fitted config, the first chunk's seconds, the timed chunks' seconds)."""
+    import jax
+
+    from marlow.devices import shard_seeds
+    from marlow.experiment.loop import Loop
+    from marlow.runtime.runner import build, jitted_program, seed_keys
+
+    run = build(cfg)
+    loop = Loop(run.env, run.learner, run.cfg.experiment)
+    init, chunk = jitted_program(loop, num_seeds)
+    rs = init(shard_seeds(seed_keys(run.cfg), num_seeds))
+    t0 = time.perf_counter()
+    rs, m = chunk(rs, *loop.span(0))
+    jax.block_until_ready(m)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for c in range(1, chunks + 1):
+        rs, m = chunk(rs, *loop.span(c))
+    jax.block_until_ready(m)
+    return run.cfg, first, time.perf_counter() - t0
 
 
 def _steps_per_update(cfg) -> float:

@@ -46,26 +46,12 @@ def measure(name: str, seeds: int, chunks: int, quick: bool) -> dict:
     import jax
 
     import marlow
-    from marlow.devices import shard_seeds
-    from marlow.experiment.loop import Loop
-    from marlow.runtime.runner import build, jitted_program, seed_keys
+    from benchmarks.throughput import timed_chunks
 
     algo, task, extra = ROWS[name]
     extra = QUICK[name] if quick else extra
     cfg = marlow.config(algo, task, args=[f"num_seeds={seeds}", "progress=false", *extra])
-    run = build(cfg)
-    loop = Loop(run.env, run.learner, run.cfg.experiment)
-    init, chunk = jitted_program(loop, seeds)
-    rs = init(shard_seeds(seed_keys(run.cfg), seeds))
-    t0 = time.perf_counter()
-    rs, m = chunk(rs, *loop.span(0))
-    jax.block_until_ready(m)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for c in range(1, chunks + 1):
-        rs, m = chunk(rs, *loop.span(c))
-    jax.block_until_ready(m)
-    dt = time.perf_counter() - t0
+    cfg, first, dt = timed_chunks(cfg, seeds, chunks)
     device = jax.devices()[0]
     stats = device.memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
@@ -77,7 +63,7 @@ def measure(name: str, seeds: int, chunks: int, quick: bool) -> dict:
         "task": task,
         "seeds": seeds,
         "device": f"{device.platform}: {getattr(device, 'device_kind', '')}",
-        "env_steps_per_s": chunks * run.cfg.experiment.eval_every * seeds / dt,
+        "env_steps_per_s": chunks * cfg.experiment.eval_every * seeds / dt,
         "first_chunk_s": first,
         "peak_gib": peak_gib,
         "memory": "device peak" if peak is not None else "process peak RSS",
