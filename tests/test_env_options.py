@@ -55,8 +55,10 @@ def test_accepted_options_still_reach_the_factory():
     assert make("mpe/simple_spread", episode_length=50, local_ratio=0.2).spec.episode_length == 50
     assert make("mpe/simple_tag", num_adversaries=2).spec.num_agents == 3
     assert make("games/climbing", cc_payoff=(5, 3)).cc_payoff == (5.0, 3.0)
-    env = make("mamujoco/halfcheetah_2x3", ctrl_cost_weight=0.2, agent_obsk=0)
-    assert env.pz_env.single_agent_env.unwrapped._ctrl_cost_weight == 0.2
+    env = make("mamujoco/halfcheetah_2x3", ctrl_cost_weight=0.2, agent_obsk=0)  # in the jitted loop
+    assert env.ctrl_weight == 0.2 and env.spec.obs_dim("agent_0") == 11
+    host = make("mamujoco/halfcheetah_2x3", ctrl_cost_weight=0.2, simulator="gymnasium")
+    assert host.pz_env.single_agent_env.unwrapped._ctrl_cost_weight == 0.2
 
 
 def test_mamujoco_refuses_options_that_change_the_gymnasium_observation():

@@ -1,5 +1,7 @@
-"""MA-MuJoCo tasks (marlow.envs.mamujoco) and the PettingZoo adapter features they use (global state,
-rewards given shared by the env, available actions), plus one tiny IPPO run through the host loop.
+"""MA-MuJoCo tasks on the host-side adapter (marlow.envs.mamujoco, ``task.simulator=gymnasium``: the
+reference the default in-loop simulator is tested against in tests/test_envs_mamujoco_rollout.py) and the
+PettingZoo adapter features they use (global state, rewards given shared by the env, available actions),
+plus one tiny IPPO run through the host loop.
 
 Ground truth for the physics and rewards is the single-agent Gymnasium env the task factorises
 (``HalfCheetah-v5`` ...): started from the same MuJoCo state and driven with the same joint action, it must
@@ -15,7 +17,8 @@ import pytest
 from gymnasium import spaces as gs
 from pettingzoo import ParallelEnv
 
-from marlow.envs import Box, Discrete, make
+from marlow import envs
+from marlow.envs import Box, Discrete
 from marlow.envs.mamujoco import CUSTOM_PARTITIONS, TASKS, mujoco_compiler_warnings, partition
 from marlow.envs.pettingzoo import PettingZooEnv
 from marlow.errors import ConfigError
@@ -29,6 +32,13 @@ SIZES = {
     "walker2d_2x3": ([12, 12], [11, 11], 3, 17),
     "walker2d_3x2": ([10, 12, 11], [9, 9, 9], 2, 17),
 }
+
+
+def make(task: str, **options):
+    """``envs.make``, with MA-MuJoCo tasks on the host-side adapter this file tests."""
+    if task.startswith("mamujoco/"):
+        options.setdefault("simulator", "gymnasium")
+    return envs.make(task, **options)
 
 
 def _mj(env: PettingZooEnv):
@@ -348,6 +358,7 @@ def test_ippo_trains_on_halfcheetah_2x3(tmp_path):
     args = [
         "algo=ippo",
         "task=mamujoco/halfcheetah_2x3",
+        "task.simulator=gymnasium",
         "hidden=16,16",
         "num_envs=2",
         "rollout_steps=25",

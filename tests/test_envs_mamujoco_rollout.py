@@ -1,6 +1,7 @@
-"""MA-MuJoCo in the jitted loop (task.simulator=rollout, marlow.envs.mamujoco_rollout) against
-Gymnasium-Robotics' own env on the same states and actions: every agent's observation, the global state,
-the reward and the termination, step after step (each step starts both from the same state)."""
+"""MA-MuJoCo in the jitted loop (task.simulator=rollout, the default; marlow.envs.mamujoco_rollout)
+against Gymnasium-Robotics' own env (task.simulator=gymnasium) on the same states and actions: every
+agent's observation, the global state, the reward and the termination, step after step (each step starts
+both from the same state)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def _inner(ref):
 
 @pytest.mark.parametrize("task,opts", CASES)
 def test_steps_match_gymnasium_robotics(task, opts):
-    ref = envs.make(task, **opts)
-    fast = envs.make(task, simulator="rollout", **opts)
+    ref = envs.make(task, simulator="gymnasium", **opts)
+    fast = envs.make(task, **opts)  # the default simulator
     assert fast.spec == ref.spec.__class__(**{**ref.spec.__dict__, "description": fast.spec.description})
     pz, single = _inner(ref)
     step = jax.jit(fast.step_env)
@@ -89,9 +90,16 @@ def test_resets_follow_gymnasium_noise_and_the_time_limit_truncates():
     assert done == [(False, False), (False, False), (True, True)]
 
 
-def test_a_bad_simulator_is_a_one_line_error():
-    with pytest.raises(ConfigError, match="simulator"):
+def test_the_default_runs_in_the_jitted_loop_and_a_bad_simulator_is_a_one_line_error():
+    fast, host = envs.make("mamujoco/ant_4x2"), envs.make("mamujoco/ant_4x2", simulator="gymnasium")
+    assert fast.is_jax and not host.is_jax
+    assert fast.spec.description == (
+        "MA-MuJoCo Ant 4x2 (Gymnasium-Robotics, mujoco.rollout in the jitted loop)"
+    )
+    assert host.spec.description == "MA-MuJoCo Ant 4x2 (Gymnasium-Robotics, host-side)"
+    with pytest.raises(ConfigError, match="simulator") as err:
         envs.make("mamujoco/halfcheetah_2x3", simulator="mjx")
+    assert len(str(err.value).splitlines()) == 1
 
 
 def test_trains_in_the_jitted_loop_with_vmapped_seeds(tmp_path):
@@ -100,7 +108,7 @@ def test_trains_in_the_jitted_loop_with_vmapped_seeds(tmp_path):
     import marlow
     from marlow.runtime.program_cache import from_marlow
 
-    task = {"simulator": "rollout", "episode_length": 20}
+    task = {"episode_length": 20}
     cfg = marlow.config(
         "ippo", "mamujoco/walker2d_2x3", task, num_seeds=2, num_envs=2, rollout_steps=16, epochs=1,
         num_minibatches=1, hidden=[8, 8], total_steps=128, eval_every=64, eval_episodes=1, progress=False,

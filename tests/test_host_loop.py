@@ -194,6 +194,7 @@ def test_centralised_critics_train_on_a_host_env(tmp_path, algo):
     args = [
         f"algo={algo}",
         "task=mamujoco/halfcheetah_3x2",
+        "task.simulator=gymnasium",
         "hidden=16,16",
         "num_envs=2",
         "rollout_steps=25",

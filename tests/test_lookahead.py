@@ -274,6 +274,7 @@ def test_la_happo_trains_on_mamujoco_through_the_host_loop(tmp_path):
             [
                 "algo=la_happo",
                 "task=mamujoco/halfcheetah_2x3",
+                "task.simulator=gymnasium",
                 *args,
                 "rollout_steps=20",
                 "total_steps=80",

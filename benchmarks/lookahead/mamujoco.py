@@ -142,7 +142,8 @@ def main() -> None:
         "Final = mean of the last two greedy evaluations per seed; "
         "AUC = mean greedy return over all evaluations; both mean (standard error) over seeds. KL > 0 = "
         "fraction of the iterations collected by a lookahead policy whose Sec. 4.3 diagnostic was positive. "
-        "The paper's numbers are at 5e6 steps (the authors' code), far beyond this budget.",
+        "The paper's numbers are at 5e6 steps (the authors' code), far beyond this budget. "
+        f"MA-MuJoCo simulator: `task.simulator={la.experiment.task_options.get('simulator', 'gymnasium')}`.",
         "",
         table(
             [

@@ -154,7 +154,8 @@ def main() -> None:
         f"`benchmarks/lookahead/speed.py` (one seed, {info['per_iter_steps']} env steps per iteration; "
         f"settings: the task's `la_happo` defaults with {' '.join(SCALED + extra)}, and "
         f"{' '.join(TIMED)} so that every timed iteration looks ahead; HAPPO at the same values of every key "
-        "they share). Measured side by side in one run on this machine (2 CPU cores).",
+        "they share; MA-MuJoCo's default simulator, `task.simulator=rollout`). Measured side by side in one "
+        "run on this machine (2 CPU cores).",
         "",
         "| | seconds per iteration |",
         "|---|---|",

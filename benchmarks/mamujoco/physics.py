@@ -13,9 +13,9 @@ Side by side in one process, on one robot (default ``mamujoco/halfcheetah_2x3``)
   both threads, as a jitted loop calling the simulator once per vectorised step would (the per-call
   overhead on top of the physics);
 - **training**: marlow's IPPO on the task (one seed, its task defaults), on the host loop
-  (``task.simulator=gymnasium``, the default) and in the jitted loop (``task.simulator=rollout``,
-  :mod:`marlow.envs.mamujoco_rollout`), steady-state env-steps/s from its metrics (the chunks after the
-  first, compilation excluded);
+  (``task.simulator=gymnasium``) and in the jitted loop (``task.simulator=rollout``, the default since
+  2026-12-08, :mod:`marlow.envs.mamujoco_rollout`), steady-state env-steps/s from its metrics (the
+  chunks after the first, compilation excluded);
 - **simulator=rollout alone**: that env stepped with random actions in a jitted scan, no learner.
 
     .venv/bin/python -m benchmarks.mamujoco.physics [--task mamujoco/halfcheetah_2x3] [--envs B]

@@ -65,7 +65,8 @@ def main() -> None:
         "error over seeds; train/return is the mean return of the stochastic policy's training episodes "
         "that ended in the chunk (the greedy policy acts with the Gaussian's mean). The wall time is the "
         "runner's logged training time of all seeds together (without compilation). SMAX is a stand-in for "
-        "SMAC: its numbers are not comparable with SMAC's.",
+        "SMAC: its numbers are not comparable with SMAC's. MA-MuJoCo runs with its default simulator "
+        "(`task.simulator=rollout`: MuJoCo inside the jitted loop).",
         "",
     ]
     for task in ns.tasks.split(","):

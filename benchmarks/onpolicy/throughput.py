@@ -5,13 +5,17 @@ conf/task/*.yaml: JaxMARL/MAPPO on MPE, HARL on MA-MuJoCo, JaxMARL on SMAX).
 Each configuration runs in a fresh process: the training program (collection, learning, a 2-episode
 greedy evaluation per chunk; vmapped over seeds) runs one chunk (compilation included, reported
 separately), then ``--chunks`` timed chunks. JAX tasks run ``marlow train``'s jitted program
-(:func:`marlow.runtime.runner.jitted_program`); MA-MuJoCo runs the host loop
-(:class:`marlow.runtime.host.HostLoop`: MuJoCo stepped in Python, one jitted policy call for all envs
-and seeds per step, the learning step jitted). A chunk is 2 iterations (``eval_every`` = 2 x num_envs x
-rollout_steps). env-steps/s counts all seeds' transitions.
+(:func:`marlow.runtime.runner.jitted_program`), MA-MuJoCo too with its default simulator (``rollout``:
+MuJoCo advanced for every env and seed by one ``mujoco.rollout`` call per vectorised step);
+``--simulators rollout,gymnasium`` adds MA-MuJoCo rows on the host loop
+(:class:`marlow.runtime.host.HostLoop`: Gymnasium-Robotics stepped in Python, one jitted policy call for
+all envs and seeds per step, the learning step jitted). A chunk is 2 iterations (``eval_every`` = 2 x
+num_envs x rollout_steps). env-steps/s counts all seeds' transitions.
 
     .venv/bin/python -m benchmarks.onpolicy.throughput            # writes benchmarks/onpolicy/throughput.md
     .venv/bin/python -m benchmarks.onpolicy.throughput --algos ippo --tasks smax/3m --seeds 1
+    .venv/bin/python -m benchmarks.onpolicy.throughput --tasks mamujoco/halfcheetah_2x3 \
+        --simulators rollout,gymnasium --out benchmarks/onpolicy/throughput_mamujoco.md
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ TASKS = ("mpe/simple_spread", "mamujoco/halfcheetah_2x3", "smax/3m")
 ALGOS = ("ippo", "mappo", "happo")
 
 
-def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
+def measure(algo: str, task: str, seeds: int, chunks: int, simulator: str = "") -> dict:
     from marlow.devices import configure_host_devices
 
     configure_host_devices()
@@ -41,12 +45,14 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
     from marlow.devices import shard_seeds
     from marlow.runtime.runner import build, jitted_program, seed_keys
 
-    base = marlow.config(args=[f"algo={algo}", f"task={task}"])
+    sim = [f"task.simulator={simulator}"] if simulator else []
+    base = marlow.config(args=[f"algo={algo}", f"task={task}", *sim])
     per_iter = base.algo.rollout_steps * base.experiment.num_envs
     cfg = marlow.config(
         args=[
             f"algo={algo}",
             f"task={task}",
+            *sim,
             f"num_seeds={seeds}",
             f"eval_every={2 * per_iter}",
             "eval_episodes=2",
@@ -87,7 +93,7 @@ def measure(algo: str, task: str, seeds: int, chunks: int) -> dict:
     steps = chunks * cfg.experiment.eval_every * seeds
     return {
         "algo": algo,
-        "task": task,
+        "task": f"{task} ({simulator})" if simulator else task,
         "seeds": seeds,
         "num_envs": cfg.experiment.num_envs,
         "rollout_steps": cfg.algo.rollout_steps,
@@ -103,28 +109,31 @@ def main() -> None:
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--seeds", default="1,8")
     p.add_argument("--chunks", type=int, default=3)
+    p.add_argument("--simulators", default="", help="MA-MuJoCo's task.simulator values to measure (a list)")
     p.add_argument("--one", action="store_true", help="measure one configuration here, print JSON")
     p.add_argument("--out", default=str(HERE / "throughput.md"))
     ns = p.parse_args()
     if ns.one:
-        print(json.dumps(measure(ns.algos, ns.tasks, int(ns.seeds), ns.chunks)))
+        print(json.dumps(measure(ns.algos, ns.tasks, int(ns.seeds), ns.chunks, ns.simulators)))
         return
     rows, failed = [], []
     for task in ns.tasks.split(","):
-        for seeds in (int(s) for s in ns.seeds.split(",")):
-            for algo in ns.algos.split(","):
-                args = ["--one", "--algos", algo, "--tasks", task, "--seeds", str(seeds), "--chunks"]
-                out = subprocess.run(
-                    [sys.executable, __file__, *args, str(ns.chunks)], capture_output=True, text=True
-                )
-                if out.returncode:
-                    tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
-                    failed.append(f"{algo} on {task} ({seeds} seeds): exit {out.returncode}: {tail}")
-                    print(failed[-1], file=sys.stderr, flush=True)
-                else:
-                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                    print(rows[-1], flush=True)
-                write_table(Path(ns.out), rows, failed, ns.chunks)  # a stopped run keeps its rows
+        sims = ns.simulators.split(",") if ns.simulators and task.startswith("mamujoco/") else [""]
+        for sim in sims:
+            for seeds in (int(s) for s in ns.seeds.split(",")):
+                for algo in ns.algos.split(","):
+                    args = ["--one", "--algos", algo, "--tasks", task, "--seeds", str(seeds)]
+                    args += ["--simulators", sim, "--chunks", str(ns.chunks)]
+                    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+                    if out.returncode:
+                        tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+                        what = f"{algo} on {task} {sim} ({seeds} seeds)"
+                        failed.append(f"{what}: exit {out.returncode}: {tail}")
+                        print(failed[-1], file=sys.stderr, flush=True)
+                    else:
+                        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                        print(rows[-1], flush=True)
+                    write_table(Path(ns.out), rows, failed, ns.chunks)  # a stopped run keeps its rows
     print(Path(ns.out).read_text())
     if failed:
         raise SystemExit(1)

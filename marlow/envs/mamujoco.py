@@ -1,4 +1,5 @@
-"""MA-MuJoCo tasks: Gymnasium-Robotics' multi-agent MuJoCo locomotion, on the host-side PettingZoo adapter.
+"""MA-MuJoCo tasks: Gymnasium-Robotics' multi-agent MuJoCo locomotion, in the jitted loop or on the host-side
+PettingZoo adapter.
 
 Source: ``gymnasium_robotics.mamujoco_v1.parallel_env`` (Gymnasium-Robotics 1.4.2, MuJoCo 4.0.0), which
 splits the joints of a single-agent Gymnasium MuJoCo robot (``HalfCheetah-v5``, ``Ant-v5``,
@@ -64,10 +65,13 @@ falls (unhealthy). ``episode_length`` changes both the Gymnasium limit and the s
 arguments go to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``, :func:`gym_options`); arguments that
 change its observation are not supported (refused, like any other option).
 
-These envs run on the host: MuJoCo is stepped from Python, one env at a time; the collection
-(:mod:`marlow.runtime.host`) batches every env's policy call of a step into one jitted call. With
-``task.simulator=rollout`` the same task runs inside the jitted loop instead,
-every env advanced by one ``mujoco.rollout`` call per vectorised step (:mod:`marlow.envs.mamujoco_rollout`).
+Two simulators run the same tasks. The default, ``task.simulator=rollout``, runs them inside the jitted
+loop: every env (and seed) of a vectorised step is advanced by one ``mujoco.rollout`` call on all cores
+(:mod:`marlow.envs.mamujoco_rollout`; its observations, rewards and terminations equal this module's on
+the same states and actions, tests/test_envs_mamujoco_rollout.py). ``task.simulator=gymnasium`` runs the
+Gymnasium-Robotics env itself on the host: MuJoCo is stepped from Python, one env at a time, and the
+collection (:mod:`marlow.runtime.host`) batches every env's policy call of a step into one jitted call.
+It is the reference, and 1.6x slower to train on (benchmarks/mamujoco/physics.md).
 
 Importing this module is cheap: gymnasium-robotics and mujoco are imported by the factories.
 """
@@ -88,9 +92,9 @@ from marlow.schema import ranges
 
 EPISODE_LENGTH = 1000  # Gymnasium's time limit of the three robots
 SIMULATORS = (
-    "gymnasium",
     "rollout",
-)  # task.simulator: the host-side adapter, or marlow.envs.mamujoco_rollout
+    "gymnasium",
+)  # task.simulator: marlow.envs.mamujoco_rollout (the default), or the host-side adapter
 
 # task name -> (Gymnasium-Robotics scenario, agent_conf)
 TASKS = {
@@ -301,7 +305,7 @@ def _register(task: str, scenario: str, agent_conf: str) -> None:
         agent_obsk: int = 1,
         full_obs: bool = False,
         episode_length: int = EPISODE_LENGTH,
-        simulator: str = "gymnasium",
+        simulator: str = "rollout",
         **gym_kwargs,
     ):
         ranges.check_choice("task.simulator", simulator, SIMULATORS)
@@ -322,7 +326,8 @@ def _register(task: str, scenario: str, agent_conf: str) -> None:
 
     factory.__name__ = factory.__qualname__ = task
     factory.__doc__ = (
-        f"MA-MuJoCo {scenario} {agent_conf} (Gymnasium-Robotics, host-side; one team, shared reward)"
+        f"MA-MuJoCo {scenario} {agent_conf} (Gymnasium-Robotics physics in the jitted loop; one team, "
+        "shared reward)"
     )
     register(name, options=lambda: gym_options(scenario))(factory)
 

@@ -1,9 +1,9 @@
 """MA-MuJoCo inside the jitted loop: the same tasks as :mod:`marlow.envs.mamujoco`, stepped by MuJoCo's
 batched multithreaded ``mujoco.rollout`` through one host callback per vectorised step.
 
-``task.simulator=rollout`` on a ``mamujoco/`` task builds this env instead of the host-side adapter. The
-Gymnasium-Robotics env stays the reference and the source of everything but the physics loop: this module
-builds it once and reads from it
+``task.simulator=rollout`` (the default) on a ``mamujoco/`` task builds this env around the host-side
+adapter (``task.simulator=gymnasium``). The Gymnasium-Robotics env stays the reference and the source of
+everything but the physics loop: this module builds it once and reads from it
 
 - the MuJoCo model and ``frame_skip`` (physics steps per env step);
 - each agent's observation as a gather of ``(qpos, qvel, cfrc_ext)`` entries (Gymnasium clips some
@@ -212,7 +212,7 @@ class RolloutMaMuJoCo(MultiAgentEnv):
         if scenario not in SUPPORTED:
             raise ConfigError(
                 f"{reference.spec.name}: task.simulator=rollout supports {', '.join(SUPPORTED)}, not "
-                f"{scenario} (use the default simulator=gymnasium)"
+                f"{scenario} (use task.simulator=gymnasium)"
             )
         self.scenario = scenario
         pz = reference.pz_env
@@ -223,7 +223,7 @@ class RolloutMaMuJoCo(MultiAgentEnv):
         self.nq, self.nv, self.nu = self.model.nq, self.model.nv, self.model.nu
         self.spec = dataclasses.replace(
             reference.spec,
-            description=f"MA-MuJoCo {scenario} (mujoco.rollout inside the jitted loop)",
+            description=reference.spec.description.replace("host-side", "mujoco.rollout in the jitted loop"),
         )
         self.episode_length = self.spec.episode_length
         self.forward_weight = float(single._forward_reward_weight)

@@ -293,6 +293,9 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
     d = dict(d)
     algo_params = d.pop("algo_params", {})
     d.setdefault("task_options", {})  # run directories written before task options existed
+    if str(d.get("task", "")).startswith("mamujoco/") and "simulator" not in d["task_options"]:
+        # written before the in-loop simulator became MA-MuJoCo's default: those ran Gymnasium-Robotics'
+        d["task_options"] = {**d["task_options"], "simulator": "gymnasium"}
     d.setdefault("compile_cache", "auto")  # ... and before the compilation cache
     d.setdefault("overwrite", False)
     exp = build(ExperimentConfig, d)
