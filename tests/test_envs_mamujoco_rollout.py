@@ -119,3 +119,20 @@ def test_trains_in_the_jitted_loop_with_vmapped_seeds(tmp_path):
     returns = np.array([m[s]["eval/team_return"][-1] for s in (0, 1)])
     assert np.all(np.isfinite(returns)) and returns[0] != returns[1]
     assert m[0]["env_steps"][-1] == 128
+
+
+def test_runs_record_their_simulator_and_older_runs_keep_gymnasium():
+    """The task's config writes the simulator into every run's config; a run directory saved before the
+    in-loop simulator was the default (no simulator in its task options) ran, and resumes on, the host."""
+    import marlow
+    from marlow.experiment.config import from_dict
+
+    cfg = marlow.config("ippo", "mamujoco/halfcheetah_2x3")
+    assert cfg.experiment.task_options == {"simulator": "rollout"}
+    assert marlow.config("ippo", "mamujoco/ant_2x4", {"simulator": "gymnasium"}).experiment.task_options == {
+        "simulator": "gymnasium"
+    }
+    old = {**cfg.to_dict(), "task_options": {"agent_obsk": 0}}
+    assert from_dict(old).experiment.task_options == {"agent_obsk": 0, "simulator": "gymnasium"}
+    other = marlow.config("ippo", "mpe/simple_spread").to_dict()
+    assert from_dict(other).experiment.task_options == {}
