@@ -30,16 +30,24 @@ def _size(aval) -> int:
     return int(math.prod(getattr(aval, "shape", ()) or (1,)))
 
 
-def _jaxpr_flops(jaxpr) -> float:
+def _jaxpr_flops(jaxpr, trips: list | None = None) -> float:
     total = 0.0
     for eqn in jaxpr.eqns:
         name, params = eqn.primitive.name, eqn.params
         if name == "scan":
-            total += params["length"] * _jaxpr_flops(params["jaxpr"].jaxpr)
-        elif name == "while":
-            total += _jaxpr_flops(params["body_jaxpr"].jaxpr)  # trip count unknown: once, as XLA
-        elif name == "cond":
-            total += max(_jaxpr_flops(b.jaxpr) for b in params["branches"])
+            total += params["length"] * _jaxpr_flops(params["jaxpr"].jaxpr, trips)
+        elif name == "while":  # trip count unknown: once, as XLA, unless the caller says how many
+            n = trips.pop(0) if trips else 1
+            total += n * _jaxpr_flops(params["body_jaxpr"].jaxpr) + _jaxpr_flops(params["cond_jaxpr"].jaxpr)
+        elif name == "cond":  # the largest branch, and the loops of that branch take their trip counts
+            best, used = 0.0, 0
+            for branch in params["branches"]:
+                rest = list(trips or [])
+                flops = _jaxpr_flops(branch.jaxpr, rest)
+                if flops >= best:
+                    best, used = flops, len(trips or []) - len(rest)
+            total += best
+            del (trips or [])[:used]
         elif name == "dot_general":
             (lc, _), _ = params["dimension_numbers"]
             lhs = eqn.invars[0].aval
@@ -48,15 +56,19 @@ def _jaxpr_flops(jaxpr) -> float:
         else:
             inner = [v for v in params.values() if isinstance(v, jcore.ClosedJaxpr | jcore.Jaxpr)]
             if inner:
-                total += sum(_jaxpr_flops(j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j) for j in inner)
+                total += sum(
+                    _jaxpr_flops(j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j, trips) for j in inner
+                )
             elif name not in MOVES:
                 total += sum(_size(v.aval) for v in eqn.outvars)
     return total
 
 
-def count(f, *args) -> float:
-    """FLOPs of ``f(*args)`` with every loop counted as many times as it runs (module docstring)."""
-    return _jaxpr_flops(jax.make_jaxpr(f)(*args).jaxpr)
+def count(f, *args, trips=()) -> float:
+    """FLOPs of ``f(*args)`` with every loop counted as many times as it runs (module docstring).
+    ``trips``: how many times each ``while`` loop ran (an early-stopped fit's epochs), in the order the
+    jaxpr holds the loops; loops beyond the list count once."""
+    return _jaxpr_flops(jax.make_jaxpr(f)(*args).jaxpr, list(trips))
 
 
 def xla_flops(f, *args) -> float:

@@ -20,6 +20,7 @@ from marlow.errors import ConfigError
 from marlow.world.opponents import (
     Head,
     OpponentModels,
+    holdout_block,
     holdout_split,
     recommended_config,
 )
@@ -226,6 +227,21 @@ def test_holdout_split_disjoint_and_sized():
     train, hold = (np.asarray(x) for x in split(10, jnp.int32(7), 0.3, "oldest"))
     np.testing.assert_array_equal(np.flatnonzero(hold), [3, 4])
     np.testing.assert_array_equal(np.flatnonzero(train), [5, 6, 7, 8, 9])
+
+
+def test_holdout_block_holds_every_holdout_row():
+    """The fit evaluates its early-stopping criterion on :func:`holdout_block`'s rows only: they must hold
+    every holdout row, for any number of valid rows, with at most one row more than the fullest holdout."""
+    for window, ratio in ((10, 0.2), (10, 0.3), (3072, 0.2), (7, 0.7), (5, 0.01)):
+        for holdout in ("newest", "oldest"):
+            for n_valid in sorted({0, 1, 2, window // 3, window - 1, window}):
+                _, hold = holdout_split(window, jnp.int32(n_valid), ratio, holdout)
+                start, size = holdout_block(window, jnp.int32(n_valid), ratio, holdout)
+                start = int(start)
+                rows = np.flatnonzero(np.asarray(hold))
+                assert 0 <= start and start + size <= window
+                assert np.all((rows >= start) & (rows < start + size)), (window, ratio, holdout, n_valid)
+                assert size <= max(1, math.floor(ratio * window) + 1)
 
 
 def test_heads_multidiscrete_adds_and_gaussian_clips():

@@ -42,8 +42,9 @@ Training follows the reference code (docs/reference/aorpo.md): warm-started at e
 previous fit's best parameters and last Adam state), 80/20 split of the window, "epochs" of
 ``steps_per_epoch`` gradient steps, early stopping with ``patience`` inside a ``lax.while_loop`` bounded
 by ``max_epochs``, and the best parameters by the holdout criterion restored at the end (the warm start
-competes too: ours, so a call that only makes the model worse keeps it as it was). Inputs are
-standardised with the mean/std of the training rows, refitted at every call (ours: a deterministic
+competes too: ours, so a call that only makes the model worse keeps it as it was; the criterion reads
+only the block of rows that can hold the holdout, :func:`holdout_block`, a fifth of the window). Inputs
+are standardised with the mean/std of the training rows, refitted at every call (ours: a deterministic
 stand-in for the code's input BatchNorm, whose batch statistics make the output depend on the batch).
 The holdout rows both select the early-stopping point and measure eps, as in the code.
 
@@ -226,6 +227,17 @@ def holdout_split(window: int, n_valid, ratio: float, holdout: str = "newest"):
     return train.astype(jnp.float32), hold.astype(jnp.float32)
 
 
+def holdout_block(window: int, n_valid, ratio: float, holdout: str = "newest"):
+    """``(start, size)``: a block of ``size`` rows (static) from row ``start`` that holds every row of
+    :func:`holdout_split`'s ``hold`` (a contiguous block of at most floor(ratio * window) rows), so that
+    the holdout criterion is evaluated on it alone instead of on the whole window."""
+    size = max(1, min(window, int(ratio * window * (1.0 + 2.0**-22))))
+    if holdout == "newest":
+        return window - size, size
+    first = window - jnp.clip(jnp.asarray(n_valid, jnp.int32), 0, window)
+    return jnp.minimum(first, window - size), size
+
+
 def _masked_mean(values, weights):
     """sum(w v) / sum(w), NaN when there are no rows."""
     n = jnp.sum(weights)
@@ -294,12 +306,18 @@ class OpponentModels:
         head = self.heads[target]
         return _masked_mean(head.error(a, head.mode(self.nets[target].apply(params, x))), hold)
 
-    def _fit_one(self, target: str, params, opt_state, x, a, train, hold, key):
-        """Fit one copy (vmapped over the ego copies): early-stopped Adam on the training rows."""
+    def _fit_one(self, target: str, params, opt_state, x, a, train, hold, key, block=None):
+        """Fit one copy (vmapped over the ego copies): early-stopped Adam on the training rows. ``block``
+        (:func:`holdout_block`): the rows the holdout criterion reads (all rows when None)."""
         cfg = self.cfg
         window = x.shape[0]
         n_train = jnp.sum(train)
         p_train = train / jnp.maximum(n_train, 1.0)
+        if block is None:
+            xh, ah, wh = x, a, hold
+        else:
+            start, size = block
+            xh, ah, wh = (jax.lax.dynamic_slice_in_dim(v, start, size) for v in (x, a, hold))
 
         def loss(p, xb, ab, w):
             return jnp.sum(w * self._loss_rows(target, p, xb, ab)[0])
@@ -323,14 +341,14 @@ class OpponentModels:
             epoch, since_best, p, o, best_p, best_v, k = c
             k, k_steps = jax.random.split(k)
             (p, o), _ = jax.lax.scan(grad_step, (p, o), jax.random.split(k_steps, cfg.steps_per_epoch))
-            v = self._stop_value(target, p, x, a, hold)
+            v = self._stop_value(target, p, xh, ah, wh)
             better = v < best_v  # strict, as the code; NaN (no holdout rows) never improves
             best_p = jax.tree.map(lambda n, b: jnp.where(better, n, b), p, best_p)
             best_v = jnp.where(better, v, best_v)
             since_best = jnp.where(better, 0, since_best + 1)
             return epoch + 1, since_best, p, o, best_p, best_v, k
 
-        v0 = self._stop_value(target, params, x, a, hold)  # ours: the warm start competes too
+        v0 = self._stop_value(target, params, xh, ah, wh)  # ours: the warm start competes too
         c0 = (jnp.int32(0), jnp.int32(0), params, opt_state, params, v0, key)
         epochs, _, _, opt_state, best_p, _, _ = jax.lax.while_loop(cond, body, c0)
         return best_p, opt_state, epochs
@@ -364,6 +382,7 @@ class OpponentModels:
         cfg = self.cfg
         window = jax.tree.leaves(data["obs"])[0].shape[0]
         train, hold = holdout_split(window, n_valid, cfg.holdout_ratio, cfg.holdout)
+        block = holdout_block(window, n_valid, cfg.holdout_ratio, cfg.holdout)
         k_fit, k_err = jax.random.split(key)
         params, opt_state, mean, std, epochs = {}, {}, {}, {}, {}
         for j, k in zip(self.targets, jax.random.split(k_fit, len(self.targets)), strict=True):
@@ -376,7 +395,9 @@ class OpponentModels:
             else:
                 mean[j], std[j] = state.obs_mean[j], state.obs_std[j]
             xn = (x - mean[j]) / std[j]
-            fit = jax.vmap(lambda p, o, kk, j=j, xn=xn, a=a: self._fit_one(j, p, o, xn, a, train, hold, kk))
+            fit = jax.vmap(
+                lambda p, o, kk, j=j, xn=xn, a=a: self._fit_one(j, p, o, xn, a, train, hold, kk, block)
+            )
             params[j], opt_state[j], epochs[j] = fit(
                 state.params[j], state.opt_state[j], jax.random.split(k, self.num_copies[j])
             )
