@@ -230,8 +230,9 @@ def holdout_split(window: int, n_valid, ratio: float, holdout: str = "newest"):
 def holdout_block(window: int, n_valid, ratio: float, holdout: str = "newest"):
     """``(start, size)``: a block of ``size`` rows (static) from row ``start`` that holds every row of
     :func:`holdout_split`'s ``hold`` (a contiguous block of at most floor(ratio * window) rows), so that
-    the holdout criterion is evaluated on it alone instead of on the whole window."""
-    size = max(1, min(window, int(ratio * window * (1.0 + 2.0**-22))))
+    the holdout criterion is evaluated on it alone instead of on the whole window. One row more than
+    the largest holdout: ``holdout_split`` rounds in float32, this in float64."""
+    size = min(window, int(ratio * window * (1.0 + 2.0**-22)) + 1)
     if holdout == "newest":
         return window - size, size
     first = window - jnp.clip(jnp.asarray(n_valid, jnp.int32), 0, window)
