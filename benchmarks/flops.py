@@ -30,7 +30,7 @@ def _size(aval) -> int:
     return int(math.prod(getattr(aval, "shape", ()) or (1,)))
 
 
-def _jaxpr_flops(jaxpr, trips: list | None = None) -> float:
+def _jaxpr_flops(jaxpr, trips: list) -> float:
     total = 0.0
     for eqn in jaxpr.eqns:
         name, params = eqn.primitive.name, eqn.params
@@ -38,16 +38,18 @@ def _jaxpr_flops(jaxpr, trips: list | None = None) -> float:
             total += params["length"] * _jaxpr_flops(params["jaxpr"].jaxpr, trips)
         elif name == "while":  # trip count unknown: once, as XLA, unless the caller says how many
             n = trips.pop(0) if trips else 1
-            total += n * _jaxpr_flops(params["body_jaxpr"].jaxpr) + _jaxpr_flops(params["cond_jaxpr"].jaxpr)
+            total += n * _jaxpr_flops(params["body_jaxpr"].jaxpr, []) + _jaxpr_flops(
+                params["cond_jaxpr"].jaxpr, []
+            )
         elif name == "cond":  # the largest branch, and the loops of that branch take their trip counts
             best, used = 0.0, 0
             for branch in params["branches"]:
-                rest = list(trips or [])
+                rest = list(trips)
                 flops = _jaxpr_flops(branch.jaxpr, rest)
                 if flops >= best:
-                    best, used = flops, len(trips or []) - len(rest)
+                    best, used = flops, len(trips) - len(rest)
             total += best
-            del (trips or [])[:used]
+            del trips[:used]
         elif name == "dot_general":
             (lc, _), _ = params["dimension_numbers"]
             lhs = eqn.invars[0].aval
